@@ -1,0 +1,1 @@
+"""fcos3d.runtime.reference"""
