@@ -1,0 +1,62 @@
+"""Training checkpoints: a dict of tensors and plain metadata, written atomically, read with weights_only.
+
+Names follow HAT: ``<stage>-checkpoint-best.pth.tar`` and ``<stage>-checkpoint-last.pth.tar``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import Fcos3dError
+
+FORMAT = "fcos3d-checkpoint"
+FORMAT_VERSION = 1
+STAGES = ("float", "calibration", "qat")
+
+
+def checkpoint_path(work_dir: str | Path, stage: str, which: str) -> Path:
+    """``work_dir/<stage>-checkpoint-<which>.pth.tar`` with which in {best, last}."""
+    return Path(work_dir) / f"{stage}-checkpoint-{which}.pth.tar"
+
+
+def save_checkpoint(path: str | Path, *, stage: str, state_dict: dict, **extra: Any) -> Path:
+    """Atomically write a checkpoint (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(format=FORMAT, format_version=FORMAT_VERSION, stage=stage, state_dict=state_dict, **extra)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict:
+    """Read a checkpoint with ``weights_only=True``; refuse files that are not ours or of another stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise Fcos3dError(f"{path}: checkpoint not found; train that stage first or pass the right path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise Fcos3dError(f"{path}: not a loadable checkpoint ({first[:160]}); pass a file written by `fcos3d train`") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise Fcos3dError(f"{path}: not an fcos3d checkpoint (no '{FORMAT}' marker); pass a file written by `fcos3d train`")
+    if expected_stage is not None and ckpt.get("stage") != expected_stage:
+        raise Fcos3dError(
+            f"{path}: a {ckpt.get('stage')!r}-stage checkpoint where a {expected_stage!r} one is needed; "
+            f"pass {expected_stage}-checkpoint-best.pth.tar"
+        )
+    return ckpt

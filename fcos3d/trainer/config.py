@@ -1,0 +1,64 @@
+"""Experiment configs: plain Python files whose top-level names are HAT-shaped dicts, and one build().
+
+A dict's ``type`` is the class or function itself (no string registry); ``build`` instantiates nested
+dicts depth-first, so ``dict(type=FCOS3D, backbone=dict(type=EfficientNet, ...))`` becomes the object.
+"""
+
+from __future__ import annotations
+
+import inspect
+import runpy
+from pathlib import Path
+from typing import Any
+
+from ..errors import Fcos3dError
+
+__all__ = ["load_config", "build", "Lazy"]
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Run a config file and return its public top-level names (those not starting with "_")."""
+    path = Path(path)
+    if not path.is_file():
+        raise Fcos3dError(f"{path}: config file not found; pass a file from configs/, e.g. configs/fcos3d_efficientnetb0_synthetic.py")
+    try:
+        names = runpy.run_path(str(path), run_name="__fcos3d_config__")
+    except Exception as e:
+        raise Fcos3dError(f"{path}: the config failed to run ({type(e).__name__}: {e}); fix the config file") from None
+    cfg = {k: v for k, v in names.items() if not k.startswith("_") and not inspect.ismodule(v)}
+    cfg["__file__"] = str(path.resolve())
+    return cfg
+
+
+class Lazy(dict):
+    """A dict that ``build`` leaves alone: for arguments that the callee builds later itself."""
+
+
+def build(spec: Any, _where: str = "config", **overrides: Any) -> Any:
+    """Instantiate ``spec``: dicts with a callable ``type`` are called with their built arguments.
+
+    Lists, tuples and plain dicts are built element-wise; everything else is returned as is.
+    ``overrides`` are extra keyword arguments for the top-level call.
+    """
+    if isinstance(spec, Lazy):
+        return spec
+    if isinstance(spec, dict):
+        if "type" in spec:
+            fn = spec["type"]
+            if not callable(fn):
+                raise Fcos3dError(f"{_where}.type is {fn!r}, not a class or function: give the object itself, not its name")
+            kwargs = {k: build(v, f"{_where}.{k}") for k, v in spec.items() if k != "type"}
+            kwargs.update(overrides)
+            try:
+                inspect.signature(fn).bind(**kwargs)
+            except TypeError as e:
+                raise Fcos3dError(f"{_where}: {getattr(fn, '__name__', fn)} {e}; check the keys of this dict in the config") from None
+            except ValueError:  # builtins without a signature
+                pass
+            return fn(**kwargs)
+        return {k: build(v, f"{_where}.{k}") for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [build(v, f"{_where}[{i}]") for i, v in enumerate(spec)]
+    if isinstance(spec, tuple):
+        return tuple(build(v, f"{_where}[{i}]") for i, v in enumerate(spec))
+    return spec
