@@ -80,6 +80,19 @@ class FCOS3DLoss:
         self.loss_weights = dict(loss_weights or {})
         self.skip_no_attribute = skip_no_attribute
 
+    @staticmethod
+    def _global_mean(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A normaliser averaged over DDP processes (itself in one process).
+
+        Each process divides its sums by the mean of the per-process counts, so the gradients DDP averages
+        equal those of one process normalising the combined batch by its total count.
+        """
+        t = torch.as_tensor(value, dtype=like.dtype, device=like.device).detach().clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(t)
+            t = t / torch.distributed.get_world_size()
+        return t
+
     def _reg(self, pred: torch.Tensor, target: torch.Tensor, cols: slice, num_pos: float) -> torch.Tensor:
         """Weighted SmoothL1 summed over the group's channels and positives, / positives. NaN targets masked."""
         w = torch.tensor(self.code_weights[cols], dtype=pred.dtype, device=pred.device)  # (k,)
@@ -95,10 +108,14 @@ class FCOS3DLoss:
         num_pos = int(pos.sum())
 
         onehot = F.one_hot(labels.clamp(max=self.num_classes), self.num_classes + 1)[..., :-1].to(cls.dtype)
-        losses = {"loss_cls": sigmoid_focal_loss(cls, onehot, self.gamma, self.alpha) / (num_pos + N)}
+        losses = {"loss_cls": sigmoid_focal_loss(cls, onehot, self.gamma, self.alpha) / self._global_mean(num_pos + N, cls)}
 
         heads = {h: flatten_levels(raw[h])[pos] for h in raw if h != "cls_score"}  # {h: (num_pos, C_h)}
+        # Every process must run the same collectives in the same order, positives or not.
+        n = self._global_mean(float(num_pos), cls).clamp(min=1.0)
         if num_pos == 0:
+            if "attr" in raw:
+                self._global_mean(0.0, cls)
             # Zero losses that still touch every output, so DDP sees gradients for all parameters.
             zero = {h: flatten_levels(raw[h]).sum() * 0.0 for h in raw}
             names = {"offset": "loss_offset", "depth": "loss_depth", "size": "loss_size", "rot": "loss_rot",
@@ -108,7 +125,6 @@ class FCOS3DLoss:
 
         bbox = targets["bbox"][pos]  # (num_pos, 9)
         ctr_t = targets["centerness"][pos]  # (num_pos,)
-        n = float(num_pos)
         losses["loss_offset"] = self._reg(heads["offset"], bbox[:, 0:2], slice(0, 2), n)
         losses["loss_depth"] = self._reg(torch.exp(heads["depth"].clamp(max=EXP_CLAMP)), bbox[:, 2:3], slice(2, 3), n)
         losses["loss_size"] = self._reg(torch.exp(heads["size"].clamp(max=EXP_CLAMP)), bbox[:, 3:6], slice(3, 6), n)
@@ -126,8 +142,8 @@ class FCOS3DLoss:
                 keep &= attr_t != NO_ATTRIBUTE
             ce = F.cross_entropy(heads["attr"], attr_t.clamp(min=0), reduction="none")  # (num_pos,)
             w = ctr_t * keep
-            losses["loss_attr"] = (ce * w).sum() / w.sum().clamp(min=1e-6)
-        losses["loss_centerness"] = F.binary_cross_entropy_with_logits(heads["centerness"][:, 0], ctr_t)
+            losses["loss_attr"] = (ce * w).sum() / self._global_mean(w.sum(), ce).clamp(min=1e-6)
+        losses["loss_centerness"] = F.binary_cross_entropy_with_logits(heads["centerness"][:, 0], ctr_t, reduction="sum") / n
         return self._weighted(losses)
 
     def _weighted(self, losses: dict) -> dict:
