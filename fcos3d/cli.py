@@ -85,7 +85,7 @@ def data() -> None:
 @click.option("--version", default="v1.0-mini", show_default=True, help="Version folder name. v1.0-mini uses the official mini scene names and splits; v1.0-trainval official train/val names; any other name writes splits.json.")
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed gives byte-identical output.")
 @click.option("--scenes", default=None, type=int, help="Number of scenes (default: 10; v1.0-mini allows at most 10).")
-@click.option("--samples-per-scene", default=None, type=int, help="Key frames per scene (default: 10, one every 0.5 s).")
+@click.option("--samples-per-scene", default=None, type=int, help="Key frames per scene (default: 20, one every 0.5 s).")
 @click.option("--image-size", default="800x450", show_default=True, help="Camera image size WIDTHxHEIGHT; intrinsics scale with it.")
 def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
     """Write a synthetic dataset in the exact nuScenes on-disk format.
