@@ -139,6 +139,110 @@ def data_show(data_path, index, save_path):
     click.echo(f"wrote {path}")
 
 
+def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE, e.g. --set data_root=demo_out/nuscenes_lmdb")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+_SET_HELP = "Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb."
+
+
+def print_metrics(title: str, metrics: dict) -> None:
+    from .eval.nuscenes_metric import METRICS_TABLE_HEADER, format_metrics_table
+
+    print_table(title, format_metrics_table(metrics), METRICS_TABLE_HEADER)
+
+
+class _RichReporter:
+    """Draws the training loop's progress: a bar with the losses and the lr, and a table per validation."""
+
+    def __init__(self, stage: str):
+        self.stage, self.bar, self.task = stage, None, None
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"[bold]train {self.stage}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                            console=_console())
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=total_steps, completed=start_step, info="")
+
+    def on_step(self, step: int, losses: dict, lr: float) -> None:
+        info = f"loss {sum(losses.values()):.3f} (cls {losses.get('loss_cls', 0):.3f} depth {losses.get('loss_depth', 0):.3f}) lr {lr:.2e}"
+        self.bar.update(self.task, completed=step, info=info)
+
+    def on_validation(self, epoch: int, metrics: dict) -> None:
+        self.bar.console.print(f"[bold]epoch {epoch}[/bold]: NDS {metrics['NDS']:.4f}  mAP {metrics['mAP']:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@cli.command("train")
+@click.option("--stage", type=click.Choice(["float", "calibration", "qat"]), required=True, help="Which stage to train: float first, then calibration, then qat.")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config, e.g. configs/fcos3d_efficientnetb0_synthetic.py.")
+@click.option("--resume", is_flag=True, help="Continue from <ckpt_dir>/<stage>-checkpoint-last.pth.tar (mid-epoch too).")
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def train_cmd(stage, config_path, resume, sets):
+    """Train a stage on one CPU/GPU, or many GPUs under torchrun (DDP + SyncBN).
+
+    \b
+    Checkpoints go to the config's ckpt_dir: <stage>-checkpoint-last.pth.tar every few steps and
+    <stage>-checkpoint-best.pth.tar (by val NDS); TensorBoard curves to <ckpt_dir>/tensorboard:
+      tensorboard --logdir work_dirs/fcos3d_efficientnetb0_synthetic/tensorboard
+    \b
+    Many GPUs:
+      torchrun --nproc_per_node 4 -m fcos3d.cli train --stage float --config configs/fcos3d_efficientnetb0_nuscenes.py
+    """
+    import os
+
+    from .trainer.config import load_config
+    from .trainer.stages import run_train
+
+    cfg = load_config(config_path, _overrides(sets))
+    main_process = os.environ.get("RANK", "0") == "0"
+    reporter = _RichReporter(stage) if main_process else None
+    try:
+        summary = run_train(cfg, stage, resume=resume, reporter=reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    if main_process:
+        best = summary["best"]
+        rows = [("steps", summary["steps"]), ("last checkpoint", summary["last"])]
+        if best.get("NDS", float("-inf")) > float("-inf"):
+            rows += [("best NDS", f"{best['NDS']:.4f}"), ("best mAP", f"{best['mAP']:.4f}"), ("best epoch", best["epoch"]),
+                     ("best checkpoint", summary["best_path"])]
+        print_table(f"train {stage}", rows, ("item", "value"))
+
+
+@cli.command("predict")
+@click.option("--stage", type=click.Choice(["float", "calibration", "qat", "int_infer"]), required=True, help="Which stage's model predicts.")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
+@click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="Checkpoint (default: <ckpt_dir>/<stage>-checkpoint-best.pth.tar).")
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def predict_cmd(stage, config_path, ckpt, sets):
+    """Predict the val split and score it with the official nuScenes metric (NDS, mAP, TP errors).
+
+    Writes <ckpt_dir>/predict/<stage>/results_nusc.json (the devkit's result format) and metrics.json.
+    """
+    from .trainer.config import load_config
+    from .trainer.stages import run_predict
+
+    cfg = load_config(config_path, _overrides(sets))
+    with progress_bar(f"predict {stage}") as progress:
+        metrics = run_predict(cfg, stage, ckpt=ckpt, progress=progress)
+    print_metrics(f"{stage}: NDS {metrics['NDS']:.4f}  mAP {metrics['mAP']:.4f}", metrics)
+    click.echo(f"results: {metrics['result_file']}")
+
+
 @cli.command("demo")
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(path_type=Path), help="Folder for everything the demo makes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")

@@ -86,6 +86,9 @@ class FCOS3DHead(nn.Module):
             separable layers before each prediction conv (reg_branch: one tuple per reg group).
         pred_attrs / num_attrs, pred_velo, use_direction_classifier / num_dir_bins: optional outputs.
         prior_prob: initial foreground probability of the class logits (bias -log((1 - p) / p)).
+        depth_bias_init, size_bias_init: optional initial biases of the depth (1) and size (3) outputs,
+            log of a typical depth / [w, l, h] in metres. HAT and mmdet3d start at 0 (1 m), which costs
+            many early steps of a short training run; None keeps their behaviour.
         bn_eps, bn_momentum: BatchNorm settings.
 
     forward(feats: list of (N, in_channels, H_i, W_i)) -> {name: [one raw tensor per level]}, names in
@@ -100,7 +103,8 @@ class FCOS3DHead(nn.Module):
                  pred_attrs: bool = True, num_attrs: int = 9, pred_velo: bool = True,
                  use_direction_classifier: bool = True, num_dir_bins: int = 2,
                  dir_branch: Sequence[int] = (256,), attr_branch: Sequence[int] = (256,),
-                 centerness_branch: Sequence[int] = (64,), prior_prob: float = 0.01, bn_eps: float = 1e-5,
+                 centerness_branch: Sequence[int] = (64,), prior_prob: float = 0.01,
+                 depth_bias_init: float | None = None, size_bias_init: Sequence[float] | None = None, bn_eps: float = 1e-5,
                  bn_momentum: float = 0.1):
         super().__init__()
         group_reg_dims = tuple(group_reg_dims)
@@ -122,6 +126,12 @@ class FCOS3DHead(nn.Module):
                 centerness_branch, num_dir_bins, bn)
         self.levels = nn.ModuleList(HeadLevel(*args) for _ in self.strides)
         self._init_weights(prior_prob)
+        reg_outs = dict(zip(self.reg_names, self.levels[0].reg_outs))
+        with torch.no_grad():
+            if depth_bias_init is not None:
+                reg_outs["depth"].pw.bias.fill_(float(depth_bias_init))
+            if size_bias_init is not None:
+                reg_outs["size"].pw.bias.copy_(torch.as_tensor(size_bias_init, dtype=torch.float32))
         for level in self.levels[1:]:
             _tie_convs(level, self.levels[0])
 

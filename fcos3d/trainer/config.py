@@ -13,18 +13,52 @@ from typing import Any
 
 from ..errors import Fcos3dError
 
-__all__ = ["load_config", "build", "Lazy"]
+__all__ = ["load_config", "build", "Lazy", "param"]
+
+# Values given on the command line (``--set name=value``) for the config being loaded.
+_OVERRIDES: dict[str, Any] = {}
+_USED: set[str] = set()
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Run a config file and return its public top-level names (those not starting with "_")."""
+def param(name: str, default: Any) -> Any:
+    """A config value the user may override with ``--set name=value`` (e.g. data_root, ckpt_dir).
+
+    The override arrives as text and is converted to the default's type (int, float, bool, str).
+    """
+    if name not in _OVERRIDES:
+        return default
+    _USED.add(name)
+    value = _OVERRIDES[name]
+    if isinstance(default, bool):
+        return str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, (int, float)) and isinstance(value, str):
+        return type(default)(value)
+    return value
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a config file and return its public top-level names (those not starting with "_").
+
+    overrides: values for the config's ``param(name, default)`` calls; a name the config does not
+    declare is an error (a typo must not be silently ignored).
+    """
     path = Path(path)
     if not path.is_file():
         raise Fcos3dError(f"{path}: config file not found; pass a file from configs/, e.g. configs/fcos3d_efficientnetb0_synthetic.py")
+    _OVERRIDES.clear()
+    _OVERRIDES.update(overrides or {})
+    _USED.clear()
     try:
         names = runpy.run_path(str(path), run_name="__fcos3d_config__")
+    except Fcos3dError:
+        raise
     except Exception as e:
         raise Fcos3dError(f"{path}: the config failed to run ({type(e).__name__}: {e}); fix the config file") from None
+    finally:
+        unused = set(_OVERRIDES) - _USED
+        _OVERRIDES.clear()
+    if unused:
+        raise Fcos3dError(f"{path}: --set {sorted(unused)[0]}=... names no param() of this config; check the spelling")
     cfg = {k: v for k, v in names.items() if not k.startswith("_") and not inspect.ismodule(v)}
     cfg["__file__"] = str(path.resolve())
     return cfg

@@ -141,7 +141,10 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
     # 4. optimiser, schedule, AMP
     opt_spec = dict(tcfg.optimizer)
     optimizer = opt_spec.pop("type")(model, **opt_spec)
-    schedule = LrSchedule(base_lr=opt_spec["lr"], total_steps=tcfg.epochs * steps_per_epoch, **tcfg.lr_schedule)
+    sched_spec = dict(tcfg.lr_schedule)
+    if "milestone_epochs" in sched_spec:  # epochs are what users think in; the schedule counts steps
+        sched_spec["milestones"] = tuple(int(e * steps_per_epoch) for e in sched_spec.pop("milestone_epochs"))
+    schedule = LrSchedule(base_lr=opt_spec["lr"], total_steps=tcfg.epochs * steps_per_epoch, **sched_spec)
     use_amp = tcfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 

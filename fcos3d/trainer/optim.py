@@ -14,11 +14,13 @@ _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: conv/linear weights (decayed) and everything else (no decay)."""
-    decay, no_decay = [], []
+    decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
+            # Tied parameters (the head's convs shared across levels) appear under several modules.
+            if not p.requires_grad or id(p) in seen:
                 continue
+            seen.add(id(p))
             if name == "weight" and not isinstance(module, _NORM_TYPES) and p.ndim > 1:
                 decay.append(p)
             else:

@@ -47,3 +47,13 @@ def test_load_config(tmp_path):
     bad.write_text("x = 1/0\n")
     with pytest.raises(Fcos3dError, match="ZeroDivisionError"):
         load_config(bad)
+
+
+def test_param_overrides(tmp_path):
+    p = tmp_path / "cfg.py"
+    p.write_text("from fcos3d.trainer.config import param\nroot = param('root', 'data')\nepochs = param('epochs', 3)\n")
+    assert load_config(p)["root"] == "data"
+    cfg = load_config(p, {"root": "elsewhere", "epochs": "7"})
+    assert cfg["root"] == "elsewhere" and cfg["epochs"] == 7
+    with pytest.raises(Fcos3dError, match="--set typo=... names no param"):
+        load_config(p, {"typo": "1"})
