@@ -1,0 +1,284 @@
+"""Integer kernels of the simulator: int8 conv -> int32, max pool, nearest resize, in numpy.
+
+Each kernel is the executable form of one op of docs/int8.md section 4; requantisation is not here but in
+fixedpoint.py (the one rounding rule). Every docstring states the formula, the rounding and the overflow bound.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+from .fixedpoint import INT8_MIN, INT32_MAX, accumulator_bound
+
+__all__ = [
+    "FLOAT32_EXACT",
+    "FLOAT64_EXACT",
+    "COORDINATE_MODES",
+    "NEAREST_MODES",
+    "conv_output_size",
+    "pad_nchw",
+    "im2col",
+    "conv2d_int8",
+    "maxpool2d_int8",
+    "nearest_indices",
+    "resize_nearest",
+]
+
+# Integers of magnitude <= these are exact in float32 / float64 (24 / 53 significand bits).
+FLOAT32_EXACT = 2**24
+FLOAT64_EXACT = 2**53
+
+
+def _require_int8(name: str, x: np.ndarray, ndim: int) -> None:
+    if x.dtype != np.int8 or x.ndim != ndim:
+        raise TypeError(f"{name} must be an int8 array with {ndim} dims, got {x.dtype} with shape {x.shape}")
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
+    """Output length of a conv / pool window along one axis: ``floor((size + pads - kernel) / stride) + 1``."""
+    span = size + pad_begin + pad_end - kernel
+    if span < 0 or stride < 1:
+        raise ValueError(
+            f"window of {kernel} (stride {stride}, pads {pad_begin}+{pad_end}) does not fit an input of {size}"
+        )
+    return span // stride + 1
+
+
+def pad_nchw(x: np.ndarray, pads: tuple[int, int, int, int], value: int) -> np.ndarray:
+    """Pad the two spatial axes of NCHW ``x``; ``pads = (top, left, bottom, right)`` as ONNX orders them."""
+    top, left, bottom, right = pads
+    if min(pads) < 0:
+        raise ValueError(f"negative pads {pads} are not supported")
+    if not any(pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def im2col(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dtype: np.dtype | type = np.float64,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Conv input patches as columns: (N, C, H, W) -> (N, C*kh*kw, Ho*Wo) in ``dtype``, zero padded.
+
+    Row ``c*kh*kw + i*kw + j`` of column ``p = oy*Wo + ox`` holds ``x_pad[n, c, oy*sh + i, ox*sw + j]``:
+    the order of a flattened OIHW weight, so ``conv = W.reshape(O, -1) @ cols``. A copy (no rounding:
+    int8 values are exact in every float type). Returns ``(cols, (Ho, Wo))``.
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = strides
+    ho = conv_output_size(h, kh, sh, pads[0], pads[2])
+    wo = conv_output_size(w, kw, sw, pads[1], pads[3])
+    xp = pad_nchw(x, pads, 0)
+    cols = np.empty((n, c, kh * kw, ho, wo), dtype=dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i * kw + j] = xp[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+    return cols.reshape(n, c * kh * kw, ho * wo), (ho, wo)
+
+
+def conv2d_int8(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    strides: tuple[int, int] = (1, 1),
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    groups: int = 1,
+) -> np.ndarray:
+    """int8 conv with int32 bias -> exact int32 accumulator (docs/int8.md 4.2, 4.3).
+
+    Formula: ``acc[n, o, y, x] = bias[o] + sum_{c, i, j} x_pad[n, g*Cg + c, y*sh + i, x*sw + j] * w[o, c, i, j]``
+    with ``g = o // (O / groups)``, ``Cg = C / groups``, zero padding (the zero point, so exact),
+    dilation 1. ``pads = (top, left, bottom, right)``.
+    Rounding: none; the result is the exact integer.
+    Overflow bound: ``|acc| <= K * 128 * max|w| + max|bias|`` (``fixedpoint.accumulator_bound``,
+    ``K = Cg * kh * kw``); ValueError if it exceeds int32 (outside the contract). The products are summed
+    in a float GEMM: every partial sum, in any order, is an integer of magnitude <= ``K * 128 * max|w|``,
+    so float32 is exact when that is < 2**24 and float64 when < 2**53 (the dtype is chosen by the bound;
+    the bias is added afterwards in int32). Depthwise-style convs (``Cg == 1``) accumulate their
+    ``kh * kw`` taps directly in int32 instead.
+
+    Shapes: x (N, C, H, W) int8, weight (O, C/groups, kh, kw) int8, bias (O,) int32 or None ->
+    (N, O, Ho, Wo) int32.
+    """
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    _require_int8("conv2d_int8: x", x, 4)
+    _require_int8("conv2d_int8: weight", weight, 4)
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    if groups < 1 or c != cg * groups or o % groups:
+        raise ValueError(
+            f"conv2d_int8: input channels {c}, weight {weight.shape} and groups {groups} do not agree "
+            "(need C == C_in/groups * groups and C_out divisible by groups)"
+        )
+    if bias is None:
+        bias = np.zeros(o, dtype=np.int32)
+    bias = np.asarray(bias)
+    if bias.dtype.kind not in "iu" or bias.shape != (o,):
+        raise TypeError(f"conv2d_int8: bias must be an integer array of shape ({o},), got {bias.dtype} {bias.shape}")
+    fan_in = cg * kh * kw
+    max_w = int(np.abs(weight.astype(np.int16)).max()) if weight.size else 0
+    max_b = int(np.abs(bias.astype(np.int64)).max()) if bias.size else 0
+    products_bound = accumulator_bound(fan_in, 0, max_w)
+    if products_bound + max_b > INT32_MAX:
+        raise ValueError(
+            f"conv2d_int8: accumulator bound {products_bound} + |bias| {max_b} exceeds int32 "
+            f"(fan-in {fan_in}); the quantiser must keep |bias| < 2**31 - K*128*127 (docs/int8.md 4.2)"
+        )
+    bias32 = bias.astype(np.int32).reshape(1, o, 1, 1)
+    sh, sw = strides
+    if cg == 1:  # depthwise (possibly with a channel multiplier): kh*kw int32 multiply-adds per output
+        return _depthwise_int32(x, weight, bias32, strides, pads)
+    dtype = np.float32 if products_bound < FLOAT32_EXACT else np.float64
+    assert products_bound < FLOAT64_EXACT  # implied by the int32 check above; kept as the stated precondition
+    if kh == kw == 1 and strides == (1, 1) and not any(pads):
+        cols, (ho, wo) = x.reshape(n, c, h * w).astype(dtype), (h, w)  # (N, C, H*W): 1x1 needs no patches
+    else:
+        cols, (ho, wo) = im2col(x, (kh, kw), strides, pads, dtype)  # (N, C*kh*kw, Ho*Wo)
+    cols = cols.reshape(n, groups, fan_in, ho * wo)  # (N, G, K, P)
+    wmat = weight.reshape(groups, o // groups, fan_in).astype(dtype)  # (G, O/G, K)
+    acc = np.matmul(wmat, cols)  # (N, G, O/G, P), exact integers
+    return acc.reshape(n, o, ho, wo).astype(np.int32) + bias32
+
+
+# Output elements per block of the depthwise loop: the block's int32 input and accumulator stay in cache.
+_DEPTHWISE_BLOCK = 2**16
+
+
+def _depthwise_int32(
+    x: np.ndarray, weight: np.ndarray, bias32: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int]
+) -> np.ndarray:
+    """The ``C_in / groups == 1`` case of ``conv2d_int8``, tap by tap in int32 over blocks of channels.
+
+    Output channel ``o`` reads input channel ``o // (O / C)``. Exact: each partial sum is bounded by
+    ``conv2d_int8``'s checked accumulator bound, which fits int32.
+    """
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    sh, sw = strides
+    ho = conv_output_size(h, kh, sh, pads[0], pads[2])
+    wo = conv_output_size(w, kw, sw, pads[1], pads[3])
+    xp = pad_nchw(x, pads, 0)
+    taps = weight.reshape(o, kh * kw).astype(np.int32)
+    out = np.empty((n, o, ho, wo), dtype=np.int32)
+    step = max(1, _DEPTHWISE_BLOCK // (n * ho * wo))
+    for o0 in range(0, o, step):
+        o1 = min(o, o0 + step)
+        src = xp[:, np.arange(o0, o1) // (o // c)].astype(np.int32)  # (N, B, Hp, Wp)
+        acc = out[:, o0:o1]  # (N, B, Ho, Wo) view
+        acc[...] = bias32[:, o0:o1]
+        tmp = np.empty_like(acc)
+        for i in range(kh):
+            for j in range(kw):
+                tap = src[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+                np.multiply(tap, taps[o0:o1, i * kw + j].reshape(1, -1, 1, 1), out=tmp)
+                acc += tmp
+    return out
+
+
+def maxpool2d_int8(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> np.ndarray:
+    """int8 max pool (docs/int8.md 4.5); the scale is unchanged.
+
+    Formula: ``y[n, c, oy, ox] = max_{i, j} x_pad[n, c, oy*sh + i, ox*sw + j]`` with ``x_pad`` padded by
+    -128, dilation 1, floor output size (ONNX ``ceil_mode = 0``).
+    Why -128 is ONNX's padding: ONNX MaxPool pads with -inf. A window holding at least one real element
+    has a max >= -128 anyway, so the -128 pads never win; a window made of padding only (possible in
+    ONNX when a pad >= the kernel) gives -inf there, which the following QuantizeLinear saturates to
+    -128 (and onnxruntime's int8 MaxPool pads with the int8 minimum): -128 again. So the result equals
+    ONNX in every case. Max commutes with the positive scale, so DQ -> MaxPool -> Q(same scale) is this.
+    Rounding: none. Overflow: none (a selection of input values). Shapes: (N, C, H, W) -> (N, C, Ho, Wo).
+    """
+    x = np.asarray(x)
+    _require_int8("maxpool2d_int8: x", x, 4)
+    _, _, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = strides
+    ho = conv_output_size(h, kh, sh, pads[0], pads[2])
+    wo = conv_output_size(w, kw, sw, pads[1], pads[3])
+    xp = pad_nchw(x, pads, INT8_MIN)
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+            y = tap.copy() if y is None else np.maximum(y, tap, out=y)
+    return y
+
+
+# ONNX Resize (mode "nearest") index rules this simulator implements exactly.
+COORDINATE_MODES = ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners")
+NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
+
+
+@lru_cache(maxsize=256)
+def _nearest_indices_cached(
+    in_size: int, out_size: int, scale: Fraction, coordinate_mode: str, nearest_mode: str
+) -> np.ndarray:
+    half = Fraction(1, 2)
+    idx = np.empty(out_size, dtype=np.intp)
+    for dst in range(out_size):
+        if coordinate_mode == "asymmetric":
+            src = dst / scale
+        elif coordinate_mode == "half_pixel":
+            src = (dst + half) / scale - half
+        elif coordinate_mode == "pytorch_half_pixel":
+            src = (dst + half) / scale - half if out_size > 1 else Fraction(0)
+        elif coordinate_mode == "tf_half_pixel_for_nn":
+            src = (dst + half) / scale
+        else:  # align_corners
+            src = Fraction(dst * (in_size - 1), out_size - 1) if out_size > 1 else Fraction(0)
+        if nearest_mode == "floor":
+            k = math.floor(src)
+        elif nearest_mode == "ceil":
+            k = math.ceil(src)
+        elif nearest_mode == "round_prefer_floor":
+            k = math.ceil(src - half)
+        else:  # round_prefer_ceil
+            k = math.floor(src + half)
+        idx[dst] = min(max(k, 0), in_size - 1)
+    idx.flags.writeable = False
+    return idx
+
+
+def nearest_indices(
+    in_size: int, out_size: int, scale: Fraction, coordinate_mode: str = "asymmetric", nearest_mode: str = "floor"
+) -> np.ndarray:
+    """Source index of each output position of an ONNX nearest Resize along one axis, in exact rationals.
+
+    Formula (ONNX Resize): ``x_src = transform(dst)`` by ``coordinate_mode`` (asymmetric: ``dst / scale``;
+    half_pixel: ``(dst + 1/2) / scale - 1/2``; pytorch_half_pixel: as half_pixel, 0 when out_size == 1;
+    tf_half_pixel_for_nn: ``(dst + 1/2) / scale``; align_corners: ``dst * (in - 1) / (out - 1)``), then
+    ``nearest_mode`` (floor, ceil, round_prefer_floor = ``ceil(x - 1/2)``, round_prefer_ceil =
+    ``floor(x + 1/2)``), then clamped to ``[0, in_size - 1]``. ``scale`` is the exact rational value of the
+    stored float32 scale, or ``out / in`` when the graph gives sizes. Computed with ``fractions.Fraction``
+    so ties are decided exactly (onnxruntime evaluates the same formula in float32). torch's
+    ``interpolate(mode="nearest", scale_factor=2)`` exports asymmetric + floor: ``src = floor(dst / 2)``.
+    Returns a read-only int array of length ``out_size``.
+    """
+    if coordinate_mode not in COORDINATE_MODES or nearest_mode not in NEAREST_MODES:
+        raise ValueError(f"nearest_indices: unsupported modes {coordinate_mode!r} / {nearest_mode!r}")
+    if in_size < 1 or out_size < 1 or scale <= 0:
+        raise ValueError(f"nearest_indices: bad sizes {in_size} -> {out_size} or scale {scale}")
+    return _nearest_indices_cached(int(in_size), int(out_size), Fraction(scale), coordinate_mode, nearest_mode)
+
+
+def resize_nearest(x: np.ndarray, index_h: np.ndarray, index_w: np.ndarray) -> np.ndarray:
+    """Nearest resize as a gather: ``y[n, c, i, j] = x[n, c, index_h[i], index_w[j]]`` (docs/int8.md 4.5).
+
+    The indices come from ``nearest_indices``. Rounding: none; overflow: none (a copy); the scale is
+    unchanged. Shapes: (N, C, H, W) -> (N, C, len(index_h), len(index_w)); any dtype.
+    """
+    x = np.asarray(x)
+    return np.take(np.take(x, index_h, axis=2), index_w, axis=3)

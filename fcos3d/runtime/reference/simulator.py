@@ -1,0 +1,224 @@
+"""The integer simulator: runs a QDQ ONNX graph in integer arithmetic exactly as docs/int8.md specifies.
+
+The executable specification that the torch int model and the compiled TVM module must equal bit for bit:
+graph.py reads the patterns, kernels.py and fixedpoint.py compute; nothing here rounds on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+import numpy as np
+
+from . import fixedpoint as fx
+from . import kernels
+from .graph import Add, Concat, Conv, IntGraph, IntOp, MaxPool, ResizeNearest, parse_qdq
+
+__all__ = ["Simulator", "run_op"]
+
+
+# Elements per call of fixedpoint.requantize_int8: its int64 temporaries then stay in cache (about 2.5x
+# faster on a 256 x 64 x 112 accumulator than one call on the whole tensor).
+_REQUANT_CHUNK = 2**17
+
+
+def _requantize_channels(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, relu: bool) -> np.ndarray:
+    """``fixedpoint.requantize_int8(acc, m, shift, axis=1, relu)`` applied to blocks of channels.
+
+    Elementwise, so the result is the same integers as one call on the whole tensor.
+    """
+    c = acc.shape[1]
+    step = max(1, _REQUANT_CHUNK // max(1, acc[:, :1].size))
+    if step >= c:
+        return fx.requantize_int8(acc, multiplier, shift, axis=1, relu=relu)
+    out = np.empty(acc.shape, dtype=np.int8)
+    for c0 in range(0, c, step):
+        sl = slice(c0, c0 + step)
+        out[:, sl] = fx.requantize_int8(acc[:, sl], multiplier[sl], shift[sl], axis=1, relu=relu)
+    return out
+
+
+def _conv(op: Conv, x: np.ndarray) -> np.ndarray:
+    """acc = conv(x, W) + bias (int32, exact); int32 head output, or requantised per channel to int8."""
+    acc = kernels.conv2d_int8(x, op.weight, op.bias, op.strides, op.pads, op.groups)  # (N, O, Ho, Wo) int32
+    if op.int32_output:
+        return acc
+    return _requantize_channels(acc, op.multiplier, op.shift, op.relu)
+
+
+def _add(op: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """docs/int8.md 4.4: both inputs into the common int32 domain, add, one requantisation."""
+    return fx.add_requantize(a, b, op.rescale, relu=op.relu)
+
+
+def _resize(op: ResizeNearest, x: np.ndarray) -> np.ndarray:
+    """Nearest resize: index maps from the runtime input size, then a gather."""
+    h, w = x.shape[2:]
+    if op.sizes is not None:
+        if tuple(op.sizes[:2]) != x.shape[:2]:
+            raise ValueError(f"{op.name}: Resize sizes {op.sizes} must keep N and C of the input {x.shape}")
+        oh, ow = op.sizes[2:]
+        sh, sw = Fraction(oh, h), Fraction(ow, w)
+    else:
+        sh, sw = op.scales
+        oh, ow = int(h * sh), int(w * sw)  # ONNX: floor(in * scale), exact in rationals
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op.name}: resize of {h}x{w} by {op.scales} gives an empty output")
+    index_h = kernels.nearest_indices(h, oh, sh, op.coordinate_mode, op.nearest_mode)
+    index_w = kernels.nearest_indices(w, ow, sw, op.coordinate_mode, op.nearest_mode)
+    return kernels.resize_nearest(x, index_h, index_w)
+
+
+def _maxpool(op: MaxPool, x: np.ndarray) -> np.ndarray:
+    return kernels.maxpool2d_int8(x, op.kernel, op.strides, op.pads)
+
+
+def _concat(op: Concat, *xs: np.ndarray) -> np.ndarray:
+    """Inputs with another scale are requantised to the output's (requantize + saturate), then copied."""
+    parts = [
+        x if r is None else fx.requantize_int8(x, r[0], r[1]) for x, r in zip(xs, op.rescales, strict=True)
+    ]
+    return np.concatenate(parts, axis=op.axis)
+
+
+# One explicit dispatch table: op class -> kernel(op, *inputs).
+_KERNELS = {Conv: _conv, Add: _add, ResizeNearest: _resize, MaxPool: _maxpool, Concat: _concat}
+
+
+def run_op(op: IntOp, *inputs: np.ndarray) -> np.ndarray:
+    """Execute one integer op on its int8 inputs (int8 result, or int32 for a head conv).
+
+    Public so that a validator can run a single op on tensors taken from another implementation.
+    """
+    return _KERNELS[type(op)](op, *inputs)
+
+
+class Simulator:
+    """Integer execution of a QDQ ONNX model (a path or an ``onnx.ModelProto``).
+
+    - ``run(x)``: int8 image(s) -> ``{output name: raw integers}``: int8 activations, int32 head outputs.
+    - ``quantize_input(image)``: the normalised float image -> the int8 input.
+    - ``output_scales``: ``{name: float64 1-D scales}`` with ``float = int * scales`` along axis 1.
+    - ``run_float(x)``: ``run`` followed by that dequantisation (float64).
+
+    ``graph`` (an ``IntGraph``) holds the integer ops and their constants.
+    """
+
+    def __init__(self, model):
+        self.graph: IntGraph = parse_qdq(model)
+        self._last_use = self._last_uses()
+
+    # -- description --------------------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.graph.outputs]
+
+    @property
+    def input_scales(self) -> dict[str, float]:
+        """Per input, the int8 scale (1/128 for the image, docs/int8.md 4.1)."""
+        return {i.name: i.scale for i in self.graph.inputs}
+
+    @property
+    def output_scales(self) -> dict[str, np.ndarray]:
+        """Per output, float64 1-D scales along the channel axis: (C,) for int32 heads, (1,) for int8."""
+        return {o.name: o.scales.copy() for o in self.graph.outputs}
+
+    @property
+    def output_dtypes(self) -> dict[str, str]:
+        return {o.name: o.dtype for o in self.graph.outputs}
+
+    # -- execution ----------------------------------------------------------------------------------------
+
+    def quantize_input(self, image: np.ndarray, name: str | None = None) -> np.ndarray:
+        """Normalised float image -> int8: ``clamp(floor(image / s + 1/2), -128, 127)``, computed in float64.
+
+        Rounding: to nearest, ties toward +inf, like every rounding of the integer path; for the camera
+        input ``(u8 - 128) / 128`` with ``s = 1/128`` it is exact (no rounding happens). onnxruntime's
+        QuantizeLinear rounds ties to even instead, so for arbitrary floats the two can differ by 1 at
+        exact ties. ``name`` picks the input when the graph has several.
+        """
+        scale = self._input(name).scale
+        x = np.asarray(image, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("quantize_input: the image holds NaN or inf")
+        q = np.floor(x / np.float64(scale) + 0.5)
+        return fx.saturate(q).astype(np.int8)
+
+    def run(self, x: np.ndarray | Mapping[str, np.ndarray], keep_intermediates: bool = False) -> dict[str, np.ndarray]:
+        """int8 input(s) (N, C, H, W) -> ``{output name: int8 or int32 array}``.
+
+        ``x``: one int8 array when the graph has one input, else ``{input name: array}``. With
+        ``keep_intermediates`` the result also holds every int8 tensor of the graph under its ONNX name
+        (for layer-by-layer comparisons); otherwise tensors are freed after their last use.
+        """
+        env = self._bind_inputs(x)
+        for k, op in enumerate(self.graph.ops):
+            env[op.output] = run_op(op, *(env[t] for t in op.inputs))
+            if not keep_intermediates:
+                for t in op.inputs:
+                    if self._last_use.get(t) == k:
+                        env.pop(t, None)
+        out = {o.name: env[o.tensor] for o in self.graph.outputs}
+        if keep_intermediates:
+            out = {**env, **out}
+        return out
+
+    def run_float(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``run`` then ``float = int * scale`` per channel, in float64. A float ``x`` is quantised first."""
+        if isinstance(x, Mapping):
+            x = {k: v if np.asarray(v).dtype == np.int8 else self.quantize_input(v, k) for k, v in x.items()}
+        elif np.asarray(x).dtype != np.int8:
+            x = self.quantize_input(x)
+        raw = self.run(x)
+        result = {}
+        for o in self.graph.outputs:
+            v = raw[o.name]
+            shape = [1] * v.ndim
+            shape[1] = -1
+            result[o.name] = v.astype(np.float64) * o.scales.reshape(shape)
+        return result
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _input(self, name: str | None):
+        inputs = self.graph.inputs
+        if name is None:
+            if len(inputs) != 1:
+                raise ValueError(f"the graph has inputs {self.input_names}: name one")
+            return inputs[0]
+        for i in inputs:
+            if i.name == name:
+                return i
+        raise KeyError(f"no graph input {name!r}; inputs are {self.input_names}")
+
+    def _bind_inputs(self, x) -> dict[str, np.ndarray]:
+        given = dict(x) if isinstance(x, Mapping) else {self._input(None).name: x}
+        env = {}
+        for i in self.graph.inputs:
+            if i.name not in given:
+                raise KeyError(f"missing input {i.name!r}")
+            v = np.asarray(given[i.name])
+            if v.dtype != np.int8 or v.ndim != 4:
+                raise TypeError(
+                    f"input {i.name!r} must be int8 (N, C, H, W) (use quantize_input), got {v.dtype} {v.shape}"
+                )
+            for d, (want, got) in enumerate(zip(i.shape, v.shape)):
+                if want is not None and want != got:
+                    raise ValueError(f"input {i.name!r} has shape {v.shape}, the graph declares {i.shape} (dim {d})")
+            env[i.tensor] = v
+        return env
+
+    def _last_uses(self) -> dict[str, int]:
+        keep = {o.tensor for o in self.graph.outputs}
+        last = {}
+        for k, op in enumerate(self.graph.ops):
+            for t in op.inputs:
+                if t not in keep:
+                    last[t] = k
+        return last
