@@ -16,3 +16,15 @@ def synth_nusc(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth_nusc")
     write_synthetic_nuscenes(root, version=SYNTH_VERSION, seed=0, scenes=3, samples_per_scene=3, image_size=(320, 180))
     return root, SYNTH_VERSION
+
+
+@pytest.fixture(scope="session")
+def synth_lmdb(synth_nusc, tmp_path_factory):
+    """Packed train and val LMDBs of synth_nusc: the folder holding train_lmdb/ and val_lmdb/."""
+    from fcos3d.data.packer import pack_nuscenes
+
+    root, version = synth_nusc
+    out = tmp_path_factory.mktemp("synth_lmdb")
+    for split in ("train", "val"):
+        pack_nuscenes(root, split_name=split, version=version, target_data_dir=out, num_workers=0)
+    return out

@@ -72,7 +72,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
         stats = torch.cat([x.sum(dims), (x * x).sum(dims), count.reshape(1)])  # (2C + 1,)
-        stats = all_reduce(stats)  # differentiable sum over processes
+        stats = all_reduce(stats)  # differentiable sum over processes (deprecated name, still the autograd one)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
