@@ -1,8 +1,10 @@
 """The LMDB record contract: one msgpack record per camera image (never pickle), torch-free.
 
-Keys in the LMDB: fixed-width decimal indices ``b"%08d"``, plus ``b"__len__"`` (the count, ASCII) and
-``b"__meta__"`` (msgpack: version, split, devkit split name, dataroot, classes, attributes, record
-format version). Every record is a dict:
+Keys in the LMDB: fixed-width decimal indices ``b"%08d"``, plus ``b"__len__"`` (LEN_KEY: the count,
+ASCII) and ``b"__meta__"`` (META_KEY: a msgpack dict with the keys of META_FIELDS: version (the
+devkit version folder), split ("train"/"val"), devkit_split (its devkit name, DetectionEval's
+eval_set), dataroot (absolute path of the nuScenes root), classes, attributes, format (RECORD_FORMAT)
+and count (= __len__)). Every record is a dict:
 
     format        int, RECORD_FORMAT
     img           bytes, the original JPEG
@@ -48,6 +50,11 @@ ANN_FIELDS = {
 REQUIRED_FIELDS = ("img", "img_shape", "sample_token", "cam", "cam_intrinsic", "cam2ego", "ego2global", "anns")
 
 
+LEN_KEY = b"__len__"
+META_KEY = b"__meta__"
+META_FIELDS = ("version", "split", "devkit_split", "dataroot", "classes", "attributes", "format", "count")
+
+
 def index_key(i: int) -> bytes:
     return b"%08d" % i
 
@@ -85,15 +92,44 @@ def decode_record(raw: bytes) -> dict:
         raise RecordError(f"record misses field(s) {', '.join(missing)}")
     if rec.get("format") != RECORD_FORMAT:
         raise RecordError(f"record format {rec.get('format')!r}, this library reads format {RECORD_FORMAT}: re-pack the data")
-    for k in ("cam_intrinsic", "cam2ego", "ego2global"):
-        rec[k] = np.asarray(rec[k], dtype=np.float64)
+    for k, shape in (("cam_intrinsic", (3, 3)), ("cam2ego", (4, 4)), ("ego2global", (4, 4))):
+        try:
+            rec[k] = np.asarray(rec[k], dtype=np.float64).reshape(shape)
+        except (TypeError, ValueError) as e:
+            raise RecordError(f"{k} is not a {shape[0]}x{shape[1]} matrix ({e})") from None
     anns = rec["anns"]
+    if not isinstance(anns, dict):
+        raise RecordError(f"record annotations are a {type(anns).__name__}, not a dict")
     out = {}
     for name, (dtype, shape) in ANN_FIELDS.items():
         if name not in anns:
             raise RecordError(f"record annotations miss field {name}")
-        out[name] = np.asarray(anns[name], dtype=dtype).reshape(shape)
+        try:
+            out[name] = np.asarray(anns[name], dtype=dtype).reshape(shape)
+        except (TypeError, ValueError) as e:  # wrong shape or non-numeric values
+            raise RecordError(f"annotation field {name} is not {dtype.__name__} of shape {shape} ({e})") from None
     for name in ("instance_tokens", "ann_tokens"):
         out[name] = list(anns.get(name, []))
     rec["anns"] = out
     return rec
+
+
+def encode_meta(meta: dict) -> bytes:
+    """msgpack bytes of the ``__meta__`` dict; it must hold every key of META_FIELDS."""
+    missing = [k for k in META_FIELDS if k not in meta]
+    if missing:
+        raise ValueError(f"meta misses key(s) {', '.join(missing)}")
+    return msgpack.packb(meta, use_bin_type=True)
+
+
+def decode_meta(raw: bytes) -> dict:
+    """The ``__meta__`` dict; raises RecordError if it is not one of this format."""
+    try:
+        meta = msgpack.unpackb(raw, raw=False)
+    except Exception as e:  # msgpack raises several types for corrupt input
+        raise RecordError(f"__meta__ is not msgpack ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or any(k not in meta for k in META_FIELDS):
+        raise RecordError("__meta__ is not a meta dict of this format: re-pack the data")
+    if meta["format"] != RECORD_FORMAT:
+        raise RecordError(f"records of format {meta['format']!r}, this library reads format {RECORD_FORMAT}: re-pack the data")
+    return meta
