@@ -5,14 +5,13 @@ Names follow HAT: ``<stage>-checkpoint-best.pth.tar`` and ``<stage>-checkpoint-l
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import Fcos3dError
+from ..io import atomic_writer
 
 FORMAT = "fcos3d-checkpoint"
 FORMAT_VERSION = 1
@@ -27,18 +26,9 @@ def checkpoint_path(work_dir: str | Path, stage: str, which: str) -> Path:
 def save_checkpoint(path: str | Path, *, stage: str, state_dict: dict, **extra: Any) -> Path:
     """Atomically write a checkpoint (temp file in the same folder, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(format=FORMAT, format_version=FORMAT_VERSION, stage=stage, state_dict=state_dict, **extra)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        torch.save(payload, f)
     return path
 
 
