@@ -1,0 +1,171 @@
+"""Build: checked QDQ ONNX -> lowered Relax (pipeline.py) -> the board's shared library + meta.json.
+
+The artifact folder (docs/ARCHITECTURE.md): ``model.so`` (Relax VM executable, cross-compiled for
+cross boards) and ``meta.json`` (inputs/outputs, shapes, dtypes, output scales, board, versions, ONNX sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from fcos3d.boards import Board, load_board
+
+from .check import CheckedModel, check_onnx
+
+__all__ = ["META_FORMAT", "CompileResult", "board_target", "build_executable", "compile_onnx", "export_library", "make_meta",
+           "module_output_shapes"]
+
+META_FORMAT = 1
+LIBRARY = "model.so"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """Where the artifact went, its meta.json content, seconds per stage, and the dumped IR (if asked)."""
+
+    out_dir: Path
+    library: Path
+    meta: dict
+    seconds: dict[str, float] = field(default_factory=dict)
+    dumped_ir: str | None = None
+    note: str = ""
+
+
+def board_target(board: Board):
+    """The board's TVM target. For ``host`` without an ``mcpu``, the running CPU as LLVM names it (TVM's
+    bundled LLVM refuses "native") and ``num-cores`` from the OS."""
+    import tvm
+
+    target = board.target_dict()
+    if board.cross_compiler is None and "mtriple" not in target:
+        if "mcpu" not in target:
+            cpu = str(tvm.target.codegen.llvm_get_system_cpu() or "")
+            if cpu and cpu != "generic":
+                target["mcpu"] = cpu
+        target.setdefault("num-cores", os.cpu_count() or 1)
+    return tvm.target.Target(target)
+
+
+def build_executable(mod, target):
+    """``relax.build`` of a module already lowered by ``pipeline.run_pipeline`` (so no Relax pipeline)."""
+    from tvm import relax
+
+    return relax.build(mod, target, relax_pipeline=None)
+
+
+def export_library(executable, path: Path, board: Board) -> Path:
+    """Write the shared library; cross boards link with their cross compiler (tvm.support.cc)."""
+    import shutil
+
+    if board.cross_compiler is None:
+        executable.export_library(str(path))
+        return path
+    if shutil.which(board.cross_compiler) is None:
+        raise FileNotFoundError(
+            f"board {board.name!r} needs the cross compiler {board.cross_compiler!r}, which is not on PATH "
+            "(Debian: apt-get install g++-aarch64-linux-gnu)"
+        )
+    from tvm.support import cc
+
+    executable.export_library(str(path), fcompile=cc.cross_compiler(board.cross_compiler))
+    return path
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def make_meta(
+    checked: CheckedModel, board: Board, target_dict: dict, onnx_path: str | None, output_shapes: list[tuple[int, ...]]
+) -> dict:
+    """meta.json: everything a runtime needs to feed the module and dequantise its outputs."""
+    g = checked.graph
+    return {
+        "format": META_FORMAT,
+        "function": "main",
+        "library": LIBRARY,
+        "board": board.name,
+        "target": target_dict,
+        "onnx": {"path": onnx_path, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified},
+        "inputs": [
+            {"name": i.name, "shape": list(i.shape), "dtype": "int8", "scale": float(i.scale)} for i in g.inputs
+        ],
+        "outputs": [
+            {"name": o.name, "shape": list(shape), "dtype": o.dtype,
+             # float = int * scales[c] along axis 1 (one entry for int8 outputs, per channel for int32 heads)
+             "scales": [float(s) for s in np.asarray(o.scales, dtype=np.float64)]}
+            for o, shape in zip(g.outputs, output_shapes, strict=True)
+        ],  # fmt: skip
+        "versions": {
+            d: _version(d) for d in ("fcos3d", "apache-tvm", "apache-tvm-ffi", "onnx", "onnxsim", "numpy")
+        },
+    }
+
+
+def module_output_shapes(mod, function: str = "main") -> list[tuple[int, ...]]:
+    """The static shapes of a Relax function's tuple result (the compiled outputs, in order)."""
+    return [tuple(int(d) for d in f.shape) for f in mod[function].ret_ty.fields]
+
+
+def compile_onnx(
+    onnx_path: str | Path,
+    board: Board | str,
+    out_dir: str | Path,
+    dump_ir_after: str | None = None,
+    run_simplify: bool = True,
+) -> CompileResult:
+    """The whole compile: check -> passes -> relax.build -> export -> meta.json. Returns data; prints nothing."""
+    from .pipeline import run_pipeline
+
+    board = load_board(board) if isinstance(board, str) else board
+    seconds = {}
+    t = time.perf_counter()
+    checked = check_onnx(onnx_path, run_simplify=run_simplify)
+    seconds["check"] = time.perf_counter() - t
+    target = board_target(board)
+    t = time.perf_counter()
+    lowered = run_pipeline(checked.graph, target, dump_ir_after=dump_ir_after)
+    seconds["passes"] = time.perf_counter() - t
+    t = time.perf_counter()
+    executable = build_executable(lowered.mod, target)
+    seconds["build"] = time.perf_counter() - t
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    library = export_library(executable, out_dir / LIBRARY, board)
+    seconds["export"] = time.perf_counter() - t
+    path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
+    meta = make_meta(checked, board, _target_json(target), path_text, module_output_shapes(lowered.mod))
+    tmp = out_dir / (META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(out_dir / META)  # atomic: a meta.json always matches the model.so beside it
+    return CompileResult(out_dir, library, meta, seconds, lowered.dumped_ir, checked.note)
+
+
+def _target_json(target) -> dict:
+    """The target as JSON-able dict (what was actually compiled for, mcpu filled in)."""
+    out = {}
+    for k, v in dict(target.export()).items():
+        if k in ("host", "keys", "tag", "features") or k.startswith("feature."):  # derived by TVM
+            continue
+        if isinstance(v, (int, float, str, bool)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)) or hasattr(v, "__len__") and not isinstance(v, dict):
+            try:
+                out[k] = [str(x) for x in v]
+            except TypeError:
+                out[k] = str(v)
+        else:
+            out[k] = str(v)
+    return out

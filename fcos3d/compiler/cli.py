@@ -1,0 +1,73 @@
+"""`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS]`: the compiler's command.
+
+Thin: calls ``build.compile_onnx`` and prints. Exit 2 with one error (listing every unsupported node) on
+graphs outside the supported QDQ patterns; a rich table of the artifact on success.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .pipeline import PASS_NAMES
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", "board", default="host", show_default=True, help="Board name (fcos3d boards list) or a board .toml.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Artifact folder [default: build/<model stem>-<board>].")
+@click.option("--dump-ir-after", type=click.Choice(PASS_NAMES), default=None,
+              help="Write the IR after this pass to <out>/ir-after-<pass>.py.")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: str | None, no_simplify: bool) -> None:
+    """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fcos3d.boards import UnknownBoardError, load_board
+    from fcos3d.runtime.reference.graph import UnsupportedGraphError
+
+    from .build import compile_onnx
+    from .check import InvalidModelError
+
+    try:
+        b = load_board(board)
+    except UnknownBoardError as exc:
+        raise click.UsageError(str(exc)) from None
+    out_dir = out_dir or Path("build") / f"{model.stem}-{b.name}"
+    try:
+        result = compile_onnx(model, b, out_dir, dump_ir_after=dump_ir_after, run_simplify=not no_simplify)
+    except (UnsupportedGraphError, InvalidModelError) as exc:
+        click.echo(f"error: {model}: {exc}", err=True)
+        sys.exit(2)
+    except FileNotFoundError as exc:  # a missing cross compiler
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    console = Console()
+    if result.dumped_ir is not None:
+        ir_path = out_dir / f"ir-after-{dump_ir_after}.py"
+        ir_path.write_text(result.dumped_ir)
+        console.print(f"IR after {dump_ir_after}: {ir_path}")
+    if result.note:
+        console.print(f"[yellow]note:[/] {result.note}")
+    table = Table(title=f"fcos3d-compile {model.name} -> {b.name}")
+    for col in ("tensor", "name", "shape", "dtype"):
+        table.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for t in result.meta[kind]:
+            table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
+    console.print(table)
+    times = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
+    console.print(f"artifact: {result.out_dir} ({result.library.name}, meta.json); {times}")
+
+
+def main() -> None:
+    """Console entry point (pyproject: fcos3d-compile)."""
+    compile_cmd.main(prog_name="fcos3d-compile")
+
+
+if __name__ == "__main__":
+    main()

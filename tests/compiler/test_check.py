@@ -1,0 +1,42 @@
+"""check_onnx: checker, opset, every unsupported node in one error, onnxsim keeps the Q/DQ pattern."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from qdq_graphs import QDQGraphBuilder
+
+from fcos3d.compiler.check import InvalidModelError, UnsupportedGraphError, check_onnx
+
+
+def test_supported_graph_parses_and_keeps_integer_constants():
+    b = QDQGraphBuilder(seed=1)
+    x = b.input((1, 3, 6, 6))
+    b.output(b.conv(x, 4))
+    model = b.build()
+    checked = check_onnx(model)
+    assert checked.opset == 17 and len(checked.sha256) == 64
+    assert [type(op).__name__ for op in checked.graph.ops] == ["Conv"]
+    assert checked.graph.ops[0].weight.dtype.name == "int8"  # onnxsim did not fold DQ(weight) to float
+
+
+def test_every_unsupported_node_in_one_error():
+    b = QDQGraphBuilder(seed=1)
+    x = b.input((1, 2, 4, 4))
+    y = b.conv(x, 2)
+    t = b.node("Tanh", [b.dq(y)], prefix="bad_tanh")[0]
+    s = b.node("Sigmoid", [b.dq(y)], prefix="bad_sigmoid")[0]
+    for name in (t, s):
+        b.outputs.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
+    with pytest.raises(UnsupportedGraphError) as info:
+        check_onnx(b.build())
+    names = {n for n, _ in info.value.nodes}
+    assert any("bad_tanh" in n for n in names) and any("bad_sigmoid" in n for n in names)
+
+
+def test_old_opset_is_refused():
+    b = QDQGraphBuilder(seed=1, opset=12)
+    x = b.input((1, 2, 4, 4))
+    b.output(b.maxpool(x))
+    with pytest.raises(InvalidModelError, match="opset 12"):
+        check_onnx(b.build(check=False))

@@ -1,0 +1,73 @@
+"""The `fcos3d-compile` console script: arm-npu gives an aarch64 ELF; unsupported ops give exit 2 and one error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from qdq_graphs import QDQGraphBuilder
+
+SCRIPT = Path(sys.executable).with_name("fcos3d-compile")
+EM_AARCH64 = 183
+
+
+def _run(*args):
+    if not SCRIPT.exists():
+        pytest.skip(f"{SCRIPT} is not installed: run .venv/bin/pip install -e . --no-deps")
+    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _small_model(path: Path) -> Path:
+    b = QDQGraphBuilder(seed=3)
+    x = b.input((1, 3, 8, 8))
+    y = b.conv(x, 4, relu=True)
+    b.output(b.maxpool(y))
+    b.conv(y, 2, kernel=1, pad=0, int32_output=True)
+    onnx.save(b.build(), path)
+    return path
+
+
+def test_arm_npu_target_writes_an_aarch64_shared_object(tmp_path):
+    if shutil.which("aarch64-linux-gnu-g++") is None:
+        pytest.skip("aarch64-linux-gnu-g++ is missing (apt-get install g++-aarch64-linux-gnu; .ci/run installs it)")
+    model = _small_model(tmp_path / "m.onnx")
+    proc = _run(model, "--target", "arm-npu", "--out", tmp_path / "art", "--dump-ir-after", "fuse")
+    assert proc.returncode == 0, proc.stderr
+    header = (tmp_path / "art" / "model.so").read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    assert header[4] == 2  # EI_CLASS: ELFCLASS64
+    assert header[5] == 1  # EI_DATA: little endian
+    assert struct.unpack_from("<H", header, 18)[0] == EM_AARCH64  # e_machine
+    meta = json.loads((tmp_path / "art" / "meta.json").read_text())
+    assert meta["board"] == "arm-npu" and meta["target"]["mtriple"] == "aarch64-linux-gnu"
+    assert [o["dtype"] for o in meta["outputs"]] == ["int8", "int32"]
+    assert len(meta["outputs"][1]["scales"]) == 2  # per output channel of the int32 head
+    assert "R.call_tir" in (tmp_path / "art" / "ir-after-fuse.py").read_text()
+
+
+def test_unsupported_ops_exit_2_with_one_error_listing_them(tmp_path):
+    b = QDQGraphBuilder(seed=4)
+    x = b.input((1, 2, 4, 4))
+    y = b.conv(x, 2)
+    sig = b.node("Sigmoid", [b.dq(y)], prefix="bad_sigmoid")[0]
+    soft = b.node("Softmax", [sig], prefix="bad_softmax")[0]
+    b.outputs.append(onnx.helper.make_tensor_value_info(soft, onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
+    path = tmp_path / "bad.onnx"
+    onnx.save(b.build(), path)
+    proc = _run(path, "--target", "host", "--out", tmp_path / "art")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("error:") == 1
+    assert "bad_sigmoid" in proc.stderr
+    assert not (tmp_path / "art" / "model.so").exists()
+
+
+def test_unknown_board_lists_the_known_ones(tmp_path):
+    proc = _run(_small_model(tmp_path / "m.onnx"), "--target", "nope")
+    assert proc.returncode == 2
+    assert "arm-npu" in proc.stderr and "host" in proc.stderr
