@@ -1,6 +1,8 @@
 """fcos3d.boards: one TOML file per board (a TVM target dict, a cross compiler, accelerator figures).
 
 Standard library only: ``load_board(name)``, ``board_names()``; the files live beside this module.
+``Board.accelerator`` holds the latency estimator's profile (fcos3d/compiler/estimate.py, PERFORMANCE.md
+"Latency model"): every figure with its source, published or a stated assumption, never silent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Board", "Figure", "UnknownBoardError", "board_names", "load_board", "load_board_file"]
+__all__ = ["ACCELERATOR_FIGURES", "OPTIONAL_FIGURES", "Accelerator", "Board", "Figure", "UnknownBoardError", "board_names", "load_board",
+           "load_board_file"]
 
 
 class UnknownBoardError(ValueError):
@@ -29,6 +32,58 @@ class Figure:
     source: str
 
 
+# The figures the estimator reads (PERFORMANCE.md "Latency model"), name -> unit. A board file may hold more
+# (peak TOPS, cores, ...): those are shown by `fcos3d boards show` and not used by the model.
+ACCELERATOR_FIGURES: dict[str, str] = {
+    "macs_per_cycle": "MAC/cycle",  # int8 MACs the array completes per cycle when every lane is busy
+    "block_oc": "channels",  # output channels per array block: Cout is padded to a multiple of it
+    "block_ic": "channels",  # input channels consumed per block step: Cin per group is padded to it
+    "block_h": "rows",  # output rows per block
+    "block_w": "columns",  # output columns per block
+    "elementwise_per_cycle": "elements/cycle",  # Add / Resize / MaxPool window / Concat elements per cycle
+    "clock_hz": "Hz",
+    "sram_bytes": "bytes",  # on-chip memory for activations: a layer whose tensors fit stays on chip
+    "sram_bytes_per_s": "bytes/s",
+    "dram_bytes_per_s": "bytes/s",  # off-chip: weights always, activations that do not fit SRAM
+    "op_overhead_cycles": "cycles",  # fixed cost per layer (command setup, memory latency, kernel call)
+}
+
+# Optional per-op-kind throughputs that replace macs_per_cycle / elementwise_per_cycle for that kind: the
+# calibrated host profile needs them (untuned code runs a depthwise conv or a requantising Add at its own
+# speed); NPU profiles model the depthwise penalty with the block geometry instead and leave them out.
+OPTIONAL_FIGURES: dict[str, str] = {
+    "depthwise_macs_per_cycle": "MAC/cycle",
+    "add_per_cycle": "elements/cycle",
+    "resize_per_cycle": "elements/cycle",
+    "maxpool_per_cycle": "elements/cycle",
+    "concat_per_cycle": "elements/cycle",
+}
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """The estimator's profile of the unit that runs the layers: ``figures`` by name (all of
+    ``ACCELERATOR_FIGURES`` present, positive, each with a source). ``note`` says how the profile was made."""
+
+    name: str
+    figures: MappingProxyType
+    note: str = ""
+
+    def __post_init__(self):
+        missing = [k for k in ACCELERATOR_FIGURES if k not in self.figures]
+        if missing:
+            raise ValueError(f"accelerator {self.name!r}: missing figure(s) {missing}; add [[figures]] entries "
+                             f"with name, value, unit and source (fcos3d/boards/ethos-u55-256.toml is an example)")
+        for f in self.figures.values():
+            if not f.source.strip():
+                raise ValueError(f"accelerator {self.name!r}: figure {f.name!r} has no source; cite one or state the assumption")
+            if (f.name in ACCELERATOR_FIGURES or f.name in OPTIONAL_FIGURES) and not f.value > 0:
+                raise ValueError(f"accelerator {self.name!r}: figure {f.name!r} must be > 0, got {f.value}")
+
+    def __getitem__(self, name: str) -> float:
+        return self.figures[name].value
+
+
 @dataclass(frozen=True)
 class Board:
     """A compilation target. ``target`` is the TVM target as a dict (TVM 0.27 refuses target strings);
@@ -39,6 +94,10 @@ class Board:
     target: MappingProxyType
     cross_compiler: str | None = None
     figures: tuple[Figure, ...] = field(default=())
+    accelerator: Accelerator | None = None
+    # True for a profile whose CPU cannot load a TVM shared library (a Cortex-M beside an Ethos-U55):
+    # fcos3d perf estimates it, fcos3d-compile refuses it.
+    estimate_only: bool = False
 
     def __post_init__(self):
         if not self.name or not self.description:
@@ -61,16 +120,26 @@ def _from_dict(doc: dict, origin: str) -> Board:
     missing = [k for k in ("name", "description", "target") if k not in doc]
     if missing:
         raise ValueError(f"{origin}: missing key(s) {missing}; a board needs name, description and [target]")
-    figures = tuple(
-        Figure(str(f["name"]), float(f["value"]), str(f.get("unit", "")), str(f["source"]))
-        for f in doc.get("figures", [])
-    )
+    try:
+        figures = tuple(
+            Figure(str(f["name"]), float(f["value"]), str(f.get("unit", "")), str(f["source"]))
+            for f in doc.get("figures", [])
+        )
+    except KeyError as exc:
+        raise ValueError(f"{origin}: a [[figures]] entry lacks {exc}; each needs name, value, unit, source") from None
+    accelerator = None
+    if "accelerator" in doc:
+        acc = doc["accelerator"]
+        accelerator = Accelerator(str(acc.get("name", doc["name"])), MappingProxyType({f.name: f for f in figures}),
+                                  str(acc.get("note", "")))
     return Board(
         name=str(doc["name"]),
         description=str(doc["description"]),
         target=MappingProxyType({k: _freeze(v) for k, v in doc["target"].items()}),
         cross_compiler=doc.get("cross_compiler") or None,
         figures=figures,
+        accelerator=accelerator,
+        estimate_only=bool(doc.get("estimate_only", False)),
     )
 
 

@@ -1,7 +1,8 @@
 """Build: checked QDQ ONNX -> lowered Relax (pipeline.py) -> the board's shared library + meta.json.
 
 The artifact folder (docs/ARCHITECTURE.md): ``model.so`` (Relax VM executable, cross-compiled for
-cross boards) and ``meta.json`` (inputs/outputs, shapes, dtypes, output scales, board, versions, ONNX sha256).
+cross boards), ``meta.json`` (inputs/outputs, shapes, dtypes, output scales, board, versions, ONNX sha256) and
+the latency estimate ``perf.json`` / ``perf.csv`` / ``perf.html`` (estimate.py, report.py).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def compile_onnx(
     from .pipeline import run_pipeline
 
     board = load_board(board) if isinstance(board, str) else board
+    if board.estimate_only:
+        raise ValueError(f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "
+                         f"use `fcos3d perf --target {board.name} MODEL.onnx`")
     seconds = {}
     t = time.perf_counter()
     checked = check_onnx(onnx_path, run_simplify=run_simplify)
@@ -150,6 +154,11 @@ def compile_onnx(
     tmp = out_dir / (META + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(out_dir / META)  # atomic: a meta.json always matches the model.so beside it
+    if board.accelerator is not None:
+        from .estimate import estimate
+        from .report import write_report
+
+        write_report(estimate(checked.graph, board), out_dir)
     return CompileResult(out_dir, library, meta, seconds, lowered.dumped_ir, checked.note)
 
 

@@ -37,6 +37,9 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
         b = load_board(board)
     except UnknownBoardError as exc:
         raise click.UsageError(str(exc)) from None
+    if b.estimate_only:
+        raise click.UsageError(f"board {b.name!r} is estimate-only (no TVM runtime on its CPU): "
+                               f"use `fcos3d perf --target {b.name} {model}`")
     out_dir = out_dir or Path("build") / f"{model.stem}-{b.name}"
     try:
         result = compile_onnx(model, b, out_dir, dump_ir_after=dump_ir_after, run_simplify=not no_simplify)
@@ -62,6 +65,13 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
     console.print(table)
     times = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
     console.print(f"artifact: {result.out_dir} ({result.library.name}, meta.json); {times}")
+    perf = result.out_dir / "perf.json"
+    if perf.is_file():
+        import json
+
+        t = json.loads(perf.read_text())["totals"]
+        console.print(f"estimated on {b.name}: {t['latency_ms']:.3f} ms ({t['fps']:.1f} FPS), "
+                      f"{t['gmacs']:.3f} GMACs, MAC utilisation {t['mac_utilisation']:.1%}: perf.html, perf.csv, perf.json")
 
 
 def main() -> None:

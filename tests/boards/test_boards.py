@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from fcos3d.boards import UnknownBoardError, board_names, load_board
+from fcos3d.boards import ACCELERATOR_FIGURES, OPTIONAL_FIGURES, UnknownBoardError, board_names, load_board
 
 
 def test_packaged_boards_load():
@@ -23,7 +23,7 @@ def test_packaged_boards_load():
 
 
 def test_unknown_board_error_lists_known_boards():
-    with pytest.raises(UnknownBoardError, match="known boards: arm-npu, host"):
+    with pytest.raises(UnknownBoardError, match="known boards: arm-npu, ethos-u55-256, ethos-u65-512, host, journey5-bayes"):
         load_board("jetson")
 
 
@@ -32,3 +32,42 @@ def test_a_board_file_without_a_target_is_refused(tmp_path):
     p.write_text('name = "b"\ndescription = "d"\n')
     with pytest.raises(ValueError, match="missing key"):
         load_board(str(p))
+
+
+def test_every_figure_of_every_board_has_a_source():
+    for name in board_names():
+        b = load_board(name)
+        assert b.accelerator is not None, f"{name}: no [accelerator] profile"
+        assert set(ACCELERATOR_FIGURES) <= set(b.accelerator.figures), name
+        for f in b.figures:
+            assert len(f.source.strip()) > 10, f"{name}.{f.name}: source {f.source!r}"
+            assert f.unit, f"{name}.{f.name}: no unit"
+        for f in b.figures:
+            if f.name in ACCELERATOR_FIGURES or f.name in OPTIONAL_FIGURES:
+                assert f.value > 0
+
+
+def test_unpublished_figures_say_so():
+    # Horizon publishes only the peak: every other Journey 5 figure must be marked as assumed or derived.
+    j5 = load_board("journey5-bayes")
+    for f in j5.figures:
+        if f.name != "peak_tops":
+            assert f.source.startswith(("assumption", "derived")), f"{f.name}: {f.source}"
+    # and the derivation holds: 2 ops x MACs/cycle x clock = 128 TOPS
+    acc = j5.accelerator
+    assert 2 * acc["macs_per_cycle"] * acc["clock_hz"] == pytest.approx(128e12)
+
+
+def test_ethos_u55_256_matches_vela():
+    acc = load_board("ethos-u55-256").accelerator
+    geometry = tuple(int(acc[k]) for k in ("macs_per_cycle", "block_h", "block_w", "block_oc", "block_ic"))
+    assert geometry == (256, 2, 2, 8, 8)
+    assert acc["block_h"] * acc["block_w"] * acc["block_oc"] * acc["block_ic"] == acc["macs_per_cycle"]
+    assert (acc["clock_hz"], acc["sram_bytes_per_s"], acc["dram_bytes_per_s"]) == (500e6, 4e9, 0.5e9)
+    assert load_board("ethos-u55-256").estimate_only
+
+
+def test_host_profile_is_calibrated():
+    acc = load_board("host").accelerator
+    for k in ("macs_per_cycle", "op_overhead_cycles"):
+        assert "fcos3d.compiler.calibrate" in acc.figures[k].source

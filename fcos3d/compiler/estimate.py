@@ -1,0 +1,259 @@
+"""Per-layer analytic latency model, Vela-style: max(compute, memory) + overhead per op, summed over the graph.
+
+The formulas are written once, in PERFORMANCE.md "## Latency model"; this module is their executable form.
+Input: an ``IntGraph`` (parse_qdq) and a board's ``Accelerator`` profile. Integer cycle counts, exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+from fcos3d.boards import Accelerator, Board, load_board
+from fcos3d.runtime.reference.graph import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
+from fcos3d.runtime.reference.kernels import conv_output_size
+
+__all__ = ["PARAM_BYTES_INT8", "PARAM_BYTES_INT32", "Estimate", "LayerEstimate", "estimate", "layer_estimates",
+           "tensor_shapes", "throughput"]
+
+# Per output channel constants a conv carries besides its int8 weights (docs/int8.md 4.2): an int32 bias, an
+# int32 multiplier and a shift (0..63, one byte). A head conv with int32 output has only the bias.
+PARAM_BYTES_INT8 = 4 + 4 + 1
+PARAM_BYTES_INT32 = 4
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """One op's estimate. ``work`` is the MAC-array (or output-stage) work after padding to the block
+    geometry; ``macs`` the real MACs. ``on_chip``: the op's activations fit the SRAM."""
+
+    name: str
+    op: str  # Conv, DepthwiseConv, GroupConv, HeadConv, Add, Resize, MaxPool, Concat
+    output_shape: tuple[int, ...]
+    macs: int
+    work: int
+    weight_bytes: int
+    activation_bytes: int  # inputs read + output written
+    on_chip: bool
+    compute_cycles: int
+    memory_cycles: int
+    overhead_cycles: int
+    cycles: int
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_cycles >= self.memory_cycles else "memory"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A whole-graph estimate on one board, with the totals people pick a board by."""
+
+    board: str
+    accelerator: str
+    clock_hz: float
+    macs_per_cycle: float
+    layers: tuple[LayerEstimate, ...]
+    peak_activation_bytes: int
+
+    @property
+    def cycles(self) -> int:
+        return sum(layer.cycles for layer in self.layers)
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / self.clock_hz
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.seconds if self.cycles else math.inf
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def gmacs(self) -> float:
+        return self.macs / 1e9
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(layer.weight_bytes for layer in self.layers)
+
+    @property
+    def mac_utilisation(self) -> float:
+        """Real MACs over what the array could do in the whole run: macs / (cycles x macs_per_cycle)."""
+        return self.macs / (self.cycles * self.macs_per_cycle) if self.cycles else 0.0
+
+    def totals(self) -> dict:
+        return {
+            "cycles": self.cycles, "latency_ms": self.seconds * 1e3, "fps": self.fps, "gmacs": self.gmacs,
+            "weight_bytes": self.weight_bytes, "peak_activation_bytes": self.peak_activation_bytes,
+            "mac_utilisation": self.mac_utilisation,
+        }  # fmt: skip
+
+    def layer_rows(self) -> list[dict]:
+        """One plain dict per layer (JSON/CSV), with the latency in ms and the bound."""
+        rows = []
+        for layer in self.layers:
+            row = asdict(layer)
+            row["output_shape"] = list(layer.output_shape)
+            row["latency_ms"] = layer.cycles / self.clock_hz * 1e3
+            row["bound"] = layer.bound
+            rows.append(row)
+        return rows
+
+
+def _ceil_to(n: int, block: int) -> int:
+    """n rounded up to a multiple of block: the array computes whole blocks (Vela pads them likewise)."""
+    return -(-n // block) * block
+
+
+def _cycles(nbytes: int, clock_hz: float, bytes_per_s: float) -> int:
+    """ceil(bytes x clock / bandwidth), in exact rationals so pinned test values do not drift."""
+    return math.ceil(Fraction(nbytes) * Fraction(clock_hz) / Fraction(bytes_per_s))
+
+
+def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
+    """NCHW shape of every tensor, propagated from the (static) input shapes through the ops."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i in graph.inputs:
+        if any(d is None for d in i.shape):
+            raise ValueError(f"input {i.name!r} has a symbolic shape {i.shape}: the estimate needs static shapes")
+        shapes[i.tensor] = tuple(int(d) for d in i.shape)
+    for op in graph.ops:
+        if isinstance(op, Conv):
+            n, _, h, w = shapes[op.input]
+            kh, kw = op.weight.shape[2:]
+            ho = conv_output_size(h, kh, op.strides[0], op.pads[0], op.pads[2])
+            wo = conv_output_size(w, kw, op.strides[1], op.pads[1], op.pads[3])
+            shapes[op.output] = (n, op.weight.shape[0], ho, wo)
+        elif isinstance(op, Add):
+            shapes[op.output] = tuple(max(a, b) for a, b in zip(shapes[op.a], shapes[op.b], strict=True))
+        elif isinstance(op, ResizeNearest):
+            n, c, h, w = shapes[op.input]
+            if op.sizes is not None:
+                shapes[op.output] = tuple(int(d) for d in op.sizes)
+            else:
+                shapes[op.output] = (n, c, int(h * op.scales[0]), int(w * op.scales[1]))
+        elif isinstance(op, MaxPool):
+            n, c, h, w = shapes[op.input]
+            ho = conv_output_size(h, op.kernel[0], op.strides[0], op.pads[0], op.pads[2])
+            wo = conv_output_size(w, op.kernel[1], op.strides[1], op.pads[1], op.pads[3])
+            shapes[op.output] = (n, c, ho, wo)
+        elif isinstance(op, Concat):
+            first = list(shapes[op.inputs[0]])
+            axis = op.axis % len(first)
+            first[axis] = sum(shapes[t][axis] for t in op.inputs)
+            shapes[op.output] = tuple(first)
+        else:
+            raise TypeError(f"tensor_shapes: no rule for {type(op).__name__}")
+    return shapes
+
+
+def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[str, int, int]:
+    """(kind, real MACs, padded array work) of a conv; PERFORMANCE.md "Latency model", compute."""
+    n, cout, ho, wo = out_shape
+    cin_g, kh, kw = op.weight.shape[1:]
+    g = op.groups
+    spatial = n * _ceil_to(ho, int(acc["block_h"])) * _ceil_to(wo, int(acc["block_w"]))
+    macs = n * ho * wo * cout * cin_g * kh * kw
+    if g > 1 and cin_g == 1:
+        # Depthwise: each output channel reads one input channel, so the array's input depth (block_ic lanes)
+        # holds one useful channel: the channels go on the output axis and block_ic - 1 lanes idle.
+        kind = "DepthwiseConv"
+        work = spatial * _ceil_to(cout, int(acc["block_oc"])) * int(acc["block_ic"]) * kh * kw
+    else:
+        kind = "Conv" if g == 1 else "GroupConv"
+        work = spatial * g * _ceil_to(cout // g, int(acc["block_oc"])) * _ceil_to(cin_g, int(acc["block_ic"])) * kh * kw
+    if op.int32_output:
+        kind = "HeadConv"
+    return kind, macs, work
+
+
+def _elementwise_work(op, out_shape: tuple[int, ...], acc: Accelerator) -> int:
+    """Output-stage elements, padded to the block geometry; a max pool compares kh x kw inputs per output."""
+    n, c, h, w = out_shape
+    per_output = op.kernel[0] * op.kernel[1] if isinstance(op, MaxPool) else 1
+    return (n * _ceil_to(h, int(acc["block_h"])) * _ceil_to(w, int(acc["block_w"])) * _ceil_to(c, int(acc["block_oc"]))
+            * per_output)  # fmt: skip
+
+
+_KIND = {Add: "Add", ResizeNearest: "Resize", MaxPool: "MaxPool", Concat: "Concat"}
+# Optional per-kind throughput figures (fcos3d.boards.OPTIONAL_FIGURES) that replace the general one.
+KIND_FIGURE = {"DepthwiseConv": "depthwise_macs_per_cycle", "Add": "add_per_cycle", "Resize": "resize_per_cycle",
+               "MaxPool": "maxpool_per_cycle", "Concat": "concat_per_cycle"}  # fmt: skip
+
+
+def throughput(acc: Accelerator, kind: str) -> float:
+    """Work units per cycle for an op kind: its own figure when the profile has one, else macs_per_cycle
+    (convs) or elementwise_per_cycle (the rest)."""
+    own = KIND_FIGURE.get(kind)
+    if own in acc.figures:
+        return acc[own]
+    return acc["macs_per_cycle"] if kind.endswith("Conv") else acc["elementwise_per_cycle"]
+
+
+def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, ...]:
+    """Per op: compute cycles, memory cycles, overhead; ``cycles = max(compute, memory) + overhead``."""
+    shapes = tensor_shapes(graph)
+    clock = acc["clock_hz"]
+    out = []
+    for op in graph.ops:
+        out_shape = shapes[op.output]
+        if isinstance(op, Conv):
+            kind, macs, work = _conv_work(op, out_shape, acc)
+            compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
+            per_channel = PARAM_BYTES_INT32 if op.int32_output else PARAM_BYTES_INT8
+            weight_bytes = int(op.weight.size) + per_channel * int(op.weight.shape[0])
+            out_bytes = math.prod(out_shape) * (4 if op.int32_output else 1)
+        else:
+            kind, macs = _KIND[type(op)], 0
+            work = _elementwise_work(op, out_shape, acc)
+            compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
+            weight_bytes = 0
+            out_bytes = math.prod(out_shape)
+        act_bytes = sum(math.prod(shapes[t]) for t in dict.fromkeys(op.inputs)) + out_bytes
+        # Activations that fit stay in SRAM; otherwise they spill and move over the DRAM port with the weights.
+        # The two ports work in parallel (Vela: the max over memory areas).
+        on_chip = act_bytes <= acc["sram_bytes"]
+        dram_bytes = weight_bytes + (0 if on_chip else act_bytes)
+        sram_bytes = act_bytes if on_chip else 0
+        memory = max(_cycles(dram_bytes, clock, acc["dram_bytes_per_s"]), _cycles(sram_bytes, clock, acc["sram_bytes_per_s"]))
+        overhead = math.ceil(acc["op_overhead_cycles"])
+        out.append(LayerEstimate(op.name, kind, out_shape, macs, work, weight_bytes, act_bytes, on_chip, compute,
+                                 memory, overhead, max(compute, memory) + overhead))  # fmt: skip
+    return tuple(out)
+
+
+def peak_activation_bytes(graph: IntGraph) -> int:
+    """Most bytes of activations alive at once: a tensor lives from its producer to its last reader
+    (graph outputs to the end); int32 head outputs count 4 bytes an element."""
+    shapes = tensor_shapes(graph)
+    last = {t: len(graph.ops) for t in (o.tensor for o in graph.outputs)}
+    for i, op in enumerate(graph.ops):
+        for t in op.inputs:
+            last[t] = max(last.get(t, i), i)
+    size = {t: math.prod(s) for t, s in shapes.items()}
+    for op in graph.ops:
+        if isinstance(op, Conv) and op.int32_output:
+            size[op.output] *= 4
+    live = {i.tensor for i in graph.inputs}
+    peak = sum(size[t] for t in live)
+    for i, op in enumerate(graph.ops):
+        live.add(op.output)
+        peak = max(peak, sum(size[t] for t in live))
+        live = {t for t in live if last.get(t, -1) > i}
+    return peak
+
+
+def estimate(graph: IntGraph, board: Board | str) -> Estimate:
+    """The estimate of ``graph`` on ``board`` (a Board or a name; unknown names raise UnknownBoardError)."""
+    board = load_board(board) if isinstance(board, str) else board
+    acc = board.accelerator
+    if acc is None:
+        raise ValueError(f"board {board.name!r} has no [accelerator] profile: add one to its TOML file "
+                         "(fcos3d/boards/ethos-u55-256.toml is an example)")
+    return Estimate(board.name, acc.name, acc["clock_hz"], acc["macs_per_cycle"], layer_estimates(graph, acc),
+                    peak_activation_bytes(graph))

@@ -1,0 +1,233 @@
+"""The latency model (estimate.py) pinned on hand-computed layers, its reports, and the host fit (calibrate.py).
+
+The arithmetic of every pinned number is in the comments (PERFORMANCE.md "Latency model" has the formulas).
+ethos-u55-256: 256 MAC/cycle, block (h, w, oc, ic) = (2, 2, 8, 8), 500 MHz, SRAM 2 MiB at 4 GB/s (8 bytes a
+cycle), off-chip 0.5 GB/s (1 byte a cycle), 64 cycles of overhead a layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import MappingProxyType
+
+import numpy as np
+import pytest
+from qdq_graphs import QDQGraphBuilder
+
+from fcos3d.boards import Accelerator, Figure, UnknownBoardError, load_board
+from fcos3d.compiler.calibrate import calibrated_board, fit_host
+from fcos3d.compiler.estimate import LayerEstimate, estimate
+from fcos3d.compiler.report import CSV_COLUMNS, perf_dict, write_report
+from fcos3d.runtime.reference.graph import parse_qdq
+
+U55 = "ethos-u55-256"
+
+
+def one_conv(c_in, c_out, hw, kernel=3, groups=1):
+    b = QDQGraphBuilder(seed=0)
+    x = b.input((1, c_in, *hw))
+    b.output(b.conv(x, c_out, kernel=kernel, groups=groups, relu=True))
+    return parse_qdq(b.build())
+
+
+def test_conv_3x3_16_to_32_at_64x64_on_u55():
+    (layer,) = estimate(one_conv(16, 32, (64, 64)), U55).layers
+    # work = 64*64 positions (2x2 blocks: no padding) * 32 oc (8 | 32) * 16 ic (8 | 16) * 9 taps = 18,874,368
+    # compute = 18,874,368 / 256 = 73,728 cycles
+    assert (layer.macs, layer.work, layer.compute_cycles) == (18_874_368, 18_874_368, 73_728)
+    # weights: 32*16*9 = 4,608 int8 + 32 channels * 9 bytes (bias 4 + multiplier 4 + shift 1) = 4,896 bytes
+    # off chip at 1 byte/cycle: 4,896 cycles
+    # activations: in 16*64*64 = 65,536 + out 32*64*64 = 131,072 = 196,608 bytes <= 2 MiB: on chip, / 8 = 24,576
+    assert (layer.weight_bytes, layer.activation_bytes, layer.on_chip) == (4_896, 196_608, True)
+    assert layer.memory_cycles == max(4_896, 24_576)
+    # cycles = max(73,728, 24,576) + 64 = 73,792
+    assert (layer.cycles, layer.bound) == (73_792, "compute")
+
+
+def test_depthwise_uses_one_input_lane_of_eight():
+    (layer,) = estimate(one_conv(32, 32, (64, 64), groups=32), U55).layers
+    assert layer.op == "DepthwiseConv"
+    # real MACs = 4,096 positions * 32 channels * 9 taps = 1,179,648
+    # work = 4,096 * ceil(32/8)*8 = 32 oc * block_ic 8 (one useful lane) * 9 = 9,437,184 (8x the MACs)
+    # compute = 9,437,184 / 256 = 36,864 cycles
+    assert (layer.macs, layer.work, layer.compute_cycles) == (1_179_648, 9_437_184, 36_864)
+    # weights 32*1*9 = 288 + 32*9 = 288 -> 576 bytes (576 cycles); activations 2 * 131,072 = 262,144 / 8 = 32,768
+    assert (layer.weight_bytes, layer.memory_cycles) == (576, 32_768)
+    assert layer.cycles == 36_864 + 64
+
+
+@pytest.mark.parametrize("padded_from", [17, 20, 23])
+def test_output_channels_padded_to_the_block_cost_as_much_as_the_padded_layer(padded_from):
+    # 16 -> 17..23 channels fill three blocks of 8 like 16 -> 24: work = 4,096 * 24 * 16 * 9 = 14,155,776,
+    # compute = 55,296 cycles; memory stays below it (at most (65,536 + 98,304) / 8 = 20,480), so
+    # cycles = 55,296 + 64 = 55,360 for all of them; 16 -> 16 needs two blocks: 36,864 + 64.
+    (odd,) = estimate(one_conv(16, padded_from, (64, 64)), U55).layers
+    (full,) = estimate(one_conv(16, 24, (64, 64)), U55).layers
+    (fewer,) = estimate(one_conv(16, 16, (64, 64)), U55).layers
+    assert odd.compute_cycles == full.compute_cycles == 55_296
+    assert odd.cycles == full.cycles == 55_360
+    assert fewer.cycles == 36_864 + 64
+    assert odd.macs < full.macs
+
+
+def test_input_channels_are_padded_too():
+    # 9 input channels take two 8-deep steps, as 16 do: work = 4,096 * 32 * 16 * 9 = 18,874,368 -> 73,728 cycles
+    (layer,) = estimate(one_conv(9, 32, (64, 64)), U55).layers
+    assert layer.compute_cycles == 73_728
+
+
+def test_a_layer_whose_activations_exceed_sram_becomes_memory_bound():
+    # 1x1 conv 64 -> 64 at 128x192: in 64*24,576 = 1,572,864 + out 1,572,864 = 3,145,728 bytes > 2 MiB: off chip.
+    # weights 64*64 + 64*9 = 4,672; off-chip bytes 3,150,400 at 1 byte/cycle = 3,150,400 cycles
+    # compute = 24,576 * 64 * 64 / 256 = 393,216 cycles -> memory-bound: 3,150,400 + 64
+    (big,) = estimate(one_conv(64, 64, (128, 192), kernel=1), U55).layers
+    assert (big.on_chip, big.compute_cycles, big.memory_cycles, big.cycles) == (False, 393_216, 3_150_400, 3_150_464)
+    assert big.bound == "memory"
+    # Half the rows fit (1,572,864 bytes): SRAM 1,572,864 / 8 = 196,608 cycles = compute 196,608: 196,672 in all,
+    # so twice the work costs 16x the time once the activations spill.
+    (half,) = estimate(one_conv(64, 64, (64, 192), kernel=1), U55).layers
+    assert (half.on_chip, half.cycles) == (True, 196_672)
+
+
+def two_convs():
+    b = QDQGraphBuilder(seed=1)
+    x = b.input((1, 16, 64, 64))
+    y = b.conv(x, 32, relu=True)
+    b.output(b.conv(y, 16, kernel=1, relu=True))
+    return parse_qdq(b.build())
+
+
+def test_totals():
+    est = estimate(two_convs(), U55)
+    first, second = est.layers
+    # second: 1x1 32 -> 16 at 64x64: work 4,096 * 16 * 32 = 2,097,152 -> 8,192 cycles; activations
+    # 131,072 + 65,536 = 196,608 / 8 = 24,576 (memory-bound); + 64
+    assert (first.cycles, second.cycles) == (73_792, 24_640)
+    assert est.cycles == 98_432
+    assert est.seconds == pytest.approx(98_432 / 500e6)
+    assert est.fps == pytest.approx(500e6 / 98_432)
+    assert est.macs == 18_874_368 + 2_097_152
+    assert est.mac_utilisation == pytest.approx(20_971_520 / (98_432 * 256))
+    # live at once: input + first output (65,536 + 131,072), then first + second output (131,072 + 65,536)
+    assert est.peak_activation_bytes == 196_608
+    assert est.weight_bytes == 4_896 + (512 + 16 * 9)
+
+
+def test_unknown_board_is_a_clear_error():
+    with pytest.raises(UnknownBoardError, match="unknown board 'jetson'; known boards: arm-npu, ethos-u55-256"):
+        estimate(two_convs(), "jetson")
+
+
+def test_every_board_estimates_and_the_bigger_npu_is_faster():
+    graph = two_convs()
+    seconds = {b: estimate(graph, b).seconds for b in ("ethos-u55-256", "ethos-u65-512", "arm-npu", "journey5-bayes")}
+    assert seconds["ethos-u65-512"] < seconds["ethos-u55-256"]
+    assert all(s > 0 for s in seconds.values())
+
+
+def test_report_files_are_written_and_parse(tmp_path):
+    est = estimate(two_convs(), U55)
+    measured = {"layers_s": [2 * layer.cycles / 500e6 for layer in est.layers], "total_s": 4 * est.seconds}
+    paths = write_report(est, tmp_path, measured=measured)
+    d = json.loads(paths["json"].read_text())
+    assert {"format", "board", "accelerator", "clock_hz", "macs_per_cycle", "totals", "layers", "measurement"} <= set(d)
+    assert set(d["totals"]) == {"cycles", "latency_ms", "fps", "gmacs", "weight_bytes", "peak_activation_bytes",
+                                "mac_utilisation"}  # fmt: skip
+    assert d["totals"]["cycles"] == 98_432
+    assert [r["cycles"] for r in d["layers"]] == [73_792, 24_640]
+    # estimates are half the measured layers and a quarter of the measured total
+    assert d["measurement"]["median_abs_layer_error"] == pytest.approx(0.5)
+    assert d["measurement"]["total_error"] == pytest.approx(-0.75)
+    with paths["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(est.layers) and tuple(rows[0]) == CSV_COLUMNS
+    assert int(rows[1]["cycles"]) == 24_640
+    page = paths["html"].read_text()
+    assert "<svg" in page and page.count("<rect") == len(est.layers) and "98,432" in page
+
+
+def test_report_without_measurement_has_no_error_columns():
+    d = perf_dict(estimate(two_convs(), U55))
+    assert "measurement" not in d and d["layers"][0]["measured_ms"] is None
+
+
+def test_compile_writes_the_perf_report(tmp_path):
+    from fcos3d.compiler.build import compile_onnx
+
+    b = QDQGraphBuilder(seed=2)
+    b.output(b.conv(b.input((1, 3, 8, 8)), 4, relu=True))
+    compile_onnx(b.build(), "host", tmp_path)
+    d = json.loads((tmp_path / "perf.json").read_text())
+    assert d["board"] == "host" and len(d["layers"]) == 1
+    assert (tmp_path / "perf.csv").is_file() and "<svg" in (tmp_path / "perf.html").read_text()
+
+
+def test_estimate_only_board_refuses_to_compile(tmp_path):
+    from fcos3d.compiler.build import compile_onnx
+
+    b = QDQGraphBuilder(seed=2)
+    b.output(b.conv(b.input((1, 3, 8, 8)), 4))
+    with pytest.raises(ValueError, match="estimate-only.*fcos3d perf --target ethos-u55-256"):
+        compile_onnx(b.build(), U55, tmp_path)
+
+
+def _layer(op, work, macs):
+    return LayerEstimate("l", op, (1, 1, 1, 1), macs, work, 0, 0, True, 0, 0, 0, 0)
+
+
+def test_fit_host_recovers_known_figures():
+    # Synthetic host: convs at 0.5 MAC/cycle, depthwise at 0.25, Adds at 0.05 elements/cycle, 10,000 cycles a
+    # layer. Measured seconds = (work / throughput + 10,000) / clock; the fit must give the figures back.
+    clock = 2e9
+    layers = [_layer("Conv", w, w) for w in (10_000, 200_000, 3_000_000)]
+    layers += [_layer("DepthwiseConv", w, w) for w in (50_000, 400_000)]
+    layers += [_layer("Add", w, 0) for w in (4_096, 65_536)]
+    rate = {"Conv": 0.5, "DepthwiseConv": 0.25, "Add": 0.05}
+    seconds = [(layer.work / rate[layer.op] + 10_000) / clock for layer in layers]
+    fitted = fit_host(layers, seconds, clock)
+    assert fitted["macs_per_cycle"] == pytest.approx(0.5)
+    assert fitted["depthwise_macs_per_cycle"] == pytest.approx(0.25)
+    assert fitted["add_per_cycle"] == pytest.approx(0.05)
+    assert fitted["elementwise_per_cycle"] == pytest.approx(0.05)
+    assert fitted["op_overhead_cycles"] == pytest.approx(10_000)
+    assert fitted["rms_rel_error"] < 1e-9
+    board = calibrated_board(load_board("host"), fitted, "test")
+    assert board.accelerator["depthwise_macs_per_cycle"] == pytest.approx(0.25)
+    assert board.accelerator.figures["macs_per_cycle"].source == "test"
+
+
+def test_accelerator_refuses_missing_figures_and_sources():
+    fig = Figure("macs_per_cycle", 256, "MAC/cycle", "Vela")
+    with pytest.raises(ValueError, match="missing figure.*block_oc"):
+        Accelerator("x", MappingProxyType({"macs_per_cycle": fig}))
+    figures = {f.name: f for f in load_board(U55).accelerator.figures.values()}
+    figures["clock_hz"] = Figure("clock_hz", 1e9, "Hz", " ")
+    with pytest.raises(ValueError, match="'clock_hz' has no source"):
+        Accelerator("x", MappingProxyType(figures))
+
+
+def test_board_without_accelerator_gives_a_clear_error(tmp_path):
+    p = tmp_path / "b.toml"
+    p.write_text('name = "b"\ndescription = "d"\n[target]\nkind = "llvm"\n')
+    with pytest.raises(ValueError, match="no \\[accelerator\\] profile"):
+        estimate(two_convs(), str(p))
+
+
+def test_perf_command_compares_boards(tmp_path):
+    import onnx
+    from click.testing import CliRunner
+
+    from fcos3d.cli import cli
+
+    b = QDQGraphBuilder(seed=2)
+    b.output(b.conv(b.input((1, 16, 64, 64)), 32, relu=True))
+    onnx.save(b.build(), tmp_path / "m.onnx")
+    result = CliRunner().invoke(cli, ["perf", "--target", U55, "--target", "ethos-u65-512", "--out", str(tmp_path / "o"),
+                                      str(tmp_path / "m.onnx")], terminal_width=200)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "73,792" in result.output and "ethos-u65-512" in result.output
+    assert (tmp_path / "o" / U55 / "perf.html").is_file()
+    bad = CliRunner().invoke(cli, ["perf", "--target", "jetson", str(tmp_path / "m.onnx")])
+    assert bad.exit_code == 2 and "known boards" in bad.output
+    assert np.isfinite(json.loads((tmp_path / "o" / U55 / "perf.json").read_text())["totals"]["fps"])
