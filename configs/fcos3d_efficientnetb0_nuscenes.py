@@ -18,6 +18,7 @@ from fcos3d.model.efficientnet import EfficientNet
 from fcos3d.model.fcos3d import FCOS3D
 from fcos3d.model.head import FCOS3DHead
 from fcos3d.model.losses import FCOS3DLoss
+from fcos3d.quant.convert import Float2Calibration, Float2QAT, LoadStageCheckpoint, ModelConvertPipeline
 from fcos3d.trainer.config import param
 from fcos3d.trainer.optim import AdamW
 
@@ -30,6 +31,9 @@ float_epochs = param("float_epochs", 24)
 float_lr = param("float_lr", 2e-4)
 max_steps = param("max_steps", 0)
 seed = param("seed", 0)
+calibration_steps = param("calibration_steps", 10)  # HAT: 10 steps of batch 32
+qat_epochs = param("qat_epochs", 10)
+qat_lr = param("qat_lr", 1e-6)
 
 input_size = (896, 512)  # (W, H): 1600x900 -> 896x504, padded to 512
 strides = (8, 16, 32, 64, 128)
@@ -79,3 +83,40 @@ float_trainer = dict(
     ),
     max_steps=max_steps or None,
 )
+
+# --- int8, HAT's recipe: min-max calibration, QAT 10 epochs AdamW lr 1e-6 with frozen activation ranges
+# (averaging_constant 0) and per-step weight ranges (1), BN folded ("fuse_bn").
+qconfig_params = dict(
+    activation_calibration_observer="min_max",
+    activation_qat_observer="min_max",
+    activation_qkwargs=dict(averaging_constant=0),
+    weight_qkwargs=dict(averaging_constant=1),
+)
+calibration_trainer = dict(
+    num_steps=calibration_steps,
+    seed=seed,
+    converters=(
+        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
+            LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),
+            Float2Calibration(),
+        ]),
+    ),
+)
+qat_trainer = dict(
+    epochs=qat_epochs,
+    optimizer=dict(type=AdamW, lr=qat_lr, weight_decay=0.01),
+    lr_schedule=dict(policy="constant", warmup_steps=0),
+    grad_clip=35.0,
+    val_interval=1,
+    checkpoint_interval=500,
+    amp=False,  # fake quant runs in float32
+    seed=seed,
+    converters=(
+        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
+            Float2QAT(),
+            LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
+        ]),
+    ),
+    max_steps=max_steps or None,
+)
+export_cfg = dict(input_shape=(1, 3, input_size[1], input_size[0]), path=f"{ckpt_dir}/fcos3d_int8_qdq.onnx")

@@ -243,20 +243,46 @@ def predict_cmd(stage, config_path, ckpt, sets):
     click.echo(f"results: {metrics['result_file']}")
 
 
+@cli.command("export")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="ONNX file to write (default: the config's export_cfg.path).")
+@click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="QAT checkpoint (default: <ckpt_dir>/qat-checkpoint-best.pth.tar).")
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def export_cmd(config_path, out, ckpt, sets):
+    """Export the QAT model as the integer model's int8 QDQ ONNX (opset 17, int32 head outputs).
+
+    The graph opens in Netron, runs in onnxruntime and in the integer simulator, bit-exact with the
+    torch int model (docs/int8.md); metadata_props hold class names, strides and the output scales.
+    """
+    from .trainer.config import load_config
+    from .trainer.stages import run_export
+
+    summary = run_export(load_config(config_path, _overrides(sets)), out=out, ckpt=ckpt)
+    rows = [("onnx", summary["path"]), ("input", "x".join(map(str, summary["input_shape"]))),
+            ("outputs", summary["outputs"])] + sorted(summary["nodes"].items())
+    if summary["widened_weight_scales"]:  # channels whose int32 bias needed a coarser weight scale
+        rows.append(("widened weight scales", ", ".join(summary["widened_weight_scales"])))
+    print_table("export", rows, ("item", "value"))
+
+
 @cli.command("demo")
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(path_type=Path), help="Folder for everything the demo makes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")
 @click.option("--scenes", default=10, show_default=True, help="Synthetic scenes (v1.0-mini: at most 10).")
 @click.option("--samples-per-scene", default=20, show_default=True, help="Key frames per synthetic scene.")
 @click.option("--image-size", default="800x450", show_default=True, help="Synthetic camera image size WIDTHxHEIGHT.")
-def demo(out, seed, scenes, samples_per_scene, image_size):
+@click.option("--float-epochs", default=3, show_default=True, help="Float training epochs (0 skips training and prediction).")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path), help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).")
+def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, config_path):
     """Run the whole flow on synthetic nuScenes data: what `make demo` runs.
 
     \b
-    Steps (each lands with its issue; today: data):
-      1. synth   a synthetic nuScenes v1.0-mini set        -> OUT/nuscenes
-      2. pack    train and val into LMDB                     -> OUT/nuscenes_lmdb
-      3. show    ground-truth pictures of a few val images   -> OUT/pictures
+    Steps (each lands with its issue; today: data and float):
+      1. synth    a synthetic nuScenes v1.0-mini set         -> OUT/nuscenes
+      2. pack     train and val into LMDB                      -> OUT/nuscenes_lmdb
+      3. show     ground-truth pictures of a few val images    -> OUT/pictures
+      4. train    float training on the synthetic config       -> OUT/work_dir
+      5. predict  the official nuScenes metric of the float model
     """
     from .data.packer import pack_nuscenes
     from .data.show import show_record
@@ -265,20 +291,120 @@ def demo(out, seed, scenes, samples_per_scene, image_size):
     version = "v1.0-mini"
     root, lmdb_root, pictures = out / "nuscenes", out / "nuscenes_lmdb", out / "pictures"
     rows = []
-    with progress_bar("1/3 synth") as progress:
+    with progress_bar("1/5 synth") as progress:
         summary = write_synthetic_nuscenes(
             root, version=version, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
             image_size=_parse_size(image_size), progress=progress,
         )
     rows.append(("synth", str(root), f"{summary.get('samples', '?')} samples, {summary.get('annotations', '?')} boxes"))
     for split in ("train", "val"):
-        with progress_bar(f"2/3 pack {split}") as progress:
+        with progress_bar(f"2/5 pack {split}") as progress:
             packed = pack_nuscenes(root, split_name=split, version=version, target_data_dir=lmdb_root, num_workers=2, progress=progress)
         rows.append((f"pack {split}", str(packed["path"]), f"{packed['records']} images, {packed['boxes']} boxes"))
     pictures.mkdir(parents=True, exist_ok=True)
     shown = [show_record(lmdb_root / "val_lmdb", index=i, save_path=pictures / f"gt_val_{i:04d}.png") for i in (0, 1, 3)]
     rows.append(("show", str(pictures), ", ".join(p.name for p in shown)))
+
+    if float_epochs > 0:
+        from .trainer.config import load_config
+        from .trainer.stages import run_predict, run_train
+
+        config_path = config_path or Path(__file__).resolve().parent.parent / "configs" / "fcos3d_efficientnetb0_synthetic.py"
+        if not config_path.is_file():
+            raise Fcos3dError(f"{config_path}: config not found; pass --config configs/fcos3d_efficientnetb0_synthetic.py from a checkout")
+        cfg = load_config(config_path, {"data_root": str(lmdb_root), "ckpt_dir": str(out / "work_dir"),
+                                        "float_epochs": str(float_epochs)})
+        reporter = _RichReporter("float")
+        try:
+            trained = run_train(cfg, "float", reporter=reporter)
+        finally:
+            reporter.close()
+        rows.append(("train float", trained["best_path"], f"{trained['steps']} steps"))
+        with progress_bar("5/5 predict float") as progress:
+            metrics = run_predict(cfg, "float", progress=progress)
+        print_metrics(f"float: NDS {metrics['NDS']:.4f}  mAP {metrics['mAP']:.4f}", metrics)
+        rows.append(("predict float", metrics["result_file"], f"NDS {metrics['NDS']:.4f}, mAP {metrics['mAP']:.4f}"))
     print_table("fcos3d demo", rows, ("step", "output", "what"))
+
+
+# -- boards (fcos3d/boards: one TOML per board) ---------------------------------------------------------
+
+
+@cli.group()
+def boards() -> None:
+    """List and show the compilation targets (fcos3d/boards/*.toml)."""
+
+
+@boards.command("list")
+def boards_list() -> None:
+    """One row per packaged board."""
+    from .boards import board_names, load_board
+
+    rows = []
+    for name in board_names():
+        b = load_board(name)
+        rows.append((b.name, b.target.get("mtriple", "this machine"), b.target.get("mcpu", "detected"), b.description))
+    print_table("boards", rows, ("name", "triple", "cpu", "description"))
+
+
+@boards.command("show")
+@click.argument("name")
+def boards_show(name: str) -> None:
+    """Every field of one board, with the source of each accelerator figure."""
+    from .boards import UnknownBoardError, load_board
+
+    try:
+        b = load_board(name)
+    except UnknownBoardError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    rows = [("description", b.description, ""), ("cross compiler", b.cross_compiler or "(none: host)", "")]
+    rows += [(f"target.{k}", v if isinstance(v, str) else list(v) if isinstance(v, tuple) else v, "")
+             for k, v in b.target.items()]  # fmt: skip
+    if b.accelerator is not None:  # the latency estimator's profile (fcos3d perf); its figures follow
+        rows.append(("accelerator", b.accelerator.name, b.accelerator.note))
+    rows += [(f.name, f"{f.value:g} {f.unit}", f.source) for f in b.figures]
+    print_table(f"board {b.name}", rows, ("field", "value", "source"))
+
+
+# -- perf (fcos3d/compiler/estimate.py: the latency model of PERFORMANCE.md) ------------------------------
+
+
+@cli.command("perf")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", "targets", multiple=True, default=("host",), show_default=True, help="Board to estimate (repeat to compare): fcos3d boards list, or a board .toml.")
+@click.option("--layers", default=10, show_default=True, help="Also show the N slowest layers (by the first board) side by side; 0: none.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write OUT/<board>/perf.json, perf.csv, perf.html.")
+def perf_cmd(model, targets, layers, out_dir):
+    """Estimated latency of an int8 QDQ ONNX model on one or more boards, side by side (no compile)."""
+    from .boards import UnknownBoardError, load_board
+    from .compiler.check import check_onnx
+    from .compiler.estimate import estimate
+    from .compiler.report import write_report
+
+    try:
+        boards_ = [load_board(t) for t in targets]
+    except UnknownBoardError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+    graph = check_onnx(model).graph
+    ests = [estimate(graph, b) for b in boards_]
+    keys = (("latency ms", "latency_ms", "{:.3f}"), ("FPS", "fps", "{:.1f}"), ("GMACs", "gmacs", "{:.3f}"),
+            ("weights KiB", "weight_bytes", "{:.0f}"), ("peak activations KiB", "peak_activation_bytes", "{:.0f}"),
+            ("MAC utilisation", "mac_utilisation", "{:.1%}"), ("cycles", "cycles", "{:,}"))  # fmt: skip
+    rows = [("accelerator", *[e.accelerator for e in ests])]
+    for label, key, fmt in keys:
+        scale = 1024 if key.endswith("_bytes") else 1
+        rows.append((label, *[fmt.format(e.totals()[key] / scale if scale != 1 else e.totals()[key]) for e in ests]))
+    print_table(f"fcos3d perf {model.name} ({len(graph.ops)} layers)", rows, ("", *[e.board for e in ests]))
+    if layers > 0:
+        order = sorted(range(len(ests[0].layers)), key=lambda i: -ests[0].layers[i].cycles)[:layers]
+        rows = [(str(i), ests[0].layers[i].name, ests[0].layers[i].op,
+                 *[f"{e.layers[i].cycles / e.clock_hz * 1e3:.4f} ({e.layers[i].bound[0]})" for e in ests]) for i in order]
+        print_table(f"slowest {len(order)} layers on {ests[0].board}: ms (c: compute-, m: memory-bound)", rows,
+                    ("#", "layer", "op", *[e.board for e in ests]))
+    if out_dir is not None:
+        for e in ests:
+            paths = write_report(e, out_dir / e.board)
+            click.echo(f"{e.board}: {paths['html']}")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from fcos3d.errors import Fcos3dError
 
-from .layers import ConvBNAct, make_activation
+from .layers import Add, ConvBNAct, make_activation
 
 __all__ = ["EfficientNet", "B0_STAGES", "MODEL_SCALES"]
 
@@ -92,6 +92,7 @@ class MBConv(nn.Module):
         self.se = SqueezeExcite(mid, max(1, int(in_ch * 0.25)), activation) if use_se else None
         self.project = ConvBNAct(mid, out_ch, 1, act=None, **bn)
         self.use_residual = stride == 1 and in_ch == out_ch
+        self.add = Add() if self.use_residual else None  # a module, so int8 gives the residual sum its own quantiser
         self.drop_connect_rate = drop_connect_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, Cin, H, W)
@@ -106,7 +107,7 @@ class MBConv(nn.Module):
             keep = 1.0 - self.drop_connect_rate
             mask = torch.rand((y.shape[0], 1, 1, 1), dtype=y.dtype, device=y.device) < keep
             y = y * mask / keep
-        return y + x
+        return self.add(y, x)
 
 
 class EfficientNet(nn.Module):
