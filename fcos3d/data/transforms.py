@@ -15,6 +15,7 @@ import torch
 
 from ..errors import Fcos3dError
 from .record import ANN_FIELDS
+from .resize import keep_ratio_size, pad_image, resize_image, scale_intrinsics
 
 __all__ = ["Resize3D", "Pad", "ToTensor", "Normalize", "collate_fn", "unbatch_anns"]
 
@@ -59,19 +60,11 @@ class Resize3D:
     def __call__(self, sample: dict) -> dict:
         img = _numpy_image(sample, "Resize3D")
         h, w = img.shape[:2]
-        W, H = self.img_scale
-        if self.keep_ratio:
-            s = min(W / w, H / h)
-            new_w, new_h = max(1, int(round(w * s))), max(1, int(round(h * s)))
-        else:
-            new_w, new_h = W, H
+        new_w, new_h = keep_ratio_size(w, h, self.img_scale, self.keep_ratio)
         sx, sy = new_w / w, new_h / h
         out = dict(sample)
-        out["img"] = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)  # (new_h, new_w, 3)
-        K = np.array(sample["cam_intrinsic"], dtype=np.float64)  # (3, 3) copy
-        K[0] *= sx
-        K[1] *= sy
-        out["cam_intrinsic"] = K
+        out["img"] = resize_image(img, new_w, new_h)  # (new_h, new_w, 3)
+        out["cam_intrinsic"] = scale_intrinsics(sample["cam_intrinsic"], sx, sy)  # (3, 3) copy
         anns = dict(sample["anns"])
         anns["bboxes2d"] = (anns["bboxes2d"] * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)  # (N, 4)
         anns["centers2d"] = (anns["centers2d"] * np.array([sx, sy], dtype=np.float32)).astype(np.float32)  # (N, 2)
@@ -110,7 +103,7 @@ class Pad:
             if w > pw or h > ph:
                 raise Fcos3dError(f"Pad(size={self.size}): the image is {w}x{h}, larger than that: resize first (Resize3D(img_scale={self.size}))")
         out = dict(sample)
-        out["img"] = cv2.copyMakeBorder(img, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))  # (ph, pw, 3)
+        out["img"] = pad_image(img, pw, ph)  # (ph, pw, 3)
         out["pad_shape"] = (ph, pw)
         return out
 

@@ -1,48 +1,240 @@
-"""Run a compiled artifact (model.so + meta.json) locally with TVM's Relax VM; returns raw integer outputs.
+"""Run a compiled artifact (model.so + meta.json) with TVM's Relax VM, locally or on a board over TVM RPC.
 
-Used by tests and validation to compare the compiled module with the simulator bit for bit. Never imports torch.
+Checks meta.json against the library before loading (ELF machine, truncation, ONNX sha256, TVM versions) and
+returns raw integer outputs named as in meta.json, for bit-exact comparison with the simulator. Never imports torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import struct
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Artifact", "ArtifactError", "load_artifact"]
+from fcos3d.errors import Fcos3dError
+
+__all__ = ["Artifact", "ArtifactError", "DeviceError", "ElfInfo", "load_artifact", "read_elf", "parse_device"]
 
 META_FORMAT = 1
+_FIX = "recompile with fcos3d-compile"
+# The versions that decide whether a library loads: model.so calls into libtvm_ffi / the TVM runtime.
+_RUNTIME_DISTS = ("apache-tvm", "apache-tvm-ffi")
+_OUTPUT_DTYPES = ("int8", "int32")
+
+# ELF e_machine values (System V gABI) of the architectures a board can have, and the names
+# platform.machine() / a target triple use for them.
+_ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm", 243: "riscv64", 3: "i386"}
+_ARCH_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "arm64": "aarch64", "armv7": "arm", "armv7l": "arm",
+                 "armv8": "aarch64", "i686": "i386", "x86": "i386"}  # fmt: skip
 
 
-class ArtifactError(ValueError):
-    """The folder is not a loadable artifact (missing/invalid meta.json, wrong board for this machine)."""
+class ArtifactError(Fcos3dError, ValueError):
+    """The folder is not a loadable artifact: meta.json missing, invalid or not matching model.so, a truncated
+    library, or a library for another machine. The message names the file and the fix."""
 
 
-def _check_meta(meta: dict, where: Path) -> None:
+class DeviceError(Fcos3dError):
+    """The board could not be reached over TVM RPC, or it could not load or run the library."""
+
+
+def _arch(name: str) -> str:
+    """``x86_64`` / ``aarch64`` / ... from a machine name or the first field of a target triple."""
+    a = name.split("-")[0].lower()
+    return _ARCH_ALIASES.get(a, a)
+
+
+# -- the library ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    """What the ELF header says: ``arch`` (x86_64, aarch64, ... or ``machine-<n>``), 64-bit or not, the size
+    the headers need (``needed_bytes``, program segments and section table included) and the file's size."""
+
+    arch: str
+    is_64: bool
+    needed_bytes: int
+    size: int
+
+
+def read_elf(path: Path) -> ElfInfo:
+    """Parse an ELF shared library's header (no loading). A file that is not ELF, or shorter than its own
+    program segments or section header table say (a truncated copy), raises ArtifactError."""
+    data = Path(path).read_bytes()
+    size = len(data)
+    if size < 52 or data[:4] != b"\x7fELF":
+        raise ArtifactError(f"{path}: not an ELF shared library ({size} bytes); {_FIX}")
+    is_64, little = data[4] == 2, data[5] == 1
+    e = "<" if little else ">"
+    try:
+        machine = struct.unpack_from(e + "H", data, 18)[0]
+        if is_64:
+            phoff, shoff = struct.unpack_from(e + "QQ", data, 32)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(e + "HHHH", data, 54)
+        else:
+            phoff, shoff = struct.unpack_from(e + "II", data, 28)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(e + "HHHH", data, 42)
+        needed = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+        for k in range(phnum):  # every segment's bytes must be in the file (PT_LOAD and the rest)
+            at = phoff + k * phentsize
+            if at + phentsize > size:
+                break  # the header table itself is cut: `needed` already exceeds the size
+            if is_64:
+                p_offset, p_filesz = struct.unpack_from(e + "Q", data, at + 8)[0], struct.unpack_from(e + "Q", data, at + 32)[0]
+            else:
+                p_offset, p_filesz = struct.unpack_from(e + "I", data, at + 4)[0], struct.unpack_from(e + "I", data, at + 16)[0]
+            needed = max(needed, p_offset + p_filesz)
+    except struct.error:
+        raise ArtifactError(f"{path}: the ELF header is cut short ({size} bytes): the library is truncated; {_FIX}") from None
+    if needed > size:
+        raise ArtifactError(f"{path}: truncated library ({size} bytes, its headers need {needed}): "
+                            f"copy it again or {_FIX}")  # fmt: skip
+    return ElfInfo(_ELF_MACHINES.get(machine, f"machine-{machine}"), is_64, needed, size)
+
+
+# -- meta.json --------------------------------------------------------------------------------------------------
+
+
+def _check_meta(meta: dict, meta_path: Path) -> None:
+    """The fields a runtime reads are there and well formed."""
     missing = [k for k in ("format", "function", "library", "board", "inputs", "outputs") if k not in meta]
     if missing:
-        raise ArtifactError(f"{where}: meta.json lacks {missing}; recompile with fcos3d-compile")
+        raise ArtifactError(f"{meta_path} lacks {missing}; {_FIX}")
     if meta["format"] != META_FORMAT:
-        raise ArtifactError(f"{where}: meta.json format {meta['format']} is not {META_FORMAT}; recompile")
-    triple = str(meta.get("target", {}).get("mtriple", ""))
-    if triple and not triple.startswith(platform.machine()):
-        raise ArtifactError(
-            f"{where}: compiled for {triple!r} (board {meta['board']!r}), this machine is {platform.machine()}: "
-            "run it on the board (TVM RPC) or compile with --target host"
-        )
+        raise ArtifactError(f"{meta_path}: format {meta['format']} is not {META_FORMAT}; {_FIX}")
+    if not meta["outputs"]:
+        raise ArtifactError(f"{meta_path} lists no outputs; {_FIX}")
+    for kind in ("inputs", "outputs"):
+        for k, spec in enumerate(meta[kind]):
+            lacks = [f for f in ("name", "shape", "dtype") if f not in spec]
+            if lacks:
+                raise ArtifactError(f"{meta_path}: {kind}[{k}] lacks {lacks}; {_FIX}")
+    for spec in meta["outputs"]:
+        if spec["dtype"] not in _OUTPUT_DTYPES:
+            raise ArtifactError(f"{meta_path}: output {spec['name']!r} has dtype {spec['dtype']!r}, not int8/int32; {_FIX}")
+        scales = spec.get("scales")
+        if scales is None or len(scales) not in (1, spec["shape"][1]):
+            raise ArtifactError(f"{meta_path}: output {spec['name']!r} needs 1 or {spec['shape'][1]} scales; {_FIX}")
+
+
+def _check_versions(meta: dict, meta_path: Path) -> None:
+    """The TVM the library was compiled with is the TVM that will run it (on this host, the RPC client too)."""
+    recorded = meta.get("versions", {})
+    for dist in _RUNTIME_DISTS:
+        want = recorded.get(dist)
+        if want is None:
+            raise ArtifactError(f"{meta_path} does not record the {dist} version; {_FIX}")
+        try:
+            have = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            have = "not installed"
+        if have != want:
+            raise ArtifactError(f"{meta_path}: compiled with {dist} {want}, this machine has {have}: "
+                                f"{_FIX} here, or install {dist}=={want}")  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_onnx(meta: dict, meta_path: Path, onnx_path: str | Path | None) -> None:
+    """The model compiled is the ONNX the user names (or the one meta.json names, when it is still there)."""
+    want = (meta.get("onnx") or {}).get("sha256")
+    if onnx_path is None:
+        recorded = (meta.get("onnx") or {}).get("path")
+        if not recorded or not Path(recorded).is_file():
+            return  # an artifact copied away from its ONNX: nothing to compare against
+        onnx_path = recorded
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ArtifactError(f"{onnx_path}: no such ONNX file to check {meta_path} against")
+    if want is None:
+        raise ArtifactError(f"{meta_path} does not record the ONNX sha256; {_FIX} {onnx_path}")
+    have = _sha256(onnx_path)
+    if have != want:
+        raise ArtifactError(f"{meta_path} was compiled from an ONNX with sha256 {want[:12]}..., {onnx_path} has "
+                            f"{have[:12]}...: {_FIX} {onnx_path}")  # fmt: skip
+
+
+def _check_library(meta: dict, meta_path: Path, lib_path: Path, board: str | None, local: bool) -> ElfInfo:
+    """model.so is whole, and built for the machine meta.json's target names (and, run locally, for this one)."""
+    if board is not None and meta["board"] != board:
+        raise ArtifactError(f"{meta_path}: compiled for board {meta['board']!r}, not {board!r}: "
+                            f"{_FIX} --target {board}")  # fmt: skip
+    if not lib_path.is_file():
+        raise ArtifactError(f"{lib_path} is missing; {_FIX}")
+    elf = read_elf(lib_path)
+    triple = str((meta.get("target") or {}).get("mtriple", ""))
+    if triple and _arch(triple) != elf.arch:
+        raise ArtifactError(f"{lib_path} is an {elf.arch} library but {meta_path} says board {meta['board']!r} "
+                            f"({triple}): the two do not belong together; {_FIX} --target {meta['board']}")  # fmt: skip
+    if local and elf.arch != _arch(platform.machine()):
+        raise ArtifactError(f"{lib_path} is an {elf.arch} library (board {meta['board']!r}), this machine is "
+                            f"{platform.machine()}: run it on the board (device='HOST:PORT', TVM RPC) or "
+                            f"{_FIX} --target host")  # fmt: skip
+    return elf
+
+
+# -- devices ----------------------------------------------------------------------------------------------------
+
+
+def parse_device(device: str | None) -> tuple[str, int] | None:
+    """None / "local" / "cpu" -> None (this process); "HOST:PORT" -> (host, port) of a TVM RPC server."""
+    if device is None or device in ("local", "cpu"):
+        return None
+    host, sep, port = str(device).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise Fcos3dError(f"device={device!r}: use 'local' or 'HOST:PORT' of a running "
+                          "`python -m tvm.exec.rpc_server --host HOST --port PORT`")  # fmt: skip
+    return host, int(port)
+
+
+# Open RPC sessions by "host:port", alive while an Artifact holds them. tvm.exec.rpc_server serves one session
+# at a time (a second connect waits until the first closes), so artifacts on the same board share one session.
+_SESSIONS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _connect(host: str, port: int):
+    from tvm import rpc
+
+    key = f"{host}:{port}"
+    session = _SESSIONS.get(key)
+    if session is not None:
+        return session
+    try:
+        session = rpc.connect(host, port)
+    except Exception as exc:  # tvm raises its own error classes (InternalError, TVMError) for socket failures
+        raise DeviceError(f"cannot reach a TVM RPC server at {host}:{port} ({type(exc).__name__}): start "
+                          f"`python -m tvm.exec.rpc_server --host {host} --port {port}` on the board") from None
+    _SESSIONS[key] = session
+    return session
 
 
 @dataclass
 class Artifact:
-    """A loaded artifact: ``run(x)`` -> ``{output name: int8/int32 array}`` in meta.json's order."""
+    """A loaded artifact: ``run(x)`` -> ``{output name: int8/int32 array}`` in meta.json's order.
+
+    ``device``: "local", or "HOST:PORT" when the library runs on a board over TVM RPC (same API, same outputs).
+    """
 
     path: Path
     meta: dict
     _vm: object
+    _dev: object
+    device: str = "local"
+    elf: ElfInfo | None = None
+    _session: object = None  # the RPC session, kept alive as long as the artifact
 
     @property
     def input_names(self) -> list[str]:
@@ -56,23 +248,59 @@ class Artifact:
         """int8 (N, C, H, W) input(s) -> raw outputs. ``x``: one array, or ``{input name: array}``."""
         import tvm
 
-        given = dict(x) if isinstance(x, Mapping) else {self.input_names[0]: x}
         if len(self.input_names) != 1 and not isinstance(x, Mapping):
             raise ValueError(f"the artifact has inputs {self.input_names}: pass a dict")
+        given = dict(x) if isinstance(x, Mapping) else {self.input_names[0]: x}
         args = []
         for spec in self.meta["inputs"]:
             if spec["name"] not in given:
                 raise KeyError(f"missing input {spec['name']!r}")
             v = np.ascontiguousarray(given[spec["name"]])
-            if v.dtype != np.int8 or list(v.shape) != spec["shape"]:
+            if v.dtype != np.int8 or list(v.shape) != list(spec["shape"]):
                 raise TypeError(f"input {spec['name']!r} must be int8 {spec['shape']}, got {v.dtype} {list(v.shape)}")
-            args.append(tvm.runtime.tensor(v, tvm.cpu()))
-        result = self._vm[self.meta["function"]](*args)
-        return {o["name"]: r.numpy() for o, r in zip(self.meta["outputs"], result, strict=True)}
+            args.append(tvm.runtime.tensor(v, self._dev))
+        fn = self.meta["function"]
+        # set_input / invoke_stateful / get_outputs rather than vm[fn](*args): the stateful calls are the ones that
+        # work over RPC (a remote call cannot return the result tuple), and one path serves both devices.
+        try:
+            self._vm.set_input(fn, *args)
+            self._vm.invoke_stateful(fn)
+            result = self._vm.get_outputs(fn)
+        except Exception as exc:
+            if self._session is None:
+                raise
+            raise DeviceError(f"{self.device}: running {self.path / self.meta['library']} failed on the board: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None  # fmt: skip
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        specs = self.meta["outputs"]
+        if len(result) != len(specs):
+            raise ArtifactError(f"{self.path / 'meta.json'} lists {len(specs)} outputs, {self.meta['library']} returns "
+                                f"{len(result)}: the two do not belong together; {_FIX}")  # fmt: skip
+        out = {}
+        for spec, r in zip(specs, result, strict=True):
+            a = r.numpy()
+            if str(a.dtype) != spec["dtype"] or list(a.shape) != list(spec["shape"]):
+                raise ArtifactError(f"{self.path / 'meta.json'}: output {spec['name']!r} is {spec['dtype']} "
+                                    f"{spec['shape']}, the library returns {a.dtype} {list(a.shape)}; {_FIX}")  # fmt: skip
+            out[spec["name"]] = a
+        return out
 
 
-def load_artifact(path: str | Path) -> Artifact:
-    """Open an artifact folder: check meta.json, load model.so into a Relax VM on the local CPU."""
+def load_artifact(
+    path: str | Path,
+    device: str | None = None,
+    onnx_path: str | Path | None = None,
+    board: str | None = None,
+) -> Artifact:
+    """Open an artifact folder and load model.so into a Relax VM, on this CPU or on a board over TVM RPC.
+
+    Checks first, each failure one ArtifactError naming the file and the fix: meta.json is valid; model.so is a
+    whole ELF library for the machine meta.json's target names (run locally: for this machine); the TVM versions
+    match the ones it was compiled with; the ONNX (``onnx_path``, else meta.json's path if that file is still
+    there) has the sha256 compiled from; meta.json's board is ``board`` when given.
+    ``device``: None / "local", or "HOST:PORT" of `python -m tvm.exec.rpc_server` on the board. That server
+    serves one client session at a time: artifacts loaded here share it, another client waits until it closes.
+    """
     import tvm
     from tvm import relax
 
@@ -83,10 +311,34 @@ def load_artifact(path: str | Path) -> Artifact:
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from None
-    _check_meta(meta, path)
+        raise ArtifactError(f"{meta_path}: not valid JSON ({exc}); {_FIX}") from None
+    _check_meta(meta, meta_path)
+    remote = parse_device(device)
     lib_path = path / meta["library"]
-    if not lib_path.is_file():
-        raise ArtifactError(f"{path}: {meta['library']} is missing")
-    lib = tvm.runtime.load_module(str(lib_path))
-    return Artifact(path, meta, relax.VirtualMachine(lib, tvm.cpu()))
+    elf = _check_library(meta, meta_path, lib_path, board, local=remote is None)
+    _check_versions(meta, meta_path)
+    _check_onnx(meta, meta_path, onnx_path)
+
+    if remote is None:
+        try:
+            lib = tvm.runtime.load_module(str(lib_path))
+        except Exception as exc:  # a library that passes the header checks but still does not load
+            raise ArtifactError(f"{lib_path} does not load ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                                f"{_FIX}") from None  # fmt: skip
+        dev = tvm.cpu()
+        return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, "local", elf)
+
+    host, port = remote
+    session = _connect(host, port)
+    # A name unique per library content: a board keeps uploads in one folder per session, and dlopen caches by name.
+    remote_name = f"fcos3d-{_sha256(lib_path)[:16]}.so"
+    try:
+        session.upload(str(lib_path), remote_name)
+        lib = session.load_module(remote_name)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()
+        raise DeviceError(f"{host}:{port}: the board could not load {lib_path} ({elf.arch}, board {meta['board']!r}): "
+                          f"{first[-1] if first else type(exc).__name__}; is it the board this artifact was "
+                          f"compiled for? Otherwise {_FIX} --target <board>") from None  # fmt: skip
+    dev = session.cpu()
+    return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, f"{host}:{port}", elf, session)

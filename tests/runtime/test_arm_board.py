@@ -1,0 +1,47 @@
+"""The `--target arm-npu` artifact really executes: TVM's RPC server on an emulated aarch64 board (qemu-user,
+built by scripts/make_arm_board.sh) runs the cross-compiled model.so, bit-exact with the simulator."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from rpc_servers import arm_server_cmd, random_inputs, rpc_server, write_artifact
+
+from fcos3d.runtime.align import compare_outputs
+from fcos3d.runtime.execute import DeviceError, load_artifact, read_elf
+from fcos3d.runtime.reference.simulator import Simulator
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+if arm_server_cmd() is None:
+    pytest.skip("no emulated Arm board: run scripts/make_arm_board.sh (about 1-2 minutes; needs debootstrap, "
+                "qemu-user-static and network) or set FCOS3D_ARM_BOARD to its folder", allow_module_level=True)  # fmt: skip
+if shutil.which("qemu-aarch64-static") is None or shutil.which("aarch64-linux-gnu-g++") is None:
+    pytest.skip("needs qemu-aarch64-static and aarch64-linux-gnu-g++ (apt-get install qemu-user-static "
+                "g++-aarch64-linux-gnu)", allow_module_level=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """ "127.0.0.1:PORT" of tvm.exec.rpc_server running under qemu-aarch64 (starting takes ~30 s: TVM imports
+    twice under emulation)."""
+    with rpc_server(arm_server_cmd(), tmp_path_factory.mktemp("arm_log") / "server.log", timeout=300) as address:
+        yield address
+
+
+def test_arm_artifact_runs_bit_exact_on_the_emulated_board(tmp_path, board):
+    onnx_path, folder = write_artifact(tmp_path, "arm-npu", seed=7)
+    assert read_elf(folder / "model.so").arch == "aarch64"
+    art = load_artifact(folder, device=board, onnx_path=onnx_path, board="arm-npu")
+    sim = Simulator(onnx_path)
+    for x in random_inputs(2, seed=8):
+        report = compare_outputs(art.run(x), sim.run(x))
+        assert report.equal, report.summary()
+        assert report.mismatches == 0 and [o.total for o in report.outputs] == [8 * 8 * 8, 5 * 8 * 8]
+
+
+def test_host_library_on_the_arm_board_is_refused_clearly(tmp_path, board):
+    _, folder = write_artifact(tmp_path, "host")
+    with pytest.raises(DeviceError, match=r"the board could not load .*model\.so \(x86_64, board 'host'\)"):
+        load_artifact(folder, device=board)
