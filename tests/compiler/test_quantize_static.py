@@ -4,8 +4,8 @@ The float CNN is built with onnx.helper (strided conv, depthwise conv, 1x1 conv,
 upsample, 1x1 conv); quantize_static makes symmetric int8 QDQ with per-channel weights and int32 biases
 (scale s_in * s_w, which parse_qdq accepts as is).
 
-Known gap (xfail below): with ActivationSymmetric, quantize_static keeps a Relu as its own
-``DQ(s) -> Relu -> Q(s)`` (same scale in and out), which parse_qdq supports only fused between Conv/Add and Q.
+With ActivationSymmetric, quantize_static keeps a Relu as its own ``Q(s) -> DQ(s) -> Relu -> Q(s)`` after the
+Conv; parse_qdq folds that chain into the Conv as a fused Relu (the same integers), so both variants are tested.
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def _quantize(folder, relu: bool):
     return qdq_path
 
 
-@pytest.fixture(scope="module")
-def qdq_model(tmp_path_factory):
-    return _quantize(tmp_path_factory.mktemp("ort_qdq"), relu=False)
+@pytest.fixture(scope="module", params=[False, True], ids=["no_relu", "relu"])
+def qdq_model(request, tmp_path_factory):
+    return _quantize(tmp_path_factory.mktemp("ort_qdq"), relu=request.param)
 
 
 def test_quantize_static_model_compiles_bit_exact(qdq_model, tmp_path):
@@ -90,11 +90,3 @@ def test_quantize_static_model_compiles_bit_exact(qdq_model, tmp_path):
             assert got[name].dtype == want[name].dtype
             assert np.array_equal(got[name], want[name]), f"{name}: {np.count_nonzero(got[name] != want[name])} differ"
     assert result.meta["inputs"][0]["dtype"] == "int8"
-
-
-@pytest.mark.xfail(strict=True, reason="parse_qdq rejects quantize_static's standalone DQ(s)->Relu->Q(s); "
-                   "see the module docstring (fold it into the producer as relu=True when scales are equal)")
-def test_quantize_static_standalone_relu_is_supported(tmp_path):
-    from fcos3d.compiler.check import check_onnx
-
-    check_onnx(_quantize(tmp_path, relu=True))

@@ -449,7 +449,39 @@ class _Parser:
                 f"its result must go to {'[Relu] -> ' if allow_relu else ''}QuantizeLinear, not {user.op_type}"
             )
         nodes.append(user)
-        return relu, user.output[0], self.q_scale(user), nodes
+        scale = self.q_scale(user)
+        if allow_relu and not relu:
+            folded = self.standalone_relu(user.output[0], scale)
+            if folded is not None:  # Q(s) -> DQ(s) -> Relu -> Q(s): the same integers as a fused Relu
+                nodes.extend(folded)
+                return True, folded[-1].output[0], scale, nodes
+        return relu, user.output[0], scale, nodes
+
+    def standalone_relu(self, q_out: str, scale: float) -> list[onnx.NodeProto] | None:
+        """The DQ(s) -> Relu -> Q(s) chain that onnxruntime's quantize_static writes after a Conv/Add, if any.
+
+        With the same scale s on both sides, Q(max(DQ(y), 0)) = max(y, 0) exactly for int8 y, and
+        max(saturate(v), 0) = saturate_to_[0, 127](v): folding it into the op as a fused Relu computes the
+        same integers. Only taken when every tensor of the chain has exactly one consumer.
+        """
+        if q_out in self.output_set or len(self.consumers.get(q_out, [])) != 1:
+            return None
+        dq = self.consumers[q_out][0]
+        if dq.op_type != "DequantizeLinear" or dq.output[0] in self.output_set:
+            return None
+        relu = self.consumers.get(dq.output[0], [])
+        if len(relu) != 1 or relu[0].op_type != "Relu" or relu[0].output[0] in self.output_set:
+            return None
+        q2 = self.consumers.get(relu[0].output[0], [])
+        if len(q2) != 1 or q2[0].op_type != "QuantizeLinear":
+            return None
+        try:
+            self.zero_point_is_zero(dq, np.int8, f"DequantizeLinear {self.name(dq)}")
+            same = (np.float32(self.scalar_scale(dq.input[1], "DequantizeLinear scale")) == np.float32(scale)
+                    and np.float32(self.q_scale(q2[0])) == np.float32(scale))
+        except _Reject:
+            return None
+        return [dq, relu[0], q2[0]] if same else None
 
     def define_int8(self, tensor: str, scale: float) -> None:
         self.int8[tensor] = float(scale)
