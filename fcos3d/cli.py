@@ -265,6 +265,38 @@ def export_cmd(config_path, out, ckpt, sets):
     print_table("export", rows, ("item", "value"))
 
 
+@cli.command("infer")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="A camera JPEG (in a nuScenes dataroot's samples/CAM_*/, or any image with --intrinsics).")
+@click.option("--stage", type=click.Choice(["float", "calibration", "qat", "int_infer"]), default="float", show_default=True, help="Which stage's model predicts.")
+@click.option("--score-th", default=0.3, show_default=True, help="Draw boxes scoring at least this.")
+@click.option("--save-path", required=True, type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("--ann", is_flag=True, help="Also draw the ground truth (from the devkit) beside the prediction.")
+@click.option("--version", default="v1.0-mini", show_default=True, help="nuScenes version of the image's dataroot.")
+@click.option("--intrinsics", default=None, help="fx,fy,cx,cy of a lone image (default: looked up in the dataroot).")
+@click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="Checkpoint (default: the stage's best).")
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intrinsics, ckpt, sets):
+    """Predict one image and draw its 3D boxes (class colours, scores) beside a bird's-eye view.
+
+    \b
+      fcos3d infer --config configs/fcos3d_efficientnetb0_synthetic.py \\
+          --image data/nuscenes/samples/CAM_FRONT/xxx.jpg --ann --save-path pred.png
+    """
+    from .trainer.config import load_config
+    from .trainer.infer import infer_image
+
+    cfg = load_config(config_path, _overrides(sets))
+    out = infer_image(cfg, image, stage=stage, score_th=score_th, save_path=save_path, with_gt=ann, version=version,
+                      intrinsics=intrinsics, ckpt=ckpt)
+    b = out["boxes"]
+    from .data.classes import CLASSES
+
+    rows = [(CLASSES[int(b["labels"][i])], f"{b['scores'][i]:.2f}", f"{b['centers3d'][i][2]:.1f}",
+             " x ".join(f"{v:.1f}" for v in b["dims"][i])) for i in range(len(b["scores"]))]
+    print_table(f"{len(rows)} boxes -> {out['path']}", rows, ("class", "score", "depth m", "w x l x h m"))
+
+
 @cli.command("demo")
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(path_type=Path), help="Folder for everything the demo makes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")

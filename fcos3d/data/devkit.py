@@ -163,23 +163,44 @@ def split_image_infos(nusc, scenes: list[dict]) -> list[dict]:
             for cam in CAMERAS:
                 if cam not in sample["data"]:
                     raise Fcos3dError(f"sample {token} has no {cam} image in {Path(nusc.dataroot) / nusc.version / 'sample_data.json'}: the tables are incomplete")
-                sd = nusc.get("sample_data", sample["data"][cam])
-                cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-                ep = nusc.get("ego_pose", sd["ego_pose_token"])
-                infos.append({
-                    "sample_token": token,
-                    "sample_data_token": sd["token"],
-                    "cam": cam,
-                    "timestamp": int(sd["timestamp"]),
-                    "file_name": sd["filename"],
-                    "img_shape": [int(sd["height"]), int(sd["width"])],
-                    "cam_intrinsic": np.asarray(cs["camera_intrinsic"], dtype=np.float64).reshape(3, 3),
-                    "cam2ego": pose_matrix(cs["translation"], cs["rotation"]),
-                    "ego2global": pose_matrix(ep["translation"], ep["rotation"]),
-                    "boxes": boxes,
-                })
+                infos.append(image_info(nusc, sample["data"][cam], boxes))
             token = sample["next"]
     return infos
+
+
+def image_info(nusc, sample_data_token: str, boxes: dict | None = None) -> dict:
+    """The info of one camera image (the fields split_image_infos lists); boxes default to its sample's."""
+    sd = nusc.get("sample_data", sample_data_token)
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    ep = nusc.get("ego_pose", sd["ego_pose_token"])
+    if boxes is None:
+        boxes = _sample_boxes(nusc, nusc.get("sample", sd["sample_token"]))
+    return {
+        "sample_token": sd["sample_token"],
+        "sample_data_token": sd["token"],
+        "cam": nusc.get("sensor", cs["sensor_token"])["channel"],
+        "timestamp": int(sd["timestamp"]),
+        "file_name": sd["filename"],
+        "img_shape": [int(sd["height"]), int(sd["width"])],
+        "cam_intrinsic": np.asarray(cs["camera_intrinsic"], dtype=np.float64).reshape(3, 3),
+        "cam2ego": pose_matrix(cs["translation"], cs["rotation"]),
+        "ego2global": pose_matrix(ep["translation"], ep["rotation"]),
+        "boxes": boxes,
+    }
+
+
+def find_image_info(image_path, version: str) -> dict:
+    """The info of a key-frame camera JPEG that lies in a nuScenes dataroot (``<root>/samples/<CAM>/<file>``)."""
+    image_path = Path(image_path).resolve()
+    if len(image_path.parents) < 3 or image_path.parents[1].name != "samples":
+        raise Fcos3dError(f"{image_path}: not under <dataroot>/samples/<CAMERA>/; pass --intrinsics fx,fy,cx,cy for a lone image")
+    root = image_path.parents[2]
+    nusc = load_nuscenes(root, version)
+    rel = f"samples/{image_path.parent.name}/{image_path.name}"
+    for sd in nusc.sample_data:
+        if sd["filename"] == rel:
+            return image_info(nusc, sd["token"])
+    raise Fcos3dError(f"{image_path}: no sample_data record of {root / version} names this file; check --version")
 
 
 def check_images_exist(dataroot, infos: list[dict], split: str) -> None:

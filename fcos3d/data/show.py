@@ -15,7 +15,7 @@ from ..boxes.image_box import BOX_EDGES, clip_segments_to_depth
 from ..errors import Fcos3dError
 from .classes import CLASSES
 
-__all__ = ["show_record", "figure_size", "CLASS_COLORS"]
+__all__ = ["show_record", "show_detections", "figure_size", "CLASS_COLORS"]
 
 # One colour per class (matplotlib's tab10, in CLASSES order) so pictures of any stage look alike.
 CLASS_COLORS = (
@@ -66,7 +66,10 @@ def _draw_image_panel(ax, sample: dict, title: str) -> None:
         u, v = anns["centers2d"][i]
         ax.plot([u], [v], marker="o", markersize=3, color=color, zorder=4)  # above the labels (zorder 3)
         x1, y1 = anns["bboxes2d"][i][:2]
-        ax.text(x1, y1, CLASSES[int(anns["labels"][i])], color="white", fontsize=7, va="bottom",
+        text = CLASSES[int(anns["labels"][i])]
+        if "scores" in anns:  # predictions carry their score
+            text = f"{text} {float(anns['scores'][i]):.2f}"
+        ax.text(x1, y1, text, color="white", fontsize=7, va="bottom",
                 bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.8}, clip_on=True)
     ax.text(4, 4, title, color="white", fontsize=9, va="top", ha="left",
             bbox={"facecolor": "black", "edgecolor": "none", "alpha": 0.6, "pad": 3})
@@ -140,6 +143,11 @@ def show_record(data_path, index: int, save_path) -> Path:
     bev_w = 1.0 - panel_w  # the square panel, with margins for the axis labels and title
     _draw_bev_panel(fig.add_axes((panel_w + 0.12 * bev_w, 0.08, 0.84 * bev_w, 0.86)), sample)
 
+    return _save_png(fig, save_path)
+
+
+def _save_png(fig, save_path) -> Path:
+    """Write a figure as PNG atomically (temp file + rename); returns the absolute path."""
     save_path = Path(save_path).expanduser().absolute()
     save_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = save_path.with_name(f".{save_path.name}.tmp-{os.getpid()}")
@@ -149,3 +157,27 @@ def show_record(data_path, index: int, save_path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return save_path
+
+
+def show_detections(img, cam_intrinsic, pred: dict, save_path, gt: dict | None = None, title: str = "") -> Path:
+    """Predicted 3D boxes (class colours, scores) on the image beside a bird's-eye view; with ``gt``, a
+    second row shows the ground truth the same way. Boxes are camera-frame dicts with the annotation
+    fields labels, centers3d, dims, rot_y, centers2d, bboxes2d (and scores for predictions), in the
+    pixel frame of ``img`` (H, W, 3) RGB. Written atomically; returns the path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [("prediction", pred)] + ([("ground truth", gt)] if gt is not None else [])
+    h, w = img.shape[:2]
+    row_w, row_h = figure_size(h, w)
+    fig = Figure(figsize=(row_w / _DPI, row_h * len(rows) / _DPI), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    panel_w = (row_w - row_h) / row_w
+    bev_w = 1.0 - panel_w
+    for r, (name, anns) in enumerate(rows):
+        y0, hh = 1.0 - (r + 1) / len(rows), 1.0 / len(rows)
+        sample = {"img": img, "cam_intrinsic": np.asarray(cam_intrinsic, dtype=np.float64), "anns": anns}
+        _draw_image_panel(fig.add_axes((0.0, y0, panel_w, hh)), sample, f"{title}  {name}: {len(anns['labels'])} boxes")
+        _draw_bev_panel(fig.add_axes((panel_w + 0.12 * bev_w, y0 + 0.08 * hh, 0.84 * bev_w, 0.86 * hh)), sample)
+    return _save_png(fig, save_path)
