@@ -7,46 +7,12 @@ nuscenes) are made inside the commands so that `fcos3d --help` starts fast.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from .console import console, overrides, print_table, progress_bar
 from .errors import Fcos3dError
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=False)
-
-
-@contextmanager
-def progress_bar(description: str):
-    """Yield a ``progress(done, total)`` callback drawn as a rich progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=_console(), transient=False,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def print_table(title: str, rows: list[tuple], header: tuple) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for h in header:
-        table.add_column(str(h))
-    for r in rows:
-        table.add_row(*[str(x) for x in r])
-    _console().print(table)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -139,16 +105,6 @@ def data_show(data_path, index, save_path):
     click.echo(f"wrote {path}")
 
 
-def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE, e.g. --set data_root=demo_out/nuscenes_lmdb")
-        k, v = pair.split("=", 1)
-        out[k.strip()] = v
-    return out
-
-
 _SET_HELP = "Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb."
 
 
@@ -169,7 +125,7 @@ class _RichReporter:
 
         self.bar = Progress(TextColumn(f"[bold]train {self.stage}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                            console=_console())
+                            console=console())
         self.bar.start()
         self.task = self.bar.add_task("train", total=total_steps, completed=start_step, info="")
 
@@ -206,7 +162,7 @@ def train_cmd(stage, config_path, resume, sets):
     from .trainer.config import load_config
     from .trainer.stages import run_train
 
-    cfg = load_config(config_path, _overrides(sets))
+    cfg = load_config(config_path, overrides(sets))
     main_process = os.environ.get("RANK", "0") == "0"
     reporter = _RichReporter(stage) if main_process else None
     try:
@@ -236,7 +192,7 @@ def predict_cmd(stage, config_path, ckpt, sets):
     from .trainer.config import load_config
     from .trainer.stages import run_predict
 
-    cfg = load_config(config_path, _overrides(sets))
+    cfg = load_config(config_path, overrides(sets))
     with progress_bar(f"predict {stage}") as progress:
         metrics = run_predict(cfg, stage, ckpt=ckpt, progress=progress)
     print_metrics(f"{stage}: NDS {metrics['NDS']:.4f}  mAP {metrics['mAP']:.4f}", metrics)
@@ -257,7 +213,7 @@ def export_cmd(config_path, out, ckpt, sets):
     from .trainer.config import load_config
     from .trainer.stages import run_export
 
-    summary = run_export(load_config(config_path, _overrides(sets)), out=out, ckpt=ckpt)
+    summary = run_export(load_config(config_path, overrides(sets)), out=out, ckpt=ckpt)
     rows = [("onnx", summary["path"]), ("input", "x".join(map(str, summary["input_shape"]))),
             ("outputs", summary["outputs"])] + sorted(summary["nodes"].items())
     if summary["widened_weight_scales"]:  # channels whose int32 bias needed a coarser weight scale
@@ -286,7 +242,7 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
     from .trainer.config import load_config
     from .trainer.infer import infer_image
 
-    cfg = load_config(config_path, _overrides(sets))
+    cfg = load_config(config_path, overrides(sets))
     out = infer_image(cfg, image, stage=stage, score_th=score_th, save_path=save_path, with_gt=ann, version=version,
                       intrinsics=intrinsics, ckpt=ckpt)
     b = out["boxes"]

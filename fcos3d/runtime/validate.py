@@ -1,0 +1,180 @@
+"""align_bpu: the board's raw outputs equal the integer simulator's bit for bit, over a split's original JPEGs.
+
+Board (local or TVM RPC) and simulator run each original camera JPEG prepared the on-board way; every element is
+compared, then the BOARD's outputs are decoded and scored (NDS/mAP). Torch-free; returns data, prints nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fcos3d.boxes.decode import group_outputs
+from fcos3d.errors import Fcos3dError
+from fcos3d.io import atomic_write_json
+
+__all__ = ["REPORT_FILE", "align_bpu", "camera_images", "collector_intrinsics", "dequantize", "model_strides"]
+
+REPORT_FILE = "align_report.json"
+
+
+def camera_images(dataroot, version: str, split: str = "val", limit: int | None = None) -> tuple[dict, list[dict]]:
+    """(split meta for DetectionCollector, the split's camera-image infos): the packer's order, first ``limit``."""
+    from fcos3d.data.devkit import check_images_exist, load_nuscenes, split_image_infos, split_meta, split_scenes
+
+    if limit is not None and limit < 1:
+        raise Fcos3dError(f"limit={limit}: validate at least one image (or no limit)")
+    nusc = load_nuscenes(dataroot, version, split)
+    devkit_split, scenes = split_scenes(nusc, version, split)
+    infos = split_image_infos(nusc, scenes)
+    meta = split_meta(version, split, devkit_split, dataroot, len(infos))
+    infos = infos[:limit] if limit is not None else infos
+    check_images_exist(dataroot, infos, split)
+    return meta, infos
+
+
+def model_strides(onnx_path, output_names: Sequence[str]) -> tuple[int, ...]:
+    """The head's strides: the exported ONNX's ``strides`` metadata, else the ``_s<stride>`` suffixes of the outputs."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    if "strides" in props:
+        return tuple(int(s) for s in json.loads(props["strides"]))
+    found = [int(m.group(1)) for n in output_names if (m := re.search(r"_s(\d+)$", n))]
+    strides = tuple(dict.fromkeys(found))  # first-seen order, unique
+    if not strides:
+        raise Fcos3dError(f"{onnx_path}: no 'strides' metadata and no '_s<stride>' output names; export it with "
+                          "`fcos3d export` (fcos3d.quant.export.export_qdq_onnx)")  # fmt: skip
+    return strides
+
+
+def dequantize(raw: Mapping[str, np.ndarray], outputs: Sequence[Mapping]) -> list[np.ndarray]:
+    """Raw int outputs of one image -> float32 (C, H, W) per output in meta.json's order: ``int * scales[c]``.
+
+    The product is taken in float64 with meta.json's scales (float64, which JSON keeps exactly), as IntInferModel
+    does, then stored as float32, as predict_split hands every stage's outputs to the collector (``.float()``):
+    so the board's detections are the int_infer stage's, value for value.
+    """
+    flat = []
+    for spec in outputs:
+        a = np.asarray(raw[spec["name"]])
+        if a.ndim != 4 or a.shape[0] != 1:
+            raise ValueError(f"output {spec['name']!r}: decode one (1, C, H, W) image at a time, got {a.shape}")
+        s = np.asarray(spec["scales"], dtype=np.float64).reshape(-1, 1, 1)  # (C or 1, 1, 1)
+        flat.append((a[0].astype(np.float64) * s).astype(np.float32))  # (C, H, W)
+    return flat
+
+
+def collector_intrinsics(cam_intrinsic) -> np.ndarray:
+    """The (3, 3) intrinsics as the training pipeline's collate gives them to predict_split: float32 values."""
+    return np.asarray(cam_intrinsic, dtype=np.float32)
+
+
+def _plain(v):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None (strict JSON)."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def align_bpu(
+    artifact_dir,
+    onnx_path,
+    dataroot,
+    version: str,
+    split: str = "val",
+    device: str | None = None,
+    limit: int | None = None,
+    out_dir=None,
+    progress: Callable[[int, int], None] | None = None,
+    post=None,
+    keep_ratio: bool = True,
+) -> dict:
+    """Run board and simulator on every camera image of ``split`` (the first ``limit``); compare; score the board.
+
+    Steps, per image: JPEG bytes from the dataroot -> ``prepare_jpeg`` (the artifact's input size) -> board run
+    and simulator run -> ``compare_outputs`` (accumulated per output) -> the board's ints dequantised -> grouped
+    per head and level -> ``DetectionCollector`` with the prepared (scaled) intrinsics. Then the nuScenes metric.
+
+    Returns ``{"images", "mismatches", "equal", "outputs": [{name, mismatches, total, max_abs_diff, problem,
+    first: {image, file_name, index, board, sim} | None}], "metrics", "device", "artifact", "onnx"}`` and writes it
+    to ``out_dir/align_report.json`` (atomically; the metric's results_nusc.json and metrics.json beside it).
+    An output the two sides cannot compare element-wise (``problem``) counts all its elements as mismatches.
+    ``post``: a fcos3d.boxes.postprocess.PostProcess (default settings when None).
+    """
+    from fcos3d.eval.collect import DetectionCollector
+
+    from .align import compare_outputs
+    from .execute import load_artifact
+    from .preprocess import input_size_from_meta, prepare_jpeg
+    from .reference.simulator import Simulator
+
+    if out_dir is None:
+        raise Fcos3dError("align_bpu needs out_dir: the folder for align_report.json and the metric's files")
+    onnx_path, out_dir, root = Path(onnx_path), Path(out_dir), Path(dataroot)
+    if not onnx_path.is_file():
+        raise Fcos3dError(f"{onnx_path}: no such ONNX file; export it with `fcos3d export --config C`")
+    artifact = load_artifact(artifact_dir, device=device, onnx_path=onnx_path)
+    sim = Simulator(onnx_path)
+    names = artifact.output_names
+    strides = model_strides(onnx_path, names)
+    size = input_size_from_meta(artifact.meta)  # (W, H)
+    meta_of_split, infos = camera_images(root, version, split, limit)
+    collector = DetectionCollector(meta_of_split, strides, post)
+
+    stats = {n: {"name": n, "mismatches": 0, "total": 0, "max_abs_diff": 0, "problem": None, "first": None}
+             for n in sim.output_names}  # fmt: skip
+    for i, info in enumerate(infos):
+        prepared = prepare_jpeg((root / info["file_name"]).read_bytes(), info["cam_intrinsic"], size, keep_ratio)
+        board, want = artifact.run(prepared.x), sim.run(prepared.x)
+        for o in compare_outputs(board, want).outputs:
+            st = stats.setdefault(o.name, {"name": o.name, "mismatches": 0, "total": 0, "max_abs_diff": 0,
+                                           "problem": None, "first": None})  # fmt: skip
+            st["total"] += o.total
+            if o.problem is not None:
+                st["mismatches"] += o.total
+                st["problem"] = st["problem"] or f"image {i}: {o.problem}"
+                continue
+            st["mismatches"] += o.mismatches
+            st["max_abs_diff"] = max(st["max_abs_diff"], o.max_abs_diff)
+            if o.mismatches and st["first"] is None:
+                st["first"] = {"image": i, "file_name": info["file_name"], "index": list(o.first_index),
+                               "board": o.board_value, "sim": o.sim_value}  # fmt: skip
+        if all(n in board for n in names):  # the board's accuracy, from its own integers
+            raw = group_outputs(dequantize(board, artifact.meta["outputs"]), strides)
+            K = collector_intrinsics(prepared.cam_intrinsic)
+            collector.add_image(raw, K, info["cam2ego"], info["ego2global"], info["sample_token"])
+        if progress:
+            progress(i + 1, len(infos))
+
+    metrics = collector.evaluate(out_dir)
+    outputs = list(stats.values())
+    mismatches = sum(s["mismatches"] for s in outputs)
+    report = {
+        "images": len(infos),
+        "mismatches": mismatches,
+        "equal": mismatches == 0,
+        "outputs": outputs,
+        "metrics": metrics,
+        "device": artifact.device,
+        "board": artifact.meta["board"],
+        "artifact": str(Path(artifact_dir)),
+        "onnx": str(onnx_path),
+        "split": split,
+        "version": version,
+        "dataroot": str(root),
+    }
+    report = _plain(report)
+    atomic_write_json(out_dir / REPORT_FILE, report, indent=2, allow_nan=False)
+    return report
