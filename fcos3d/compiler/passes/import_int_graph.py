@@ -74,8 +74,10 @@ def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr) -> relax.V
         raise ValueError(f"{op.name}: resize of {h}x{w} by {op.scales} gives an empty output")
     index_h = kernels.nearest_indices(h, oh, sh, op.coordinate_mode, op.nearest_mode)
     index_w = kernels.nearest_indices(w, ow, sw, op.coordinate_mode, op.nearest_mode)
-    y = bb.emit(relax.op.take(x, relax.const(np.asarray(index_h, dtype=np.int64)), axis=2))
-    return bb.emit(relax.op.take(y, relax.const(np.asarray(index_w, dtype=np.int64)), axis=3))
+    # The indices are in range by construction; mode "clip" (not the default "fast") keeps TVM from warning
+    # once per gather at build time, and clipping in-range indices changes nothing.
+    y = bb.emit(relax.op.take(x, relax.const(np.asarray(index_h, dtype=np.int64)), axis=2, mode="clip"))
+    return bb.emit(relax.op.take(y, relax.const(np.asarray(index_w, dtype=np.int64)), axis=3, mode="clip"))
 
 
 def _maxpool(bb: relax.BlockBuilder, op: MaxPool, x: relax.Expr) -> relax.Var:
