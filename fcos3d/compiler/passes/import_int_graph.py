@@ -7,12 +7,10 @@ uses (weights, biases, multipliers, shifts, resize indices): no float scale is r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fractions import Fraction
 
 import numpy as np
 from tvm import IRModule, relax
 
-from fcos3d.runtime.reference import kernels
 from fcos3d.runtime.reference.graph import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
 
 from ..requantize import emit_requantize, emit_saturate_int8
@@ -61,19 +59,7 @@ def _add(bb: relax.BlockBuilder, op: Add, a: relax.Expr, b: relax.Expr) -> relax
 
 def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr) -> relax.Var:
     """Nearest resize as two gathers with the simulator's exact-rational index maps (no rounding: a copy)."""
-    n, c, h, w = _shape(x)
-    if op.sizes is not None:
-        if tuple(op.sizes[:2]) != (n, c):
-            raise ValueError(f"{op.name}: Resize sizes {op.sizes} must keep N and C of the input {(n, c, h, w)}")
-        oh, ow = op.sizes[2:]
-        sh, sw = Fraction(oh, h), Fraction(ow, w)
-    else:
-        sh, sw = op.scales
-        oh, ow = int(h * sh), int(w * sw)  # ONNX: floor(in * scale), exact in rationals
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{op.name}: resize of {h}x{w} by {op.scales} gives an empty output")
-    index_h = kernels.nearest_indices(h, oh, sh, op.coordinate_mode, op.nearest_mode)
-    index_w = kernels.nearest_indices(w, ow, sw, op.coordinate_mode, op.nearest_mode)
+    index_h, index_w = op.index_maps(_shape(x))
     # The indices are in range by construction; mode "clip" (not the default "fast") keeps TVM from warning
     # once per gather at build time, and clipping in-range indices changes nothing.
     y = bb.emit(relax.op.take(x, relax.const(np.asarray(index_h, dtype=np.int64)), axis=2, mode="clip"))

@@ -38,7 +38,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import fixedpoint as fx
-from .kernels import COORDINATE_MODES, NEAREST_MODES
+from .kernels import COORDINATE_MODES, NEAREST_MODES, nearest_indices
 
 __all__ = [
     "UnsupportedGraphError",
@@ -159,6 +159,25 @@ class ResizeNearest:
     @property
     def inputs(self) -> tuple[str, ...]:
         return (self.input,)
+
+    def index_maps(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The source row and column of every output pixel, for an NCHW input of ``shape`` (exact rationals).
+
+        The one place both the simulator and the compiler take nearest-resize indices from.
+        """
+        n, c, h, w = shape
+        if self.sizes is not None:
+            if tuple(self.sizes[:2]) != (n, c):
+                raise ValueError(f"{self.name}: Resize sizes {self.sizes} must keep N and C of the input {tuple(shape)}")
+            oh, ow = self.sizes[2:]
+            sh, sw = Fraction(oh, h), Fraction(ow, w)
+        else:
+            sh, sw = self.scales
+            oh, ow = int(h * sh), int(w * sw)  # ONNX: floor(in * scale), exact in rationals
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.name}: resize of {h}x{w} by {self.scales} gives an empty output")
+        return (nearest_indices(h, oh, sh, self.coordinate_mode, self.nearest_mode),
+                nearest_indices(w, ow, sw, self.coordinate_mode, self.nearest_mode))
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,7 +7,6 @@ graph.py reads the patterns, kernels.py and fixedpoint.py compute; nothing here 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fractions import Fraction
 
 import numpy as np
 
@@ -54,19 +53,7 @@ def _add(op: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _resize(op: ResizeNearest, x: np.ndarray) -> np.ndarray:
     """Nearest resize: index maps from the runtime input size, then a gather."""
-    h, w = x.shape[2:]
-    if op.sizes is not None:
-        if tuple(op.sizes[:2]) != x.shape[:2]:
-            raise ValueError(f"{op.name}: Resize sizes {op.sizes} must keep N and C of the input {x.shape}")
-        oh, ow = op.sizes[2:]
-        sh, sw = Fraction(oh, h), Fraction(ow, w)
-    else:
-        sh, sw = op.scales
-        oh, ow = int(h * sh), int(w * sw)  # ONNX: floor(in * scale), exact in rationals
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{op.name}: resize of {h}x{w} by {op.scales} gives an empty output")
-    index_h = kernels.nearest_indices(h, oh, sh, op.coordinate_mode, op.nearest_mode)
-    index_w = kernels.nearest_indices(w, ow, sw, op.coordinate_mode, op.nearest_mode)
+    index_h, index_w = op.index_maps(x.shape)
     return kernels.resize_nearest(x, index_h, index_w)
 
 
