@@ -33,6 +33,7 @@ calibration_steps = param("calibration_steps", 10)
 qat_epochs = param("qat_epochs", 2)
 qat_lr = param("qat_lr", 1e-5)
 seed = param("seed", 0)
+val_interval = param("val_interval", 2)  # validate every N float epochs
 
 input_size = (384, 256)  # (W, H); 800x450 images resize to 384x216 and pad to 256
 strides = (8, 16, 32, 64, 128)
@@ -77,7 +78,7 @@ float_trainer = dict(
     optimizer=dict(type=AdamW, lr=float_lr, weight_decay=0.01),
     lr_schedule=dict(policy="step", milestone_epochs=(float_epochs * 0.75, float_epochs * 0.92), warmup_steps=50, warmup_ratio=0.1),
     grad_clip=35.0,
-    val_interval=2,
+    val_interval=val_interval,
     log_interval=5,
     checkpoint_interval=25,
     seed=seed,
