@@ -32,6 +32,7 @@ max_steps = param("max_steps", 0)  # > 0 stops early (smoke tests)
 calibration_steps = param("calibration_steps", 10)
 qat_epochs = param("qat_epochs", 2)
 qat_lr = param("qat_lr", 1e-5)
+qat_steps = param("qat_steps", 0)  # > 0: QAT stops after this many steps
 seed = param("seed", 0)
 val_interval = param("val_interval", 2)  # validate every N float epochs
 
@@ -124,7 +125,7 @@ qat_trainer = dict(
             LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
         ]),
     ),
-    max_steps=max_steps or None,
+    max_steps=qat_steps or max_steps or None,
 )
 # int_infer (fcos3d predict --stage int_infer) and export read the qat checkpoint; the ONNX has a fixed input.
 export_cfg = dict(input_shape=(1, 3, input_size[1], input_size[0]), path=f"{ckpt_dir}/fcos3d_int8_qdq.onnx")

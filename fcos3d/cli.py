@@ -259,60 +259,61 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
 @click.option("--scenes", default=10, show_default=True, help="Synthetic scenes (v1.0-mini: at most 10).")
 @click.option("--samples-per-scene", default=20, show_default=True, help="Key frames per synthetic scene.")
 @click.option("--image-size", default="800x450", show_default=True, help="Synthetic camera image size WIDTHxHEIGHT.")
-@click.option("--float-epochs", default=3, show_default=True, help="Float training epochs (0 skips training and prediction).")
+@click.option("--float-epochs", default=3, show_default=True, help="Float training epochs (0: data steps only).")
+@click.option("--calibration-steps", default=10, show_default=True, help="Training batches the observers see.")
+@click.option("--qat-steps", default=40, show_default=True, help="QAT fine-tuning steps.")
+@click.option("--target", "targets", multiple=True, default=("host", "arm-npu"), show_default=True,
+              help="Compile for these boards (repeatable); align-bpu runs the host artifact.")
+@click.option("--align-limit", type=click.IntRange(min=1), default=None, help="align-bpu on the first N val images only [default: all].")
+@click.option("--stop-after", type=click.Choice(["data", "float"]), default=None, help="End the flow early, after this step.")
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path), help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).")
-def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, config_path):
-    """Run the whole flow on synthetic nuScenes data: what `make demo` runs.
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibration_steps, qat_steps, targets,
+         align_limit, stop_after, config_path, sets):
+    """Run HAT's FCOS3D workflow end to end on synthetic nuScenes data: what `make demo` runs.
 
     \b
-    Steps (each lands with its issue; today: data and float):
-      1. synth    a synthetic nuScenes v1.0-mini set         -> OUT/nuscenes
-      2. pack     train and val into LMDB                      -> OUT/nuscenes_lmdb
-      3. show     ground-truth pictures of a few val images    -> OUT/pictures
-      4. train    float training on the synthetic config       -> OUT/work_dir
-      5. predict  the official nuScenes metric of the float model
+    Steps (about 15 minutes on a 2-core laptop with the defaults):
+       1. synth        a synthetic nuScenes v1.0-mini set            -> OUT/nuscenes
+       2. pack         train and val into LMDB                        -> OUT/nuscenes_lmdb
+       3. show         ground-truth pictures of a few val images      -> OUT/pictures
+       4. train float  EfficientNet-b0 + BiFPN + FCOS3D head          -> OUT/work_dir
+       5. calibration  BN folded, min-max observers
+       6. train qat    fake-quant fine-tuning
+       7. int_infer    the integer model (int8/int32, no float inside)
+       8. export       int8 QDQ ONNX (opens in Netron)
+       9. compile      TVM libraries for --target boards              -> OUT/work_dir/artifact-<board>
+      10. align-bpu    board vs simulator on every output element of every val image
+      11. perf         estimated latency per board (HTML charts)      -> OUT/perf/<board>
+      12. pictures     predicted 3D boxes beside the ground truth, accuracy per stage
+    Then a summary table, OUT/summary.json and OUT/SUMMARY.md.
     """
-    from .data.packer import pack_nuscenes
-    from .data.show import show_record
-    from .data.synth import write_synthetic_nuscenes
+    from .demo import STAGE_ORDER, DemoOptions, run_demo
 
-    version = "v1.0-mini"
-    root, lmdb_root, pictures = out / "nuscenes", out / "nuscenes_lmdb", out / "pictures"
-    rows = []
-    with progress_bar("1/5 synth") as progress:
-        summary = write_synthetic_nuscenes(
-            root, version=version, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
-            image_size=_parse_size(image_size), progress=progress,
-        )
-    rows.append(("synth", str(root), f"{summary.get('samples', '?')} samples, {summary.get('annotations', '?')} boxes"))
-    for split in ("train", "val"):
-        with progress_bar(f"2/5 pack {split}") as progress:
-            packed = pack_nuscenes(root, split_name=split, version=version, target_data_dir=lmdb_root, num_workers=2, progress=progress)
-        rows.append((f"pack {split}", str(packed["path"]), f"{packed['records']} images, {packed['boxes']} boxes"))
-    pictures.mkdir(parents=True, exist_ok=True)
-    shown = [show_record(lmdb_root / "val_lmdb", index=i, save_path=pictures / f"gt_val_{i:04d}.png") for i in (0, 1, 3)]
-    rows.append(("show", str(pictures), ", ".join(p.name for p in shown)))
-
-    if float_epochs > 0:
-        from .trainer.config import load_config
-        from .trainer.stages import run_predict, run_train
-
-        config_path = config_path or Path(__file__).resolve().parent.parent / "configs" / "fcos3d_efficientnetb0_synthetic.py"
-        if not config_path.is_file():
-            raise Fcos3dError(f"{config_path}: config not found; pass --config configs/fcos3d_efficientnetb0_synthetic.py from a checkout")
-        cfg = load_config(config_path, {"data_root": str(lmdb_root), "ckpt_dir": str(out / "work_dir"),
-                                        "float_epochs": str(float_epochs)})
-        reporter = _RichReporter("float")
-        try:
-            trained = run_train(cfg, "float", reporter=reporter)
-        finally:
-            reporter.close()
-        rows.append(("train float", trained["best_path"], f"{trained['steps']} steps"))
-        with progress_bar("5/5 predict float") as progress:
-            metrics = run_predict(cfg, "float", progress=progress)
-        print_metrics(f"float: NDS {metrics['NDS']:.4f}  mAP {metrics['mAP']:.4f}", metrics)
-        rows.append(("predict float", metrics["result_file"], f"NDS {metrics['NDS']:.4f}, mAP {metrics['mAP']:.4f}"))
-    print_table("fcos3d demo", rows, ("step", "output", "what"))
+    opts = DemoOptions(out=out, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
+                       image_size=_parse_size(image_size), config_path=config_path, float_epochs=float_epochs,
+                       calibration_steps=calibration_steps, qat_steps=qat_steps, compile_targets=tuple(targets),
+                       align_limit=align_limit, stop_after=stop_after, extra_sets=overrides(sets))
+    con = console()
+    summary = run_demo(opts, report=lambda step, msg: con.print(f"[bold green]✓ {step}[/]: {msg}"),
+                       progress_factory=progress_bar, train_reporter_factory=_RichReporter)
+    print_table("fcos3d demo: steps", [(r["step"], f"{r['seconds']:.0f}", r["what"]) for r in summary["steps"]],
+                ("step", "s", "what"))
+    acc = summary["accuracy"]
+    if acc:
+        print_table("accuracy per stage (nuScenes val)",
+                    [(s, f"{acc[s]['NDS']:.4f}", f"{acc[s]['mAP']:.4f}", f"{acc[s]['mATE']:.3f}", f"{acc[s]['mAOE']:.3f}")
+                     for s in STAGE_ORDER if acc.get(s)], ("stage", "NDS", "mAP", "mATE", "mAOE"))
+    if summary.get("perf"):
+        print_table("estimated latency (fcos3d perf)", [(p["board"], p["accelerator"], f"{p['latency_ms']:.2f}", f"{p['fps']:.1f}")
+                                                        for p in summary["perf"]], ("board", "accelerator", "ms", "FPS"))
+    if summary.get("align"):
+        a = summary["align"]
+        verdict = "[green]bit-exact[/]" if a["equal"] else f"[red]{a['mismatches']} elements differ[/]"
+        con.print(f"align-bpu: {a['images']} images, {a['elements']:,} elements: {verdict}")
+    con.print(f"fcos3d demo finished in {summary['seconds']:.0f} s: {out / 'SUMMARY.md'}, pictures in {out / 'pictures'}")
+    if summary.get("align") and not summary["align"]["equal"]:
+        sys.exit(1)
 
 
 # -- boards (fcos3d/boards: one TOML per board) ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The demo command end to end on a tiny synthetic set: synth, pack, pictures, float training, the metric."""
+"""`fcos3d demo` end to end on a tiny synthetic set: every stage of the flow, as `make demo` runs it."""
 
 import json
 import subprocess
@@ -9,14 +9,47 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_tiny(tmp_path):
+def test_demo_tiny_full_flow(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "fcos3d.cli", "demo", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2",
-           "--image-size", "320x180", "--float-epochs", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+           "--image-size", "320x180", "--float-epochs", "1", "--calibration-steps", "2", "--qat-steps", "1",
+           "--target", "host"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fcos3d demo finished" in proc.stdout and "bit-exact" in proc.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    steps = [r["step"] for r in summary["steps"]]
+    assert steps == ["synth", "pack train", "pack val", "show", "train float", "calibration", "train qat",
+                     "predict int_infer", "export", "compile host", "align-bpu", "perf", "pictures"]
+    acc = summary["accuracy"]
+    assert set(acc) == {"float", "calibration", "qat", "int_infer", "board"}
+    for m in acc.values():
+        assert 0.0 <= m["NDS"] <= 1.0 and m["eval_set"] == "mini_val"
+    # the board computes the simulator's integers, and those are the torch integer model's: same scores
+    assert acc["board"]["NDS"] == acc["int_infer"]["NDS"] and acc["board"]["mAP"] == acc["int_infer"]["mAP"]
+    align = summary["align"]
+    assert align["images"] == 12 and align["mismatches"] == 0 and align["equal"] and align["elements"] > 0
+    assert {p["board"] for p in summary["perf"]} == {"host", "arm-npu", "ethos-u65-512", "ethos-u55-256", "journey5-bayes"}
+    assert all(p["latency_ms"] > 0 for p in summary["perf"])
+    for p in summary["pictures"]:
+        assert Path(p).is_file(), p
+    assert len(list((out / "pictures").glob("pred_int_val_*.png"))) == 3
+    assert (out / "pictures" / "accuracy.png").stat().st_size > 10_000
+    assert (out / "work_dir" / "fcos3d_int8_qdq.onnx").is_file()
+    assert (out / "work_dir" / "artifact-host" / "model.so").is_file()
+    assert (out / "perf" / "arm-npu" / "perf.html").is_file()
+    md = (out / "SUMMARY.md").read_text()
+    assert "| int_infer |" in md and "0 mismatches" in md
+
+
+@pytest.mark.slow
+def test_demo_stop_after_data(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "fcos3d.cli", "demo", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2",
+           "--image-size", "320x180", "--stop-after", "data"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((out / "pictures").glob("gt_val_*.png"))) == 3
-    assert (out / "work_dir" / "float-checkpoint-last.pth.tar").is_file()
-    metrics = json.loads((out / "work_dir" / "predict" / "float" / "metrics.json").read_text())
-    assert 0.0 <= metrics["NDS"] <= 1.0 and metrics["eval_set"] == "mini_val"
-    assert "fcos3d demo" in proc.stdout
+    assert not (out / "work_dir").exists()
+    assert [r["step"] for r in json.loads((out / "summary.json").read_text())["steps"]] == ["synth", "pack train", "pack val", "show"]
