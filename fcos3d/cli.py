@@ -221,6 +221,34 @@ def export_cmd(config_path, out, ckpt, sets):
     print_table("export", rows, ("item", "value"))
 
 
+@cli.command("quant-report")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
+@click.option("--images", default=4, show_default=True, help="Val images to measure on (the first N of the val split).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for quant_report.json/.csv/.png (default: <ckpt_dir>/quant_report).")
+@click.option("--top", default=20, show_default=True, help="Rows of the table printed here (the files hold every layer).")
+@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+def quant_report_cmd(config_path, images, out, top, sets):
+    """Per-layer SQNR (dB) of the calibration, QAT and int models against float, worst layers first.
+
+    Every conv/add/resize/pool output and raw head output, from the float, calibration and qat checkpoints
+    (best, else last) and the int model of the qat one: where int8 accuracy is lost, layer by layer.
+    """
+    from .quant.report import run_quant_report
+    from .trainer.config import load_config
+
+    cfg = load_config(config_path, overrides(sets))
+    with progress_bar("quant-report") as progress:
+        res = run_quant_report(cfg, images=images, out=out, progress=progress)
+    report = res["report"]
+    fmt = lambda v: "inf" if v == float("inf") else f"{v:.1f}"  # noqa: E731
+    rows = [(str(i + 1), r["layer"], r["output"] or r["kind"], *[fmt(r[s]) for s in report.stages])
+            for i, r in enumerate(report.rows[:top])]
+    print_table(f"SQNR vs float (dB) on {report.images} val image(s), worst {len(rows)} of {len(report.rows)} layers by "
+                f"{report.sort_stage}", rows, ("#", "layer", "kind / output", *report.stages))
+    for kind, path in res["paths"].items():
+        click.echo(f"{kind}: {path}")
+
+
 @cli.command("infer")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
 @click.option("--image", required=True, type=click.Path(path_type=Path), help="A camera JPEG (in a nuScenes dataroot's samples/CAM_*/, or any image with --intrinsics).")

@@ -125,9 +125,19 @@ def compile_onnx(
     out_dir: str | Path,
     dump_ir_after: str | None = None,
     run_simplify: bool = True,
+    tune_trials: int = 0,
+    tuning_db: str | Path | None = None,
 ) -> CompileResult:
-    """The whole compile: check -> passes -> relax.build -> export -> meta.json. Returns data; prints nothing."""
+    """The whole compile: check -> passes -> relax.build -> export -> meta.json. Returns data; prints nothing.
+    ``tune_trials`` / ``tuning_db``: MetaSchedule trials for the functions the database folder lacks, and
+    the folder (kept: a later compile reuses it; with 0 trials it is only applied). See tuning.py."""
     from .pipeline import run_pipeline
+    from .tuning import Tuning
+
+    tuning = Tuning(tune_trials, Path(tuning_db) if tuning_db is not None else None)
+    board = load_board(board) if isinstance(board, str) else board
+    if tune_trials and board.cross_compiler is not None:
+        raise ValueError(f"tuning measures candidates on this machine: tune for board 'host', not {board.name!r}")
 
     board = load_board(board) if isinstance(board, str) else board
     if board.estimate_only:
@@ -139,7 +149,7 @@ def compile_onnx(
     seconds["check"] = time.perf_counter() - t
     target = board_target(board)
     t = time.perf_counter()
-    lowered = run_pipeline(checked.graph, target, dump_ir_after=dump_ir_after)
+    lowered = run_pipeline(checked.graph, target, dump_ir_after=dump_ir_after, tuning=tuning)
     seconds["passes"] = time.perf_counter() - t
     t = time.perf_counter()
     executable = build_executable(lowered.mod, target)
@@ -151,6 +161,7 @@ def compile_onnx(
     seconds["export"] = time.perf_counter() - t
     path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
     meta = make_meta(checked, board, _target_json(target), path_text, module_output_shapes(lowered.mod))
+    meta["tuning"] = {"trials": tuning.trials, "database": None if tuning.database is None else str(tuning.database)}
     tmp = out_dir / (META + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(out_dir / META)  # atomic: a meta.json always matches the model.so beside it

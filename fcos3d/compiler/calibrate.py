@@ -130,7 +130,7 @@ def fit_host(layers: list, measured_s: list[float], clock_hz: float) -> dict[str
                 best = (full, rms)
     coef, rms = best
     out = {n: (1.0 / c if c > 0 else FREE) for n, c in zip(names, coef[:-1], strict=True)}
-    out["op_overhead_cycles"] = float(coef[-1])
+    out["op_overhead_cycles"] = max(float(coef[-1]), 1.0)  # board figures must be > 0: 1 cycle when the fit gives 0
     element = [out[n] for n in names if n not in ("macs_per_cycle", "depthwise_macs_per_cycle")]
     if element:
         out["elementwise_per_cycle"] = min(element)

@@ -1,4 +1,5 @@
-"""`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS]`: the compiler's command.
+"""`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS] [--tune-trials N --tuning-db DIR]`:
+the compiler's command.
 
 Thin: calls ``build.compile_onnx`` and prints. Exit 2 with one error (listing every unsupported node) on
 graphs outside the supported QDQ patterns; a rich table of the artifact on success.
@@ -22,7 +23,13 @@ from .pipeline import PASS_NAMES
 @click.option("--dump-ir-after", type=click.Choice(PASS_NAMES), default=None,
               help="Write the IR after this pass to <out>/ir-after-<pass>.py.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: str | None, no_simplify: bool) -> None:
+@click.option("--tune-trials", type=click.IntRange(min=0), default=0, show_default=True,
+              help="MetaSchedule trials for the kernels the tuning database lacks (0: untuned defaults, or only "
+                   "apply --tuning-db).")
+@click.option("--tuning-db", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="MetaSchedule database folder, kept and reused by later compiles (needed with --tune-trials).")
+def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: str | None, no_simplify: bool,
+                tune_trials: int, tuning_db: Path | None) -> None:
     """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
     from rich.console import Console
     from rich.table import Table
@@ -40,9 +47,14 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
     if b.estimate_only:
         raise click.UsageError(f"board {b.name!r} is estimate-only (no TVM runtime on its CPU): "
                                f"use `fcos3d perf --target {b.name} {model}`")
+    if tune_trials and tuning_db is None:
+        raise click.UsageError("--tune-trials needs --tuning-db DIR to keep the tuning results")
+    if tune_trials and b.cross_compiler is not None:
+        raise click.UsageError(f"--tune-trials measures on this machine: tune with --target host, not {b.name!r}")
     out_dir = out_dir or Path("build") / f"{model.stem}-{b.name}"
     try:
-        result = compile_onnx(model, b, out_dir, dump_ir_after=dump_ir_after, run_simplify=not no_simplify)
+        result = compile_onnx(model, b, out_dir, dump_ir_after=dump_ir_after, run_simplify=not no_simplify,
+                              tune_trials=tune_trials, tuning_db=tuning_db)  # fmt: skip
     except (UnsupportedGraphError, InvalidModelError) as exc:
         click.echo(f"error: {model}: {exc}", err=True)
         sys.exit(2)

@@ -6,7 +6,7 @@ Relax IRModule; ``dump_ir_after`` returns the TVMScript of the module after the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import tvm
@@ -19,16 +19,25 @@ from .passes.fuse import fuse
 from .passes.import_int_graph import import_int_graphs
 from .passes.legalize import legalize
 from .passes.lower_to_vm import lower_to_vm
+from .passes.schedule import schedule
+from .tuning import Tuning, apply_tuning
 
-__all__ = ["PASS_NAMES", "PipelineResult", "run_pipeline"]
+__all__ = ["PASS_NAMES", "PipelineResult", "passes", "run_pipeline"]
 
-# The passes after the import, in order. Each: IRModule -> IRModule; check_integer runs after every one.
-PASSES: tuple[tuple[str, Callable[[IRModule], IRModule]], ...] = (
-    ("legalize", legalize),  # Relax ops -> TIR PrimFuncs (TOPI)
-    ("fuse", fuse),  # conv + bias + requantise + clip + cast -> one PrimFunc
-    ("lower_to_vm", lower_to_vm),  # memory planning and VM builtins
-)
-PASS_NAMES: tuple[str, ...] = ("import_int_graph",) + tuple(name for name, _ in PASSES)
+
+def passes(target: tvm.target.Target | None = None, tuning: Tuning | None = None):
+    """The passes after the import, in order. Each: IRModule -> IRModule; check_integer runs after every one.
+    ``tuning``: MetaSchedule options for the ``tune`` pass (None: it changes nothing)."""
+    return (
+        ("legalize", legalize),  # Relax ops -> TIR PrimFuncs (TOPI; kernels.py's int8 convs on CPUs)
+        ("fuse", fuse),  # conv + bias + requantise + clip + cast -> one PrimFunc
+        ("tune", lambda mod: apply_tuning(mod, target, tuning)),  # MetaSchedule's best from a database
+        ("schedule", schedule),  # loops for the CPU: threads, vectors, dot-product instructions
+        ("lower_to_vm", lower_to_vm),  # memory planning and VM builtins
+    )  # fmt: skip
+
+
+PASS_NAMES: tuple[str, ...] = ("import_int_graph",) + tuple(name for name, _ in passes())
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,10 @@ def run_pipeline(
     graphs: IntGraph | Mapping[str, IntGraph],
     target: tvm.target.Target,
     dump_ir_after: str | None = None,
+    tuning: Tuning | None = None,
 ) -> PipelineResult:
-    """IntGraph (function ``main``) or ``{function name: IntGraph}`` -> VM-ready IRModule for ``target``."""
+    """IntGraph (function ``main``) or ``{function name: IntGraph}`` -> VM-ready IRModule for ``target``;
+    ``tuning``: tune / apply a MetaSchedule database (tuning.py) before the default schedules."""
     if dump_ir_after is not None and dump_ir_after not in PASS_NAMES:
         raise ValueError(f"--dump-ir-after {dump_ir_after!r}: no such pass; passes are {', '.join(PASS_NAMES)}")
     if isinstance(graphs, IntGraph):
@@ -54,7 +65,7 @@ def run_pipeline(
     if dump_ir_after == "import_int_graph":
         dumped = mod.script()
     with target:  # TOPI strategies and FoldConstant read the current target
-        for name, run in PASSES:
+        for name, run in passes(target, tuning):
             mod = check_integer(run(mod), after=name)
             if dump_ir_after == name:
                 dumped = mod.script()

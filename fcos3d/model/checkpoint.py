@@ -19,7 +19,7 @@ from fcos3d.errors import Fcos3dError
 
 from .efficientnet import B0_STAGES
 
-__all__ = ["LoadCheckpoint", "LoadReport", "lite0_key_mapping", "read_state_dict"]
+__all__ = ["LoadCheckpoint", "LoadReport", "RGBInputToYUV", "YUV_TO_RGB", "lite0_key_mapping", "read_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +176,37 @@ def lite0_key_mapping(key: str) -> str | None:
     if m and m.group(1) in _LITE0_TOP:
         return f"{_LITE0_TOP[m.group(1)]}.{m.group(2)}"
     return key
+
+
+# (R, G, B) - 128 = YUV_TO_RGB @ ((Y, U, V) - 128) for cv2's COLOR_RGB2YUV (BT.601, full range): the
+# inverse of the conversion ToTensor(to_yuv=True) applies. The first column is all ones, so with the same
+# (x - 128) / 128 normalisation on both sides the normalised RGB is YUV_TO_RGB @ the normalised YUV.
+YUV_TO_RGB = ((1.0, 0.0, 1.140), (1.0, -0.395, -0.581), (1.0, 2.032, 0.0))
+
+
+@dataclass
+class RGBInputToYUV:
+    """Converter: make a first conv whose (pretrained) weights read RGB read the YUV444 input instead.
+
+    ImageNet weights (EfficientNet-Lite0's) were trained on RGB; the network here sees YUV444
+    (ToTensor(to_yuv=True), the board's camera format) normalised as (x - 128) / 128. Folding the
+    linear YUV -> RGB conversion into the conv's input channels, W'[:, k] = sum_c W[:, c] YUV_TO_RGB[c][k],
+    gives on a YUV image exactly what the pretrained conv gave on the same image in RGB with the same
+    normalisation (up to cv2's uint8 rounding and clipping), so the pretrained features start where they
+    were trained instead of on scrambled colours. Run it after the LoadCheckpoint that loads the RGB
+    weights; ``conv`` is the module path of that first conv in the model.
+    """
+
+    conv: str = "backbone.stem.conv"
+
+    def __call__(self, model: nn.Module) -> nn.Module:
+        try:
+            conv = model.get_submodule(self.conv)
+        except AttributeError:
+            raise Fcos3dError(f"RGBInputToYUV: the model has no module {self.conv!r}: give the path of its first conv") from None
+        if not isinstance(conv, nn.Conv2d) or conv.in_channels != 3 or conv.groups != 1:
+            raise Fcos3dError(f"RGBInputToYUV: {self.conv} is not a dense conv with 3 input channels")
+        with torch.no_grad():
+            m = torch.tensor(YUV_TO_RGB, dtype=conv.weight.dtype, device=conv.weight.device)  # (3 rgb, 3 yuv)
+            conv.weight.copy_(torch.einsum("ochw,ck->okhw", conv.weight, m))
+        return model

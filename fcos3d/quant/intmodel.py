@@ -19,7 +19,7 @@ from fcos3d.runtime.reference import fixedpoint as fx
 
 from . import intops
 from .observers import INPUT_SCALE
-from .qat import QAdd, QConv2d, QInput, QMaxPool2d, QResizeNearest, QuantFCOS3D, tracing
+from .qat import QAdd, QConv2d, QInput, QMaxPool2d, QResizeNearest, QuantFCOS3D, conv_int_constants, tracing
 
 __all__ = ["IntConv", "IntAdd", "IntResize", "IntMaxPool", "IntModel", "IntInferModel", "QAT2Quantize"]
 
@@ -208,10 +208,6 @@ class IntInferModel(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 
 
-# Largest |int32 bias| the quantiser makes: leaves >= 2**30 - 1 for the products (K * 128 * 127 < 2**25 here).
-_BIAS_LIMIT = 2.0**30
-
-
 def _f32(v) -> float:
     return float(np.float32(v))
 
@@ -252,31 +248,20 @@ class _Tracer:
         s_in = self.scales[src]
         if s_in is None:
             raise Fcos3dError(f"{m.qname} reads an int32 head output: only the last convs may be int32")
-        s_w = m.weight_scale().detach().cpu().numpy().astype(np.float32)  # (O,)
-        w_fq = m.quantized_weight().detach().cpu().double()  # q * s_w, q in [-127, 127]
-        if m.bias is not None:
-            # A bias far above the accumulator's range (a channel with tiny weights and a large bias, e.g. the
-            # class prior of an untrained head) would not fit int32 at scale s_in * s_w: widen that channel's
-            # weight scale until |bias| <= 2**30 steps (the weights then round coarser, only there).
-            b64 = m.bias.detach().cpu().double().numpy()
-            need = np.abs(b64) / (np.float64(s_in) * _BIAS_LIMIT)
-            wide = need > s_w.astype(np.float64)
-            if np.any(wide):
-                s_w = np.where(wide, (need * (1 + 2.0**-20)).astype(np.float32), s_w).astype(np.float32)
-                self.widened.append(m.qname)
-        s_w64 = torch.from_numpy(s_w.astype(np.float64)).reshape(-1, 1, 1, 1)
-        weight = torch.round(w_fq / s_w64).clamp(-127, 127).to(torch.int8)
-        o = weight.shape[0]
+        # The constants of docs/int8.md 4.2, from the one function the QAT forward uses too (a channel whose
+        # int32 bias would not fit gets a wider weight scale there; see conv_int_constants).
+        w_int, b_int, s_w_t, wide = conv_int_constants(m.quantized_weight().detach().cpu(), m.weight_scale().detach().cpu(),
+                                                       None if m.bias is None else m.bias.detach().cpu(), s_in)
+        if bool(wide.any()):
+            self.widened.append(m.qname)
+        s_w = s_w_t.numpy().astype(np.float32)  # (O,)
+        weight = w_int.to(torch.int8)
         fan_in = int(np.prod(weight.shape[1:]))
-        acc_scale = np.float64(s_in) * s_w.astype(np.float64)  # (O,)
         if m.bias is not None:
-            b = np.rint(b64 / acc_scale)
-            bound = fx.accumulator_bound(fan_in, int(np.abs(b).max()), 127)
+            bound = fx.accumulator_bound(fan_in, int(b_int.abs().max()), 127)
             if bound > fx.INT32_MAX:
                 raise Fcos3dError(f"{m.qname}: accumulator bound {bound} exceeds int32 (fan-in {fan_in})")
-            bias = torch.from_numpy(b.astype(np.int32))
-        else:
-            bias = torch.zeros(o, dtype=torch.int32)
+        bias = b_int.to(torch.int32)
         p = m.padding
         pads = (p[0], p[1], p[0], p[1])
         relu = m.act in ("relu", "relu6")

@@ -84,7 +84,10 @@ class Observer(nn.Module):
             raise Fcos3dError("an activation observer has seen no data: run the calibration stage first "
                               "(fcos3d train --stage calibration) or load a calibration/qat checkpoint")
         amax = torch.maximum(self.min_val.abs(), self.max_val.abs())
-        return (amax / QMAX).clamp(min=MIN_SCALE).float()
+        # A tensor divisor, not the Python int: torch's CUDA kernels divide by a scalar as a multiplication by
+        # its reciprocal, which can land 1 ulp away from the CPU's division, and the scale must not depend on
+        # the device (QAT on a GPU evaluates the integers of the int model made on the CPU).
+        return (amax / torch.full_like(amax, QMAX)).clamp(min=MIN_SCALE).float()
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, averaging_constant={self.averaging_constant}"

@@ -71,3 +71,11 @@ def test_unknown_board_lists_the_known_ones(tmp_path):
     proc = _run(_small_model(tmp_path / "m.onnx"), "--target", "nope")
     assert proc.returncode == 2
     assert "arm-npu" in proc.stderr and "host" in proc.stderr
+
+
+def test_tune_trials_without_a_database_or_for_a_cross_board_is_a_usage_error(tmp_path):
+    model = _small_model(tmp_path / "m.onnx")
+    proc = _run(model, "--tune-trials", "8", "--out", tmp_path / "art")
+    assert proc.returncode == 2 and "--tuning-db" in proc.stderr
+    proc = _run(model, "--target", "arm-npu", "--tune-trials", "8", "--tuning-db", tmp_path / "db")
+    assert proc.returncode == 2 and "--target host" in proc.stderr

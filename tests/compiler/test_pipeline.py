@@ -21,13 +21,14 @@ TARGET = tvm.target.Target({"kind": "llvm"})
 
 
 def test_pass_names_in_order():
-    assert PASS_NAMES == ("import_int_graph", "legalize", "fuse", "lower_to_vm")
+    assert PASS_NAMES == ("import_int_graph", "legalize", "fuse", "tune", "schedule", "lower_to_vm")
 
 
 @pytest.mark.parametrize(("name", "expect"), [
     ("import_int_graph", "R.nn.conv2d"),
     ("legalize", "R.call_tir"),
-    ("fuse", "fused_conv2d_add_requantize"),  # conv + bias + requantise (+ clip, cast) in one PrimFunc
+    ("fuse", "fused_conv2d_int8_add_requantize"),  # conv + bias + requantise (+ clip, cast) in one PrimFunc
+    ("schedule", "T.parallel"),  # threads (and vectors) over the loops
     ("lower_to_vm", "R.vm.alloc_storage"),
 ])  # fmt: skip
 def test_dump_ir_after_each_pass(name, expect):

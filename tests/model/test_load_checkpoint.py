@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.model.checkpoint import LoadCheckpoint, lite0_key_mapping
+from fcos3d.model.checkpoint import LoadCheckpoint, RGBInputToYUV, lite0_key_mapping
 
 torch.set_num_threads(1)
 
@@ -84,3 +84,23 @@ def test_lite0_key_mapping():
     assert lite0_key_mapping("_bn1.weight") == "head.bn.weight"
     assert lite0_key_mapping("_fc.bias") == "fc.bias"
     assert lite0_key_mapping("something.else") == "something.else"
+
+
+def test_rgb_input_to_yuv_reads_yuv_as_the_rgb_weights_read_rgb():
+    """The folded stem on cv2's YUV444 of an image = the original stem on the RGB image, both (x - 128) / 128."""
+    import cv2
+    import numpy as np
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False))
+    rgb = np.random.default_rng(0).integers(20, 236, (1, 16, 16, 3)).astype(np.uint8)  # away from cv2's clipping
+    rgb[0, :4] = (200, 30, 30)  # saturated colours (a tail light) too
+    yuv = cv2.cvtColor(rgb[0], cv2.COLOR_RGB2YUV)[None]
+    as_input = lambda a: (torch.from_numpy(a.transpose(0, 3, 1, 2).astype(np.float32)) - 128) / 128  # noqa: E731
+    want = net(as_input(rgb))
+    assert RGBInputToYUV("0")(net) is net
+    got = net(as_input(yuv))
+    # cv2's uint8 rounding of Y, U, V: about 0.5 / 128 per input value.
+    assert torch.allclose(got, want, atol=0.05 * want.abs().max().item()), (got - want).abs().max()
+    with pytest.raises(Fcos3dError, match="no module"):
+        RGBInputToYUV("missing")(net)

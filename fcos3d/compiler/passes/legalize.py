@@ -1,15 +1,89 @@
 """Pass 2: Relax operators (conv2d, add, clip, astype, take, max_pool2d, concat) -> TIR PrimFuncs.
 
-TVM's ``LegalizeOps`` with its TOPI compute definitions; integer dtypes are kept as the ops declare them.
+TVM's ``LegalizeOps`` with its TOPI compute definitions, except int8 convs with a constant weight on an LLVM
+CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM on 4-byte words, the operand
+of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy + a
+direct sum), which passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
 """
 
 from __future__ import annotations
 
+import tvm
 from tvm import IRModule, relax
 
-__all__ = ["legalize"]
+from ..intrinsics import dot_intrin_for
+from ..kernels import DenseConvSpec, depthwise_conv, gemm_conv, im2col_words, pack_dense_weight, pad_split
+
+__all__ = ["POSITION_VECTORS", "legalize"]
+
+# Position tile of the GEMM in vectors (schedule.py tiles by 1, 2 or 4): the packed columns are padded to a
+# multiple of lanes x POSITION_VECTORS so that every tile is whole and the instruction needs no mask.
+POSITION_VECTORS = 4
+
+
+def _vector_lanes(target) -> int:
+    """int32 lanes of one vector register of ``target`` (16 for AVX-512, 8 for AVX2, 4 for NEON)."""
+    from tvm.target.codegen import llvm_get_vector_width
+
+    bits = llvm_get_vector_width(target)
+    return max(bits // 32, 4) if bits > 0 else 4
+
+
+def _emit_pad_split(bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int) -> relax.Var:
+    """kernels.pad_split of x (1, C, H, W): (C, Hp, stride_w, Wq), the padded input split by column phase."""
+    _, c, h, w = (int(d) for d in x.ty.shape)
+    top, left, bottom, right = pads
+    shape = (c, h + top + bottom, stride_w, -(-(w + left + right) // stride_w))
+    gv = bb.add_func(pad_split(c, (h, w), pads, stride_w), "pad_split")
+    return bb.emit(relax.call_tir(gv, [x], relax.TensorType(shape, "int8")))
+
+
+def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """int8 conv2d (NCHW, OIHW, int32 out, constant weight, no dilation, batch 1) -> a kernels.py call_tir;
+    anything else -> TVM's default legalisation."""
+    from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
+
+    target = tvm.target.Target.current(allow_none=True)
+    attrs = call.attrs
+    x, weight = call.args
+    if (
+        target is None or str(target.kind.name) != "llvm" or not isinstance(weight, tvm.ir.expr.Constant)
+        or str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW"
+        or str(attrs.out_dtype) != "int32" or str(x.ty.dtype) != "int8" or str(weight.ty.dtype) != "int8"
+        or any(int(d) != 1 for d in attrs.dilation) or int(x.ty.shape[0]) != 1
+    ):  # fmt: skip
+        return _nn_conv2d(bb, call)
+    w = weight.value.numpy()
+    groups = int(attrs.groups)
+    strides = (int(attrs.strides[0]), int(attrs.strides[1]))
+    pads = tuple(int(p) for p in attrs.padding)
+    out_hw = (int(call.ty.shape[2]), int(call.ty.shape[3]))
+    if groups == 1:
+        intrin = dot_intrin_for(target)
+        lanes = intrin.lanes if intrin else _vector_lanes(target)
+        spec = DenseConvSpec(
+            in_channels=w.shape[1], in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])), kernel=(w.shape[2], w.shape[3]),
+            strides=strides, pads=pads, out_hw=out_hw, offset=intrin.offset if intrin else 0,
+            position_block=lanes * POSITION_VECTORS,
+        )  # fmt: skip
+        words, correction = pack_dense_weight(w, spec.offset)
+        src = x if spec.pointwise else _emit_pad_split(bb, x, pads, strides[1])
+        im2col = bb.add_func(im2col_words(spec), "im2col")
+        cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.positions_padded), "int32")))
+        packed_dtype = intrin.packed_dtype if intrin else "int8"
+        return bb.call_te(
+            lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype), cols, relax.const(words, "int32"),
+            relax.const(correction, "int32"), primfunc_name_hint="conv2d_int8",
+        )  # fmt: skip
+    if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1:
+        padded = _emit_pad_split(bb, x, pads, strides[1])
+        # int32 weights: each tap's multiply then takes its weight straight from memory (a broadcast operand)
+        return bb.call_te(lambda pt, wt: depthwise_conv(pt, wt, strides, out_hw), padded,
+                          relax.const(w.astype("int32"), "int32"), primfunc_name_hint="depthwise_int8")  # fmt: skip
+    return _nn_conv2d(bb, call)
 
 
 def legalize(mod: IRModule) -> IRModule:
-    """Every high-level Relax call becomes a ``call_tir`` of a PrimFunc (no float op appears: checked after)."""
-    return relax.transform.LegalizeOps()(mod)
+    """Every high-level Relax call becomes a ``call_tir`` of a PrimFunc (no float op appears: checked after).
+    Reads the current target (pipeline.py runs the passes under ``with target``) for the conv kernels."""
+    return relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _conv2d})(mod)

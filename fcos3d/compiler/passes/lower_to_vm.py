@@ -1,4 +1,4 @@
-"""Pass 4: dataflow Relax -> VM-ready Relax (explicit memory planning and VM builtins).
+"""Pass 6: dataflow Relax -> VM-ready Relax (explicit memory planning and VM builtins).
 
 TVM's CPU dataflow-lowering and finalisation passes, in the order of its default CPU pipeline; after this the
 module goes to ``relax.build(..., relax_pipeline=None)``.

@@ -1,0 +1,115 @@
+"""The int8 dot-product instructions as TVM tensor intrinsics, in the operand shape of kernels.py's GEMM.
+
+One instruction updates ``lanes`` int32 accumulators, one per output position, each with the 4-byte dot
+product of that position's packed activation word and a weight word broadcast to every lane:
+``C[i] += sum_k int32(byte_k(A[i])) * int32(byte_k(B))``. x86 AVX-512 VNNI ``vpdpbusd`` (16 lanes, A uint8, B int8:
+kernels.DenseConvSpec.offset = 128) and Arm ``sdot`` (4 lanes, both int8). Neither saturates: the int32 sums
+wrap, and stay exact because the conv's accumulator bound (docs/int8.md 4.2) is far below 2**31.
+TVM's own ``dot_16x4_vnni`` broadcasts the activations instead and passes LLVM 22 an outdated operand type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm.script import tirx as T
+
+__all__ = ["DotIntrin", "dot_intrin_for"]
+
+
+@dataclass(frozen=True)
+class DotIntrin:
+    name: str  # registered TensorIntrin name
+    lanes: int  # int32 accumulators per instruction
+    offset: int  # added to the int8 activations when packing (uint8 operand) or 0
+    packed_dtype: str  # the activation bytes' type: uint8 (offset 128) or int8
+
+
+def _desc(lanes: int, packed: str):
+    """``C[i] += dot_word(A[i], B[0])``: the GEMM block of kernels.gemm_conv, operands 32-bit words of 4 bytes."""
+    from .kernels import dot_word
+
+    @T.prim_func(s_tir=True)
+    def desc(A: T.Buffer((lanes,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # fmt: skip
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes], B[0:1])
+            T.writes(C[0:lanes])
+            for i in T.serial(T.int64(lanes)):  # an int64 loop, as Relax's call_te makes them
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = C[vi] + dot_word(A[vi], B[0], packed)
+
+    return desc
+
+
+def _x86_vnni():
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((16,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
+             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:  # fmt: skip
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:16], B[0:1])
+            T.writes(C[0:16])
+            # LLVM 22 declares vpdpbusd on <64 x i8> operands (TVM's dot_16x4_vnni still passes <16 x i32>)
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(A.vload([0], "int32x16"), dtype="int8x64"),
+                T.reinterpret(T.broadcast(B[0], 16), dtype="int8x64"),
+                dtype="int32x16",
+            )
+
+    return _desc(16, "uint8"), impl
+
+
+def _arm_sdot():
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
+             C: T.Buffer((4,), "int32", offset_factor=1)) -> None:  # fmt: skip
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:1])
+            T.writes(C[0:4])
+            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+                C.vload([0], dtype="int32x4"),
+                T.reinterpret(A.vload([0], "int32x4"), dtype="int8x16"),
+                T.reinterpret(T.broadcast(B[0], 4), dtype="int8x16"),
+                dtype="int32x4",
+            )
+
+    return _desc(4, "int8"), impl
+
+
+X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", 16, 128, "uint8")
+ARM_SDOT = DotIntrin("fcos3d_dot_4x4_s8s8_sdot", 4, 0, "int8")
+_BUILDERS = {X86_VNNI.name: _x86_vnni, ARM_SDOT.name: _arm_sdot}
+
+
+def _register(intrin: DotIntrin) -> DotIntrin:
+    from tvm.s_tir import TensorIntrin
+
+    if TensorIntrin.get(intrin.name, allow_missing=True) is None:
+        TensorIntrin.register(intrin.name, *_BUILDERS[intrin.name]())
+    return intrin
+
+
+def dot_intrin_for(target) -> DotIntrin | None:
+    """The dot-product instruction ``target`` has (registered on first use), or None: then the GEMM is
+    scheduled as plain vector code, with the same packed layout and the same results."""
+    from tvm.target.codegen import target_has_features
+
+    if target is None or str(target.kind.name) != "llvm":
+        return None
+    triple = str(target.attrs.get("mtriple", "") or "")
+    is_arm = triple.startswith("aarch64") or (not triple and _host_is_arm())
+    if is_arm and target_has_features("dotprod", target):
+        return _register(ARM_SDOT)
+    if not is_arm and target_has_features("avx512vnni", target):
+        return _register(X86_VNNI)
+    return None
+
+
+def _host_is_arm() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("aarch64", "arm64")

@@ -1,0 +1,208 @@
+"""Pass 5: give every fused PrimFunc a CPU schedule (loop order, threads, vectors, dot-product instructions).
+
+Plain legalised TIR is one serial scalar loop nest per op (7.5x slower than onnxruntime, notes/tvm.md). Here,
+by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
+  int8_gemm   output tiles of (channels x positions) in registers, the reduction in 4-byte steps by the dot
+              instruction (intrinsics.py) or plain vectors, the requantising epilogue applied per tile;
+              threads over tiles, the im2col pack threaded and vectorised on its own
+  depthwise   threads over channels, vectors along output rows (reading kernels.pad_split's copy)
+  (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
+              reductions (max pool, TOPI convs) threaded over their outer spatial loop
+Only loops change, never the arithmetic: results stay bit-exact (tests/compiler/test_random_graphs.py).
+Functions MetaSchedule tuned (pipeline.py, --tune-trials) arrive marked ``tirx.is_scheduled`` and are kept.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import IRModule, s_tir, tirx
+from tvm.s_tir.schedule import ScheduleError
+
+from ..intrinsics import dot_intrin_for
+from ..kernels import KERNEL_ATTR
+
+__all__ = ["apply_default_schedule", "schedule", "schedule_func"]
+
+ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
+MAX_CHANNEL_TILE = 8
+
+
+def _vector_lanes(target, bits: int = 32) -> int:
+    from tvm.target.codegen import llvm_get_vector_width
+
+    width = llvm_get_vector_width(target) if target is not None else 128
+    return max((width if width > 0 else 128) // bits, 4)
+
+
+def _extent(sch: s_tir.Schedule, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _kernel_block(sch: s_tir.Schedule, kind: str):
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(block).annotations.get(KERNEL_ATTR) == kind:
+            return block
+    return None
+
+
+def _blocks(sch: s_tir.Schedule) -> list:
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def _inline_after(sch: s_tir.Schedule, anchor) -> object:
+    """Inline the injective blocks after ``anchor`` into the last block (the one writing the output);
+    returns the last block (``anchor`` itself when nothing follows)."""
+    blocks = _blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    after = blocks[names.index(sch.get(anchor).name_hint) + 1:]
+    for block in after[:-1]:
+        sch.compute_inline(block)
+    return after[-1] if after else anchor
+
+
+def _row_lanes(width: int, lanes: int) -> int:
+    """Vector length for a row of ``width``: the whole row when short, else the largest divisor of the width
+    in [lanes/2, lanes] (no tail to mask), else ``lanes`` (a tail the vectoriser scalarises)."""
+    if width <= lanes:
+        return width
+    for d in range(lanes, lanes // 2 - 1, -1):
+        if width % d == 0:
+            return d
+    return lanes
+
+
+def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
+    loop = sch.get_loops(block)[-1]
+    n = _extent(sch, loop)
+    if n > lanes:
+        _, loop = sch.split(loop, [None, _row_lanes(n, lanes)])
+    if _extent(sch, loop) > 1:
+        sch.vectorize(loop)
+
+
+def _gemm_tile(channels: int, vectors: int, positions: int, lanes: int) -> tuple[int, int]:
+    """(channels, position vectors) per register tile: the most accumulators that fit, and no tile made of
+    padding positions only (its epilogue would have nothing to write: reverse_compute_at would give it the
+    whole output). kernels pads the positions to 4 vectors, so 4 always qualifies."""
+    best = None
+    for t_pos in (1, 2, 3, 4):
+        if vectors % t_pos or (vectors - t_pos) * lanes >= positions:
+            continue
+        for t_oc in range(1, MAX_CHANNEL_TILE + 1):
+            if channels % t_oc == 0 and t_oc * t_pos <= ACCUMULATOR_REGISTERS:
+                key = (t_oc * t_pos, t_oc)
+                if best is None or key > best[0]:
+                    best = (key, (t_oc, t_pos))
+    return best[1]
+
+
+def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
+    """kernels.gemm_conv: tiles of acc[o, p] (channels x vectors of positions) in registers, threads over
+    tiles, the reduction in 4-byte words by the dot instruction, the epilogue per tile."""
+    intrin = dot_intrin_for(target)
+    lanes = intrin.lanes if intrin else _vector_lanes(target)
+    dot = _kernel_block(sch, "int8_gemm")
+    out = _inline_after(sch, dot)
+    oc, positions, rb = sch.get_loops(dot)
+    n_oc, n_pos = _extent(sch, oc), _extent(sch, positions)
+    # The epilogue over flattened positions, the loop the tiles run over (the output is (1, OC, OH, OW)).
+    _, _, out_h, out_w = (int(d) for d in sch.get(out).writes[0].source.shape)
+    sch.transform_block_layout(out, lambda n, o, y, x: (n, o, y * out_w + x))
+    t_oc, t_pos = _gemm_tile(n_oc, n_pos // lanes, out_h * out_w, lanes)
+    po, pm, pi = sch.split(positions, [None, t_pos, lanes])
+    oo, oi = sch.split(oc, [None, t_oc])
+    sch.reorder(po, oo, rb, oi, pm, pi)  # a positions tile stays in L1 while every channel tile reads it
+    tile = sch.fuse(po, oo)
+    sch.parallel(tile)
+    sch.reverse_compute_at(out, tile)
+    if intrin is None:
+        sch.vectorize(pi)  # before decompose_reduction: vectorize wants a block with its init
+    init = sch.decompose_reduction(dot, rb)
+    if intrin is not None:
+        sch.tensorize(pi, intrin.name)
+    sch.unroll(oi)
+    sch.unroll(pm)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _vectorize_inner(sch, out, lanes)
+
+
+def _schedule_depthwise(sch: s_tir.Schedule, target) -> None:
+    """kernels.depthwise_conv: threads over channels, vectors along output rows (accumulators in registers),
+    the epilogue per vector."""
+    lanes = _vector_lanes(target)
+    conv = _kernel_block(sch, "depthwise")
+    out = _inline_after(sch, conv)
+    n, c, y, x, ry, rx = sch.get_loops(conv)
+    channel = sch.fuse(n, c)
+    sch.parallel(channel)
+    xo, xi = sch.split(x, [None, _row_lanes(_extent(sch, x), lanes)])
+    sch.reorder(y, xo, ry, rx, xi)
+    if out is not conv:
+        sch.reverse_compute_at(out, xo)
+        _vectorize_inner(sch, out, lanes)
+    sch.vectorize(xi)  # before decompose_reduction: vectorize wants a block with its init
+    sch.unroll(ry)
+    sch.unroll(rx)
+    init = sch.decompose_reduction(conv, ry)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _schedule_generic(sch: s_tir.Schedule, target) -> None:
+    """Injective chains: one block, threads over the outer loop, vectors inside. Reductions (max pool, TOPI
+    convs): threads over the outer spatial loops, their padding inlined."""
+    lanes = _vector_lanes(target)
+    blocks = _blocks(sch)
+    for block in blocks[:-1]:
+        try:
+            sch.compute_inline(block)
+        except ScheduleError:  # a reduction or a block read twice: stays a loop nest of its own
+            pass
+    for block in _blocks(sch):
+        loops = sch.get_loops(block)
+        iters = sch.get(block).iter_vars
+        if len(loops) != len(iters) or any(iv.iter_type != tirx.IterVar.DataPar for iv in iters):
+            # a reduction (or a block not bound one loop per axis): keep its order, add threads
+            leading = []
+            for lp, iv in zip(loops, iters, strict=False):
+                if iv.iter_type != tirx.IterVar.DataPar:
+                    break
+                leading.append(lp)
+            if leading:  # (n, c, h) of a pooling or conv output: enough iterations for the threads
+                sch.parallel(sch.fuse(*leading[:3]) if len(leading) > 1 else leading[0])
+            continue
+        # NCHW: threads over (n, c), vectors over (h, w): per-channel constants (requantisation multipliers,
+        # shifts, biases) stay scalars in the vector loop instead of becoming gathers.
+        k = 2 if len(loops) == 4 else 1
+        outer = sch.fuse(*loops[:k]) if k > 1 else loops[0]
+        inner = sch.fuse(*loops[k:]) if len(loops) - k > 1 else (loops[k] if len(loops) > k else None)
+        sch.parallel(outer)
+        if inner is not None:
+            _vectorize_inner(sch, block, lanes * 4)
+
+
+_RULES = {"int8_gemm": _schedule_gemm, "depthwise": _schedule_depthwise}
+
+
+def apply_default_schedule(sch: s_tir.Schedule, target) -> None:
+    """The rule of the kernel ``sch``'s function holds (module docstring), applied in place; also MetaSchedule's
+    extra design space (tuning.py), so that tuning measures it beside its own candidates."""
+    kinds = {sch.get(b).annotations.get(KERNEL_ATTR) for b in _blocks(sch)}
+    rule = next((_RULES[k] for k in ("int8_gemm", "depthwise") if k in kinds), _schedule_generic)
+    rule(sch, target)
+
+
+def schedule_func(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
+    """One PrimFunc -> the same computation with the loops of its rule, marked scheduled."""
+    sch = s_tir.Schedule(func)
+    apply_default_schedule(sch, target)
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def schedule(mod: IRModule) -> IRModule:
+    """Schedule every PrimFunc not yet scheduled, for the current target (pipeline.py sets it)."""
+    target = tvm.target.Target.current(allow_none=True)
+    out = IRModule(dict(mod.functions.items()), attrs=mod.attrs)
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc) and not (func.attrs and func.attrs.get("tirx.is_scheduled")):
+            out[gv] = schedule_func(func, target)
+    return out

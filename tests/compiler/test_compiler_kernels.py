@@ -1,0 +1,62 @@
+"""kernels: the packed operands of the int8 GEMM byte for byte against numpy (weights, padded input, im2col)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+from fcos3d.compiler.kernels import DenseConvSpec, im2col_words, pack_dense_weight, pad_split
+
+TARGET = tvm.target.Target({"kind": "llvm"})
+
+
+def _run(func, *arrays, out_shape, out_dtype):
+    lib = tvm.tirx.build(func.with_attr("global_symbol", "kernel"), target=TARGET)
+    out = tvm.runtime.tensor(np.zeros(out_shape, dtype=out_dtype))
+    lib(*(tvm.runtime.tensor(a) for a in arrays), out)
+    return out.numpy()
+
+
+def test_weight_words_are_little_endian_groups_of_4_with_the_offset_correction():
+    w = np.random.default_rng(0).integers(-128, 128, size=(3, 2, 3, 1), dtype=np.int8)  # R = 6: one padded word
+    words, correction = pack_dense_weight(w, offset=128)
+    assert words.shape == (3, 2) and words.dtype == np.int32
+    flat = np.zeros((3, 8), dtype=np.int8)
+    flat[:, :6] = w.reshape(3, 6)
+    assert np.array_equal(words.view(np.int8).reshape(3, 8), flat)
+    assert np.array_equal(correction, 128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
+
+
+@pytest.mark.parametrize(("pads", "stride"),
+                         [((1, 1, 1, 1), 1), ((1, 1, 1, 1), 2), ((2, 0, 1, 3), 2), ((0, 0, 0, 0), 1)])
+def test_pad_split_is_the_zero_padded_input_split_by_column_phase(pads, stride):
+    x = np.random.default_rng(1).integers(-128, 128, size=(1, 3, 5, 9), dtype=np.int8)
+    top, left, bottom, right = pads
+    padded = np.pad(x[0], ((0, 0), (top, bottom), (left, right)))
+    wq = -(-padded.shape[2] // stride)
+    padded = np.pad(padded, ((0, 0), (0, 0), (0, wq * stride - padded.shape[2])))
+    want = np.stack([padded[:, :, ph::stride] for ph in range(stride)], axis=2)
+    got = _run(pad_split(3, (5, 9), pads, stride), x, out_shape=want.shape, out_dtype=np.int8)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("pointwise", [True, False])
+def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise):
+    rng = np.random.default_rng(2)
+    if pointwise:  # 5 channels: the second word has 1 real byte; 35 positions padded to 64
+        spec = DenseConvSpec(5, (5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (5, 7), offset=128, position_block=64)
+        x = rng.integers(-128, 128, size=(1, 5, 5, 7), dtype=np.int8)
+        src, cols = x, x[0].reshape(5, -1).astype(np.int32)
+    else:  # the stem: 3x3, stride 2, pad 1, R = 27
+        spec = DenseConvSpec(3, (9, 11), (3, 3), (2, 2), (1, 1, 1, 1), (5, 6), offset=128, position_block=64)
+        x = rng.integers(-128, 128, size=(1, 3, 9, 11), dtype=np.int8)
+        src = _run(pad_split(3, (9, 11), spec.pads, 2), x, out_shape=(3, 11, 2, 7), out_dtype=np.int8)
+        xp = np.pad(x[0].astype(np.int32), ((0, 0), (1, 1), (1, 1)))
+        cols = np.stack([xp[c, ky:ky + 9:2, kx:kx + 11:2].reshape(-1)
+                         for c in range(3) for ky in range(3) for kx in range(3)])  # fmt: skip
+    want = np.full((spec.words * 4, spec.positions_padded), 128, dtype=np.int64)
+    want[: cols.shape[0], : spec.positions] = cols + 128
+    got = _run(im2col_words(spec), src, out_shape=(spec.words, spec.positions_padded), out_dtype=np.int32)
+    got_bytes = got.view(np.uint8).reshape(spec.words, spec.positions_padded, 4).transpose(0, 2, 1)
+    assert np.array_equal(got_bytes.reshape(-1, spec.positions_padded), want)
