@@ -233,10 +233,11 @@ def quant_report_cmd(config_path, images, out, top, sets):
     Every conv/add/resize/pool output and raw head output, from the float, calibration and qat checkpoints
     (best, else last) and the int model of the qat one: where int8 accuracy is lost, layer by layer.
     """
-    from .quant.report import run_quant_report
+    from .quant.report import run_quant_report, stage_checkpoints
     from .trainer.config import load_config
 
     cfg = load_config(config_path, overrides(sets))
+    stage_checkpoints(cfg)  # a missing checkpoint fails before the progress bar starts
     with progress_bar("quant-report") as progress:
         res = run_quant_report(cfg, images=images, out=out, progress=progress)
     report = res["report"]

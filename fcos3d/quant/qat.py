@@ -183,6 +183,17 @@ class QuantModule(nn.Module):
         act = getattr(self, "act_observer", None)
         return None if act is None else act.scale()
 
+    def scale_key(self) -> tuple:
+        """Changes whenever ``output_scale()`` may change (observer buffers' in-place versions and storage)."""
+        act = getattr(self, "act_observer", None)
+        if act is None:
+            return (id(self),)
+        return (id(self),) + tuple((b.data_ptr(), b._version) for b in act.buffers())
+
+    def _source_key(self, i: int = 0) -> tuple:
+        src = self.__dict__.get("_source")
+        return src[i].scale_key() if src is not None else ()
+
     def _source_scale(self, i: int = 0) -> torch.Tensor:
         """The output scale of the module whose output is this one's input ``i`` (linked by ``link_sources``)."""
         src = self.__dict__.get("_source")
@@ -263,6 +274,10 @@ class QConv2d(QuantModule):
     def quantized_weight(self) -> torch.Tensor:
         return fake_quant_per_channel(self.weight, self.weight_scale())
 
+    def train(self, mode: bool = True) -> "QConv2d":
+        self.__dict__.pop("_int_cache", None)  # switching modes (e.g. after loading weights) drops the constants
+        return super().train(mode)
+
     def input_scale(self) -> torch.Tensor:
         """float32 (1,): the scale of the int8 tensor this conv reads."""
         return self._source_scale()
@@ -317,25 +332,44 @@ class QConv2d(QuantModule):
         while float64 keeps their error far below half a step. Then ``saturate(requantize(acc, m, shift))``
         with fixedpoint's constants, times ``s_out``; a head returns ``acc * s_in * s_w[c]``.
         """
-        s_in = self.input_scale().to(x.device)  # float32 (1,)
+        s_in, w_int, b_int, s_w, exact, mult, shift, s_out = self._integer_constants(x.device)
+        with torch.autocast(x.device.type, enabled=False):  # (N, O, H', W') integers
+            acc = F.conv2d(_int8_of(x, s_in).to(exact), w_int, None, self.stride, self.padding, 1, self.groups)
+        if x.device.type != "cpu":
+            acc = acc.round_()  # float64 keeps any algorithm's error far below half a step: back to the integers
+        acc = acc.double() + b_int
+        if self.int32_output:
+            return (acc * (s_in.double().reshape(()) * s_w.double()).reshape(1, -1, 1, 1)).to(x.dtype)
+        q = _requantize(acc, mult, shift).clamp_(0 if self.act is not None else -128, QMAX)  # saturated int8
+        return q.to(x.dtype) * s_out
+
+    def _integer_constants(self, device: torch.device) -> tuple:
+        """(s_in, w_int in the conv dtype, b_int (1, O, 1, 1) float64, s_w, conv dtype, multiplier, shift, s_out).
+
+        In eval mode they are kept until the weights, the bias or the observers behind s_in, s_w and s_out
+        change (storage or in-place version) or ``train()``/``eval()`` is called: an evaluation computes them
+        once, not per image (the int model's constants are fixed the same way at QAT2Quantize)."""
+        params = [t for t in (self.weight, self.bias) if t is not None]
+        key = (device, *((t.data_ptr(), t._version) for t in params),
+               *((b.data_ptr(), b._version) for b in self.weight_observer.buffers()), self.scale_key(),
+               self._source_key())
+        cached = self.__dict__.get("_int_cache")
+        if cached is not None and cached[0] == key and not self.training:
+            return cached[1]
+        s_in = self.input_scale().to(device)  # float32 (1,)
         s_w = self.weight_scale()
         w_int, b_int, s_w, _ = conv_int_constants(fake_quant_per_channel(self.weight, s_w), s_w, self.bias, s_in)
-        on_cpu = x.device.type == "cpu"
-        bound = w_int.shape[1] * w_int.shape[2] * w_int.shape[3] * 128 * int(w_int.abs().max())
-        exact = torch.float32 if on_cpu and bound <= 2**24 else torch.float64
-        with torch.autocast(x.device.type, enabled=False):  # (N, O, H', W') integers
-            acc = F.conv2d(_int8_of(x, s_in).to(exact), w_int.to(exact), None, self.stride, self.padding, 1,
-                           self.groups)
-        if not on_cpu:
-            acc = acc.round_()  # float64 keeps any algorithm's error far below half a step: back to the integers
-        acc = acc.double() + b_int.to(x.device).reshape(1, -1, 1, 1)
-        acc_scale = s_in.double().reshape(()) * s_w.double().to(x.device)  # (O,) float64: s_in * s_w[c]
-        if self.int32_output:
-            return (acc.double() * acc_scale.reshape(1, -1, 1, 1)).to(x.dtype)
-        s_out = self.act_observer.scale()
-        mult, shift = fx.conv_multipliers(float(s_in), s_w.cpu().numpy().astype(np.float32), float(s_out))
-        q = _requantize(acc, mult, shift).clamp_(0 if self.act is not None else -128, QMAX)  # saturated int8
-        return q.to(x.dtype) * s_out.to(x.device)
+        fan_in = w_int.shape[1] * w_int.shape[2] * w_int.shape[3]
+        exact = torch.float32 if device.type == "cpu" and fan_in * 128 * int(w_int.abs().max()) <= 2**24 else torch.float64
+        s_w = s_w.to(device)
+        mult = shift = s_out = None
+        if not self.int32_output:
+            s_out = self.act_observer.scale().to(device)
+            mult, shift = fx.conv_multipliers(float(s_in), s_w.cpu().numpy().astype(np.float32), float(s_out))
+        value = (s_in, w_int.to(device=device, dtype=exact), b_int.to(device).reshape(1, -1, 1, 1), s_w, exact,
+                 mult, shift, s_out)
+        self.__dict__["_int_cache"] = (key, value)
+        return value
 
     def extra_repr(self) -> str:
         o, c, kh, kw = self.weight.shape
@@ -378,6 +412,9 @@ class QResizeNearest(QuantModule):
     def output_scale(self) -> torch.Tensor | None:
         return self._source_scale()
 
+    def scale_key(self) -> tuple:
+        return self._source_key()
+
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         h, w = like.shape[-2:]
         if h == 2 * x.shape[-2] and w == 2 * x.shape[-1]:
@@ -403,6 +440,9 @@ class QMaxPool2d(QuantModule):
 
     def output_scale(self) -> torch.Tensor | None:
         return self._source_scale()
+
+    def scale_key(self) -> tuple:
+        return self._source_key()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.max_pool2d(x, self.kernel_size, self.stride, self.padding)

@@ -34,6 +34,7 @@ __all__ = [
     "quant_report",
     "qat_int_lsb",
     "write_report",
+    "stage_checkpoints",
     "run_quant_report",
 ]
 
@@ -362,7 +363,9 @@ def _plot(report: QuantReport, path: Path, annotate: int) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _checkpoints(cfg: dict) -> dict[str, Path]:
+def stage_checkpoints(cfg: dict) -> dict[str, Path]:
+    """{stage: best (else last) checkpoint} of float, calibration and qat; a missing one is an Fcos3dError naming
+    the file and the command that makes it."""
     from fcos3d.trainer.checkpoint import checkpoint_path
     from fcos3d.trainer.stages import work_dir_of
 
@@ -402,7 +405,7 @@ def run_quant_report(cfg: dict, *, images: int = 4, out: str | Path | None = Non
 
     if images < 1:
         raise Fcos3dError(f"--images {images}: use at least 1")
-    ckpts = _checkpoints(cfg)
+    ckpts = stage_checkpoints(cfg)
     models = {stage: load_stage_model(cfg, stage, ckpts[stage]) for stage in ckpts}
     imgs = _val_images(cfg, images)
     stages = {"calibration": models["calibration"], "qat": models["qat"],
