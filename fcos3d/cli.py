@@ -302,7 +302,7 @@ def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibra
     """Run HAT's FCOS3D workflow end to end on synthetic nuScenes data: what `make demo` runs.
 
     \b
-    Steps (about 15 minutes on a 2-core laptop with the defaults):
+    Steps (OUT/SUMMARY.md lists the seconds each took; fewer --samples-per-scene shortens every step):
        1. synth        a synthetic nuScenes v1.0-mini set            -> OUT/nuscenes
        2. pack         train and val into LMDB                        -> OUT/nuscenes_lmdb
        3. show         ground-truth pictures of a few val images      -> OUT/pictures
