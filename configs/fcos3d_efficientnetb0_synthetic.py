@@ -30,6 +30,8 @@ float_epochs = param("float_epochs", 12)
 float_lr = param("float_lr", 2e-3)
 max_steps = param("max_steps", 0)  # > 0 stops early (smoke tests)
 calibration_steps = param("calibration_steps", 10)
+calibration_observer = param("calibration_observer", "min_max")  # or "percentile" (clips rare outliers)
+calibration_percentile = param("calibration_percentile", 99.99)
 qat_epochs = param("qat_epochs", 2)
 qat_lr = param("qat_lr", 1e-5)
 qat_steps = param("qat_steps", 0)  # > 0: QAT stops after this many steps
@@ -94,7 +96,8 @@ float_trainer = dict(
 # --- int8: calibration -> QAT -> integer model -> QDQ ONNX (HAT's recipe: min-max calibration, QAT with
 # frozen activation ranges (averaging_constant 0) and per-step weight ranges (1), BN folded ("fuse_bn")).
 qconfig_params = dict(
-    activation_calibration_observer="min_max",
+    activation_calibration_observer=calibration_observer,
+    activation_calibration_qkwargs=dict(percentile=calibration_percentile) if calibration_observer == "percentile" else {},
     activation_qat_observer="min_max",
     activation_qkwargs=dict(averaging_constant=0),
     weight_qkwargs=dict(averaging_constant=1),

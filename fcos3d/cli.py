@@ -286,7 +286,8 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(path_type=Path), help="Folder for everything the demo makes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")
 @click.option("--scenes", default=10, show_default=True, help="Synthetic scenes (v1.0-mini: at most 10).")
-@click.option("--samples-per-scene", default=20, show_default=True, help="Key frames per synthetic scene.")
+@click.option("--samples-per-scene", default=10, show_default=True,
+              help="Key frames per synthetic scene (10: 480 train / 120 val images, sized to fit 15 minutes on 2 cores).")
 @click.option("--image-size", default="800x450", show_default=True, help="Synthetic camera image size WIDTHxHEIGHT.")
 @click.option("--float-epochs", default=3, show_default=True, help="Float training epochs (0: data steps only).")
 @click.option("--calibration-steps", default=10, show_default=True, help="Training batches the observers see.")
