@@ -30,10 +30,10 @@ float_epochs = param("float_epochs", 12)
 float_lr = param("float_lr", 2e-3)
 max_steps = param("max_steps", 0)  # > 0 stops early (smoke tests)
 calibration_steps = param("calibration_steps", 10)
-calibration_observer = param("calibration_observer", "min_max")  # or "percentile" (clips rare outliers)
+calibration_observer = param("calibration_observer", "percentile")  # or "min_max" (HAT's; loses more here, PERFORMANCE.md)
 calibration_percentile = param("calibration_percentile", 99.99)
 qat_epochs = param("qat_epochs", 2)
-qat_lr = param("qat_lr", 1e-5)
+qat_lr = param("qat_lr", 1e-4)
 qat_steps = param("qat_steps", 0)  # > 0: QAT stops after this many steps
 seed = param("seed", 0)
 val_interval = param("val_interval", 2)  # validate every N float epochs
@@ -93,8 +93,10 @@ float_trainer = dict(
     max_steps=max_steps or None,
 )
 
-# --- int8: calibration -> QAT -> integer model -> QDQ ONNX (HAT's recipe: min-max calibration, QAT with
-# frozen activation ranges (averaging_constant 0) and per-step weight ranges (1), BN folded ("fuse_bn")).
+# --- int8: calibration -> QAT -> integer model -> QDQ ONNX (HAT's recipe: QAT with frozen activation ranges
+# (averaging_constant 0) and per-step weight ranges (1), BN folded ("fuse_bn")). HAT calibrates with min-max;
+# here the ReLU activations of the Lite0 backbone have long tails (the stem's max is 30x its rms), and the
+# 99.99th percentile kept 0.009 more NDS after calibration and 0.008 more after QAT on the 7-epoch model.
 qconfig_params = dict(
     activation_calibration_observer=calibration_observer,
     activation_calibration_qkwargs=dict(percentile=calibration_percentile) if calibration_observer == "percentile" else {},

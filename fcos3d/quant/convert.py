@@ -110,7 +110,8 @@ class LoadStageCheckpoint:
         try:
             model.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:
-            first = str(e).splitlines()[0]
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            first = "; ".join(lines[1:2] or lines[:1])[:300]  # torch's first line is only a header
             raise Fcos3dError(f"{self.checkpoint_path}: the {self.stage} weights do not fit this model ({first}); "
                               "check the converters order and the config the checkpoint was trained with") from None
         return model

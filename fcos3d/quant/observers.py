@@ -120,7 +120,9 @@ class PercentileObserver(Observer):
             raise Fcos3dError(f"percentile={percentile}: use a value in (0, 100]")
         super().__init__(num_channels, averaging_constant)
         self.percentile = float(percentile)
-        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        # Not saved: the state every observer kind shares is min/max/initialized, so a percentile calibration
+        # loads into the QAT stage's min_max observers.
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64), persistent=False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,17 @@ def test_percentile_clips_outliers():
     assert ob.max_val.item() == pytest.approx(2.0, rel=0.01)
 
 
+def test_percentile_calibration_loads_into_the_qat_min_max_observer():
+    """The QAT stage swaps a percentile calibration observer for min_max: the saved state must fit exactly."""
+    cal = PercentileObserver(percentile=99.0)
+    cal(torch.linspace(-2, 2, 1001))
+    qat = MinMaxObserver(averaging_constant=0.0)
+    qat.load_state_dict(cal.state_dict(), strict=True)
+    assert torch.equal(qat.scale(), cal.scale())
+    qat(torch.tensor([50.0]))  # averaging_constant 0: the calibrated range stays frozen
+    assert torch.equal(qat.scale(), cal.scale())
+
+
 def test_unobserved_activation_scale_is_a_clear_error():
     with pytest.raises(Fcos3dError, match="calibration"):
         MinMaxObserver().scale()
