@@ -294,12 +294,14 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
 @click.option("--qat-steps", default=40, show_default=True, help="QAT fine-tuning steps.")
 @click.option("--target", "targets", multiple=True, default=("host", "arm-npu"), show_default=True,
               help="Compile for these boards (repeatable); align-bpu runs the host artifact.")
+@click.option("--score-th", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Draw predicted boxes scoring at least this in the pictures (the short demo training scores low).")
 @click.option("--align-limit", type=click.IntRange(min=1), default=None, help="align-bpu on the first N val images only [default: all].")
 @click.option("--stop-after", type=click.Choice(["data", "float"]), default=None, help="End the flow early, after this step.")
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path), help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).")
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
 def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibration_steps, qat_steps, targets,
-         align_limit, stop_after, config_path, sets):
+         score_th, align_limit, stop_after, config_path, sets):
     """Run HAT's FCOS3D workflow end to end on synthetic nuScenes data: what `make demo` runs.
 
     \b
@@ -323,7 +325,7 @@ def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibra
     opts = DemoOptions(out=out, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
                        image_size=_parse_size(image_size), config_path=config_path, float_epochs=float_epochs,
                        calibration_steps=calibration_steps, qat_steps=qat_steps, compile_targets=tuple(targets),
-                       align_limit=align_limit, stop_after=stop_after, extra_sets=overrides(sets))
+                       align_limit=align_limit, score_th=score_th, stop_after=stop_after, extra_sets=overrides(sets))
     con = console()
     summary = run_demo(opts, report=lambda step, msg: con.print(f"[bold green]✓ {step}[/]: {msg}"),
                        progress_factory=progress_bar, train_reporter_factory=_RichReporter)
