@@ -17,18 +17,29 @@ def float_model():
 
 
 @pytest.fixture(scope="session")
-def qat_model(float_model):
-    """Calibrated on 3 batches, then converted to QAT (fake quant on), in eval mode."""
+def calibrated_model(float_model):
+    """The calibration stage's model after its observers saw 3 batches (train mode). Converters work in
+    place: deep-copy it before converting."""
     import copy
 
-    from fcos3d.quant.convert import Float2Calibration, Float2QAT
+    from fcos3d.quant.convert import Float2Calibration
 
     q = Float2Calibration()(copy.deepcopy(float_model))
     q.train()
     with torch.no_grad():
         for i in range(3):
             q(images(2, seed=100 + i))
-    return Float2QAT()(q).eval()
+    return q
+
+
+@pytest.fixture(scope="session")
+def qat_model(calibrated_model):
+    """Calibrated on 3 batches, then converted to QAT (fake quant on), in eval mode."""
+    import copy
+
+    from fcos3d.quant.convert import Float2QAT
+
+    return Float2QAT()(copy.deepcopy(calibrated_model)).eval()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from quant_fixtures import images
 
 from fcos3d.errors import Fcos3dError
@@ -15,17 +14,11 @@ from fcos3d.quant.report import layer_names, quant_report, run_quant_report, sqn
 
 
 @pytest.fixture(scope="module")
-def calib_model(float_model):
+def calib_model(calibrated_model):
     """The calibration-stage model as `predict --stage calibration` runs it: observers off, fake quant on."""
-    from fcos3d.quant.convert import Float2Calibration
     from fcos3d.quant.qat import set_quant_state
 
-    q = Float2Calibration()(copy.deepcopy(float_model))
-    q.train()
-    with torch.no_grad():
-        for i in range(3):
-            q(images(2, seed=100 + i))
-    return set_quant_state(q, observe=False, fake_quant=True).eval()
+    return set_quant_state(copy.deepcopy(calibrated_model), observe=False, fake_quant=True).eval()
 
 
 @pytest.fixture(scope="module")
