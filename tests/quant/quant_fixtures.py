@@ -21,13 +21,14 @@ def images(n: int, seed: int) -> torch.Tensor:
     return (img - 128) / 128
 
 
-def tiny_float_model(seed: int = 0) -> torch.nn.Module:
-    """The trainer tests' tiny FCOS3D with random BN statistics (so folding matters) and head prediction
-    weights of a trained scale (init's std 0.01 and the class prior bias make |acc| > 2**24 untypically)."""
+def tiny_float_model(seed: int = 0, activation: str = "relu") -> torch.nn.Module:
+    """The trainer tests' tiny FCOS3D (backbone ``activation``) with random BN statistics (so folding matters)
+    and head prediction weights of a trained scale (init's std 0.01 and the class prior bias make |acc| > 2**24
+    untypically)."""
     from fcos3d.trainer.config import build
 
     torch.manual_seed(seed)
-    model = build(tiny_config("/unused", "/unused")["model"], "model")
+    model = build(tiny_config("/unused", "/unused", activation=activation)["model"], "model")
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.modules():

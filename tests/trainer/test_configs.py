@@ -24,3 +24,6 @@ def test_synthetic_config_loads_with_overrides(tmp_path):
     cfg = load_config(CONFIGS / "fcos3d_efficientnetb0_synthetic.py", {"data_root": str(tmp_path), "float_epochs": "3"})
     assert cfg["data_loader"]["dataset"]["data_path"] == f"{tmp_path}/train_lmdb"
     assert cfg["float_trainer"]["epochs"] == 3
+    assert cfg["model"]["backbone"]["activation"] == "relu6"  # Lite0's own: bounded for int8 (PERFORMANCE.md)
+    hat = load_config(CONFIGS / "fcos3d_efficientnetb0_synthetic.py", {"backbone_activation": "relu"})
+    assert hat["model"]["backbone"]["activation"] == "relu"

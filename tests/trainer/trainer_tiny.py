@@ -11,7 +11,7 @@ from fcos3d.trainer.optim import SGD, AdamW
 
 
 def tiny_config(lmdb_root, ckpt_dir, *, batch_size=4, epochs=2, lr=2e-3, max_steps=None, checkpoint_interval=50,
-                deterministic=True, val=False, size=(192, 128), optimizer=None):
+                deterministic=True, val=False, size=(192, 128), optimizer=None, activation="relu"):
     feat = 32
     transforms = [dict(type=Resize3D, img_scale=size), dict(type=Pad, size=size), dict(type=ToTensor, to_yuv=True),
                   dict(type=Normalize, mean=128.0, std=128.0)]
@@ -20,7 +20,7 @@ def tiny_config(lmdb_root, ckpt_dir, *, batch_size=4, epochs=2, lr=2e-3, max_ste
         device="cpu",
         model=dict(
             type=FCOS3D,
-            backbone=dict(type=EfficientNet, model_type="b0", use_se_block=False, activation="relu"),
+            backbone=dict(type=EfficientNet, model_type="b0", use_se_block=False, activation=activation),
             neck=dict(type=BiFPN, out_channels=32, stack=1),
             head=dict(type=FCOS3DHead, in_channels=32, feat_channels=feat, cls_branch=(feat,),
                       reg_branch=((feat,),) * 4 + ((),), dir_branch=(feat,), attr_branch=(feat,),
