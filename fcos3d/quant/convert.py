@@ -104,9 +104,10 @@ class LoadStageCheckpoint:
         self.stage = stage
 
     def __call__(self, model: nn.Module) -> nn.Module:
-        from fcos3d.trainer.checkpoint import load_checkpoint
+        from fcos3d.trainer.checkpoint import check_activations, load_checkpoint
 
         ckpt = load_checkpoint(self.checkpoint_path, expected_stage=self.stage)
+        check_activations(ckpt, model, self.checkpoint_path)
         try:
             model.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:

@@ -32,6 +32,29 @@ def save_checkpoint(path: str | Path, *, stage: str, state_dict: dict, **extra: 
     return path
 
 
+def activation_counts(model: torch.nn.Module) -> dict[str, int]:
+    """How many layers end in each activation kind ("relu", "relu6"), the same for a float model (its conv
+    blocks' ``act`` modules) and its quantised forms (``QConv2d.act``). Weights do not tell ReLU from ReLU6,
+    so checkpoints record this and loading compares it (check_activations)."""
+    counts: dict[str, int] = {}
+    for m in model.modules():
+        act = getattr(m, "act", None)
+        kind = act if isinstance(act, str) else {torch.nn.ReLU6: "relu6", torch.nn.ReLU: "relu"}.get(type(act))
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_activations(ckpt: dict, model: torch.nn.Module, path: str | Path) -> None:
+    """Refuse a checkpoint whose recorded activations (activation_counts) differ from the model's: the weights
+    would load and the model would silently compute something else. Checkpoints without the record pass."""
+    saved = ckpt.get("activations")
+    if saved is not None and dict(saved) != activation_counts(model):
+        raise Fcos3dError(f"{path}: trained with activations {dict(saved)} but the config builds "
+                          f"{activation_counts(model)}; build the model it was trained with "
+                          "(e.g. --set backbone_activation=relu for a ReLU backbone)")
+
+
 def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict:
     """Read a checkpoint with ``weights_only=True``; refuse files that are not ours or of another stage."""
     path = Path(path)

@@ -19,7 +19,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data.transforms import collate_fn, unbatch_anns
 from ..errors import Fcos3dError
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import activation_counts, check_activations, checkpoint_path, load_checkpoint, save_checkpoint
 from .config import build
 from .distributed import DistInfo, convert_sync_batchnorm, init_distributed
 from .schedule import LrSchedule
@@ -153,6 +153,7 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
     last_path = checkpoint_path(work_dir, stage, "last")
     if resume and last_path.is_file():
         ck = load_checkpoint(last_path, expected_stage=stage)
+        check_activations(ck, model, last_path)
         model.load_state_dict(ck["state_dict"])
         optimizer.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"]) if ck.get("scaler") else None
@@ -163,7 +164,8 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
 
     def save(path: Path, **extra) -> None:
         if dist_info.is_main:
-            save_checkpoint(path, stage=stage, state_dict=model.state_dict(), optimizer=optimizer.state_dict(),
+            save_checkpoint(path, stage=stage, state_dict=model.state_dict(), activations=activation_counts(model),
+                            optimizer=optimizer.state_dict(),
                             scaler=scaler.state_dict() if use_amp else {}, step=step, epoch=step // steps_per_epoch,
                             best=best, rng_cpu=torch.get_rng_state(),
                             rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from ..errors import Fcos3dError
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import activation_counts, check_activations, checkpoint_path, load_checkpoint, save_checkpoint
 from .config import build
 from .distributed import DistInfo
 from .loop import Reporter, _plain, build_loader, train
@@ -137,7 +137,8 @@ def run_calibration(cfg: dict, *, reporter: Reporter | None = None,
                                 work_dir / "eval" / "calibration", _post(cfg), progress)
         reporter.on_validation(0, metrics)
         best = {"NDS": float(metrics["NDS"]), "mAP": float(metrics.get("mAP", 0.0)), "epoch": 0, "step": step}
-    state = dict(state_dict=model.state_dict(), step=step, epoch=0, best=best, config_file=cfg.get("__file__", ""))
+    state = dict(state_dict=model.state_dict(), activations=activation_counts(model), step=step, epoch=0, best=best,
+                 config_file=cfg.get("__file__", ""))
     last = save_checkpoint(checkpoint_path(work_dir, "calibration", "last"), stage="calibration", **state)
     best_path = save_checkpoint(checkpoint_path(work_dir, "calibration", "best"), stage="calibration",
                                 metrics=_plain(metrics), **state)
@@ -168,6 +169,7 @@ def load_stage_model(cfg: dict, stage: str, ckpt: str | Path | None = None) -> t
         qconfig = _qconfig(cfg, stage)
         model = Float2Calibration()(model, qconfig) if stage == "calibration" else Float2QAT()(model, qconfig)
         set_quant_state(model, observe=False, fake_quant=True)
+    check_activations(state, model, path)
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:

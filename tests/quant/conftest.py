@@ -8,7 +8,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quant_fixtures import INPUT_SHAPE, images, tiny_float_model  # noqa: E402
+from quant_fixtures import INPUT_SHAPE, calibrate, images, tiny_float_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +22,7 @@ def calibrated_model(float_model):
     place: deep-copy it before converting."""
     import copy
 
-    from fcos3d.quant.convert import Float2Calibration
-
-    q = Float2Calibration()(copy.deepcopy(float_model))
-    q.train()
-    with torch.no_grad():
-        for i in range(3):
-            q(images(2, seed=100 + i))
-    return q
+    return calibrate(copy.deepcopy(float_model), seed=100)
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,14 @@ def tiny_float_model(seed: int = 0, activation: str = "relu") -> torch.nn.Module
     return model.eval()
 
 
+def calibrate(float_model: torch.nn.Module, seed: int):
+    """The calibration stage's model (Float2Calibration, in place) after its observers saw 3 batches of 2 images
+    (seeds seed, seed + 1, seed + 2), left in train mode."""
+    from fcos3d.quant.convert import Float2Calibration
+
+    q = Float2Calibration()(float_model)
+    q.train()
+    with torch.no_grad():
+        for i in range(3):
+            q(images(2, seed=seed + i))
+    return q

@@ -10,12 +10,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from quant_fixtures import INPUT_SHAPE, images, tiny_float_model
+from quant_fixtures import INPUT_SHAPE, calibrate, images, tiny_float_model
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.quant.convert import Float2Calibration, Float2QAT
+from fcos3d.quant.convert import Float2QAT
 from fcos3d.quant.intmodel import IntConv, QAT2Quantize
-from fcos3d.quant.observers import QConfig
 from fcos3d.quant.qat import QConv2d
 
 
@@ -25,29 +24,25 @@ def relu6_qat():
     with torch.no_grad():  # the random BN leaves activations small: make the stem and first block reach 6
         float_model.backbone.stem.bn.weight.mul_(8.0)
         float_model.backbone.stages[0][0].dw.bn.weight.mul_(8.0)
-    q = Float2Calibration()(float_model, QConfig())
-    q.train()
-    with torch.no_grad():
-        for i in range(3):
-            q(images(2, seed=200 + i))
-    return Float2QAT()(q, QConfig()).eval()
+    return Float2QAT()(calibrate(float_model, seed=200)).eval()
 
 
-def _relu6_convs(q):
-    return [m for m in q.modules() if isinstance(m, QConv2d) and m.act == "relu6"]
+@pytest.fixture(scope="module")
+def relu6_int(relu6_qat):
+    return QAT2Quantize(INPUT_SHAPE)(relu6_qat)
 
 
-def test_relu6_layers_saturate_at_six_and_match_the_int_model(relu6_qat):
+def test_relu6_layers_saturate_at_six_and_match_the_int_model(relu6_qat, relu6_int):
     from fcos3d.quant.report import qat_int_lsb
 
-    convs = _relu6_convs(relu6_qat)
+    convs = [m for m in relu6_qat.modules() if isinstance(m, QConv2d) and m.act == "relu6"]
     assert len(convs) > 20  # stem, expand and depthwise convs of every block
     ranges = torch.stack([m.act_observer.scale() * 127 for m in convs]).flatten()
     assert float(ranges.max()) <= 6.0 * (1 + 2**-20)
     saturated = [m for m in convs if abs(float(m.act_observer.scale()) * 127 - 6.0) < 1e-5]
     assert saturated, "no ReLU6 layer reached 6: the test would not see the clamp"
 
-    int_model = QAT2Quantize(INPUT_SHAPE)(relu6_qat)
+    int_model = relu6_int
     rows = qat_int_lsb(relu6_qat, int_model, [images(1, seed=41), images(1, seed=42)])
     int8 = [r for r in rows if r["kind"] != "head"]
     assert sum(r["differ"] for r in int8) == 0, [r for r in int8 if r["differ"]][:3]
@@ -59,11 +54,11 @@ def test_relu6_layers_saturate_at_six_and_match_the_int_model(relu6_qat):
     assert any(int((outs[op.output] == 127).sum()) > 0 for op in ops)
 
 
-def test_relu6_exports_and_simulates_exactly(relu6_qat, tmp_path):
+def test_relu6_exports_and_simulates_exactly(relu6_int, tmp_path):
     from fcos3d.quant.export import export_qdq_onnx
     from fcos3d.runtime.reference.simulator import Simulator
 
-    int_model = QAT2Quantize(INPUT_SHAPE)(relu6_qat)
+    int_model = relu6_int
     path = tmp_path / "relu6.onnx"
     export_qdq_onnx(int_model, INPUT_SHAPE, path)
     x = torch.round(images(1, seed=44) * 128).to(torch.int8)

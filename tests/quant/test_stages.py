@@ -96,3 +96,20 @@ def test_wrong_stage_and_non_checkpoint_files_are_clear_errors(trained, tmp_path
         load_stage_model(cfg, "qat", other)
     with pytest.raises(Fcos3dError, match="'float'-stage checkpoint where a 'calibration' one"):
         LoadStageCheckpoint(checkpoint_path(ckpt_dir, "float", "last"), "calibration")(None)
+
+
+def test_a_checkpoint_of_another_activation_is_a_clear_error(trained):
+    """ReLU and ReLU6 models have the same weights: the recorded activations are what tells them apart."""
+    from fcos3d.trainer.checkpoint import activation_counts
+    from fcos3d.trainer.config import build
+
+    cfg, ckpt_dir, _, _ = trained
+    counts = activation_counts(build(cfg["model"], "model"))
+    assert list(counts) == ["relu"] and counts["relu"] > 20
+    for stage in ("float", "calibration", "qat"):  # the quantised stages count their QConv2d activations alike
+        assert load_checkpoint(checkpoint_path(ckpt_dir, stage, "last"))["activations"] == counts
+    relu6 = dict(cfg, model=dict(cfg["model"], backbone=dict(cfg["model"]["backbone"], activation="relu6")))
+    with pytest.raises(Fcos3dError, match="trained with activations .*'relu'.* but the config builds .*'relu6'"):
+        load_stage_model(relu6, "qat", checkpoint_path(ckpt_dir, "qat", "last"))
+    with pytest.raises(Fcos3dError, match="backbone_activation=relu"):
+        LoadStageCheckpoint(checkpoint_path(ckpt_dir, "float", "last"), "float")(build(relu6["model"], "model"))
