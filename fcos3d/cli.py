@@ -399,8 +399,8 @@ def perf_cmd(model, targets, layers, out_dir):
     """Estimated latency of an int8 QDQ ONNX model on one or more boards, side by side (no compile)."""
     from .boards import UnknownBoardError, load_board
     from .compiler.check import check_onnx
-    from .compiler.estimate import estimate
-    from .compiler.report import write_report
+    from .compiler.latency.estimate import estimate
+    from .compiler.latency.report import write_report
 
     try:
         boards_ = [load_board(t) for t in targets]

@@ -279,8 +279,8 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     # 11. perf reports for the boards
     from .boards import load_board
     from .compiler.check import check_onnx
-    from .compiler.estimate import estimate
-    from .compiler.report import write_report
+    from .compiler.latency.estimate import estimate
+    from .compiler.latency.report import write_report
 
     t0 = time.perf_counter()
     graph = check_onnx(onnx_path).graph

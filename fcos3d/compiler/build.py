@@ -2,7 +2,7 @@
 
 The artifact folder (docs/ARCHITECTURE.md): ``model.so`` (Relax VM executable, cross-compiled for
 cross boards), ``meta.json`` (inputs/outputs, shapes, dtypes, output scales, board, versions, ONNX sha256) and
-the latency estimate ``perf.json`` / ``perf.csv`` / ``perf.html`` (estimate.py, report.py).
+the latency estimate ``perf.json`` / ``perf.csv`` / ``perf.html`` (latency/).
 """
 
 from __future__ import annotations
@@ -166,8 +166,8 @@ def compile_onnx(
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     tmp.replace(out_dir / META)  # atomic: a meta.json always matches the model.so beside it
     if board.accelerator is not None:
-        from .estimate import estimate
-        from .report import write_report
+        from .latency.estimate import estimate
+        from .latency.report import write_report
 
         write_report(estimate(checked.graph, board), out_dir)
     return CompileResult(out_dir, library, meta, seconds, lowered.dumped_ir, checked.note)

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 from tvm.script import tirx as T
 
-__all__ = ["DotIntrin", "dot_intrin_for"]
+__all__ = ["DotIntrin", "dot_intrin_for", "vector_lanes"]
+
+
+def vector_lanes(target, bits: int = 32) -> int:
+    """Lanes of ``bits`` in one vector register of ``target`` (int32: 16 for AVX-512, 8 for AVX2, 4 for NEON);
+    at least 4, and 128-bit vectors where the target (or LLVM) does not say."""
+    from tvm.target.codegen import llvm_get_vector_width
+
+    width = llvm_get_vector_width(target) if target is not None else 128
+    return max((width if width > 0 else 128) // bits, 4)
 
 
 @dataclass(frozen=True)

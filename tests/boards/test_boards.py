@@ -70,4 +70,5 @@ def test_ethos_u55_256_matches_vela():
 def test_host_profile_is_calibrated():
     acc = load_board("host").accelerator
     for k in ("macs_per_cycle", "op_overhead_cycles"):
-        assert "fcos3d.compiler.calibrate" in acc.figures[k].source
+        # the command that measured them: scripts/calibrate_host.py, called fcos3d.compiler.calibrate before
+        assert "calibrate" in acc.figures[k].source and "fit_host" in acc.figures[k].source

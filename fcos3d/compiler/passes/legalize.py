@@ -11,7 +11,7 @@ from __future__ import annotations
 import tvm
 from tvm import IRModule, relax
 
-from ..intrinsics import dot_intrin_for
+from ..intrinsics import dot_intrin_for, vector_lanes
 from ..kernels import DenseConvSpec, depthwise_conv, gemm_conv, im2col_words, pack_dense_weight, pad_split
 
 __all__ = ["POSITION_VECTORS", "legalize"]
@@ -19,14 +19,6 @@ __all__ = ["POSITION_VECTORS", "legalize"]
 # Position tile of the GEMM in vectors (schedule.py tiles by 1, 2 or 4): the packed columns are padded to a
 # multiple of lanes x POSITION_VECTORS so that every tile is whole and the instruction needs no mask.
 POSITION_VECTORS = 4
-
-
-def _vector_lanes(target) -> int:
-    """int32 lanes of one vector register of ``target`` (16 for AVX-512, 8 for AVX2, 4 for NEON)."""
-    from tvm.target.codegen import llvm_get_vector_width
-
-    bits = llvm_get_vector_width(target)
-    return max(bits // 32, 4) if bits > 0 else 4
 
 
 def _emit_pad_split(bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int) -> relax.Var:
@@ -60,7 +52,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     out_hw = (int(call.ty.shape[2]), int(call.ty.shape[3]))
     if groups == 1:
         intrin = dot_intrin_for(target)
-        lanes = intrin.lanes if intrin else _vector_lanes(target)
+        lanes = intrin.lanes if intrin else vector_lanes(target)
         spec = DenseConvSpec(
             in_channels=w.shape[1], in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])), kernel=(w.shape[2], w.shape[3]),
             strides=strides, pads=pads, out_hw=out_hw, offset=intrin.offset if intrin else 0,

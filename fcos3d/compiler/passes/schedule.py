@@ -18,20 +18,13 @@ import tvm
 from tvm import IRModule, s_tir, tirx
 from tvm.s_tir.schedule import ScheduleError
 
-from ..intrinsics import dot_intrin_for
+from ..intrinsics import dot_intrin_for, vector_lanes
 from ..kernels import KERNEL_ATTR
 
 __all__ = ["apply_default_schedule", "schedule", "schedule_func"]
 
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
-
-
-def _vector_lanes(target, bits: int = 32) -> int:
-    from tvm.target.codegen import llvm_get_vector_width
-
-    width = llvm_get_vector_width(target) if target is not None else 128
-    return max((width if width > 0 else 128) // bits, 4)
 
 
 def _extent(sch: s_tir.Schedule, loop) -> int:
@@ -100,7 +93,7 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     """kernels.gemm_conv: tiles of acc[o, p] (channels x vectors of positions) in registers, threads over
     tiles, the reduction in 4-byte words by the dot instruction, the epilogue per tile."""
     intrin = dot_intrin_for(target)
-    lanes = intrin.lanes if intrin else _vector_lanes(target)
+    lanes = intrin.lanes if intrin else vector_lanes(target)
     dot = _kernel_block(sch, "int8_gemm")
     out = _inline_after(sch, dot)
     oc, positions, rb = sch.get_loops(dot)
@@ -129,7 +122,7 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
 def _schedule_depthwise(sch: s_tir.Schedule, target) -> None:
     """kernels.depthwise_conv: threads over channels, vectors along output rows (accumulators in registers),
     the epilogue per vector."""
-    lanes = _vector_lanes(target)
+    lanes = vector_lanes(target)
     conv = _kernel_block(sch, "depthwise")
     out = _inline_after(sch, conv)
     n, c, y, x, ry, rx = sch.get_loops(conv)
@@ -150,7 +143,7 @@ def _schedule_depthwise(sch: s_tir.Schedule, target) -> None:
 def _schedule_generic(sch: s_tir.Schedule, target) -> None:
     """Injective chains: one block, threads over the outer loop, vectors inside. Reductions (max pool, TOPI
     convs): threads over the outer spatial loops, their padding inlined."""
-    lanes = _vector_lanes(target)
+    lanes = vector_lanes(target)
     blocks = _blocks(sch)
     for block in blocks[:-1]:
         try:

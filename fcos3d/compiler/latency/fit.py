@@ -1,19 +1,15 @@
-"""Host calibration: time every layer of a graph compiled for this CPU, fit the host profile, report errors.
+"""Host profile fit: time every layer of a graph compiled for this CPU and fit the host's figures to the times.
 
-``python -m fcos3d.compiler.calibrate MODEL.onnx [...]`` prints per-layer estimate vs measurement and the
-[[figures]] to paste into fcos3d/boards/host.toml (the command is the figures' source). Data only, no rich.
+Data only, prints nothing; ``scripts/calibrate_host.py MODEL.onnx [...]`` runs it and prints the [[figures]]
+to paste into fcos3d/boards/host.toml (that command is the figures' source).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import statistics
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -23,7 +19,7 @@ from fcos3d.runtime.reference.graph import Conv, GraphInput, GraphOutput, IntGra
 
 from .estimate import layer_estimates, tensor_shapes
 
-__all__ = ["single_op_graphs", "measure_layers", "measure_bandwidth", "fit_host", "calibrated_board", "main"]
+__all__ = ["single_op_graphs", "measure_layers", "measure_bandwidth", "fit_host", "calibrated_board"]
 
 
 def single_op_graphs(graph: IntGraph) -> dict[str, IntGraph]:
@@ -57,8 +53,8 @@ def measure_layers(graph: IntGraph, board: Board | str = "host", min_repeat_ms: 
     import tvm
     from tvm import relax
 
-    from .build import board_target, build_executable
-    from .pipeline import run_pipeline
+    from ..build import board_target, build_executable
+    from ..pipeline import run_pipeline
 
     board = load_board(board) if isinstance(board, str) else board
     target = board_target(board)
@@ -148,59 +144,3 @@ def calibrated_board(board: Board, fitted: dict[str, float], source: str) -> Boa
         figures[name] = Figure(name, float(value), unit, source)
     acc = Accelerator(board.accelerator.name, MappingProxyType(figures), board.accelerator.note)
     return replace(board, accelerator=acc, figures=tuple(figures.values()))
-
-
-def _toml(figures: list[Figure]) -> str:
-    return "\n".join(f'[[figures]]\nname = "{f.name}"\nvalue = {f.value:.6g}\nunit = "{f.unit}"\nsource = "{f.source}"\n'
-                     for f in figures)  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Measure each model given, fit the host profile on all their layers, print errors and the TOML."""
-    from .check import check_onnx
-    from .estimate import estimate
-    from .report import write_report
-
-    paths = list(sys.argv[1:] if argv is None else argv)
-    if not paths:
-        print("usage: python -m fcos3d.compiler.calibrate MODEL.onnx [MODEL.onnx ...]", file=sys.stderr)
-        return 2
-    host = load_board("host")
-    unit_blocks = {f: 1.0 for f in ("block_oc", "block_ic", "block_h", "block_w")}
-    if any(host.accelerator[k] != v for k, v in unit_blocks.items()):
-        raise ValueError("host.toml: the fit assumes block sizes of 1 (untuned loops pad nothing)")
-    graphs, runs = [], []
-    for p in paths:
-        g = check_onnx(p).graph
-        # The times are kept beside the model (MODEL.host-times.json) so that the fit can be redone without
-        # re-measuring; delete the file to measure again.
-        cache = Path(p).with_suffix(".host-times.json")
-        if cache.is_file():
-            m = json.loads(cache.read_text())
-        else:
-            t = time.perf_counter()
-            m = measure_layers(g, host)
-            print(f"{p}: {len(g.ops)} layers measured in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-            cache.write_text(json.dumps(m) + "\n")
-        graphs.append(g)
-        runs.append(m)
-    clock = host.accelerator["clock_hz"]
-    layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
-    fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock)
-    command = "python -m fcos3d.compiler.calibrate " + " ".join(paths)
-    board = calibrated_board(host, fitted, f"calibrated {time.strftime('%Y-%m-%d')}: `{command}` (fit_host)")
-    print("fit: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))
-    for p, g, m in zip(paths, graphs, runs, strict=True):
-        est = estimate(g, board)
-        # perf.json/csv/html with measured columns and errors, beside the model
-        write_report(est, Path(p).with_suffix(".host-perf"), measured=m)
-        per_layer = [layer.cycles / clock / s - 1 for layer, s in zip(est.layers, m["layers_s"], strict=True)]
-        print(f"{p}: estimate {est.seconds * 1e3:.3f} ms, measured {m['total_s'] * 1e3:.3f} ms "
-              f"(sum of layers {sum(m['layers_s']) * 1e3:.3f} ms): total error {est.seconds / m['total_s'] - 1:+.1%}, "
-              f"median |layer error| {statistics.median(abs(e) for e in per_layer):.1%}")  # fmt: skip
-    print(_toml([board.accelerator.figures[k] for k in fitted if k != "rms_rel_error"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The perf report of an estimate: per-layer rows, JSON, CSV and one self-contained HTML page with a chart.
 
 Returns data or writes files; prints nothing (the CLI draws the rows with rich). Optional measured per-layer
-seconds (calibrate.measure_layers) add measured columns and the estimate's errors.
+seconds (fit.measure_layers) add measured columns and the estimate's errors.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The latency model (estimate.py) pinned on hand-computed layers, its reports, and the host fit (calibrate.py).
+"""The latency model (estimate.py) pinned on hand-computed layers, its reports, and the host fit (latency/fit.py).
 
 The arithmetic of every pinned number is in the comments (PERFORMANCE.md "Latency model" has the formulas).
 ethos-u55-256: 256 MAC/cycle, block (h, w, oc, ic) = (2, 2, 8, 8), 500 MHz, SRAM 2 MiB at 4 GB/s (8 bytes a
@@ -16,9 +16,9 @@ import pytest
 from qdq_graphs import QDQGraphBuilder
 
 from fcos3d.boards import Accelerator, Figure, UnknownBoardError, load_board
-from fcos3d.compiler.calibrate import calibrated_board, fit_host
-from fcos3d.compiler.estimate import LayerEstimate, estimate
-from fcos3d.compiler.report import CSV_COLUMNS, perf_dict, write_report
+from fcos3d.compiler.latency.fit import calibrated_board, fit_host
+from fcos3d.compiler.latency.estimate import LayerEstimate, estimate
+from fcos3d.compiler.latency.report import CSV_COLUMNS, perf_dict, write_report
 from fcos3d.runtime.reference.graph import parse_qdq
 
 U55 = "ethos-u55-256"
