@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fcos3d.console import overrides
+from fcos3d.cli.console import overrides
 from fcos3d.trainer.config import load_config
 from fcos3d.trainer.loop import Reporter, train
 

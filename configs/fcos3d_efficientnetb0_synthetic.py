@@ -17,7 +17,8 @@ from fcos3d.model.efficientnet import EfficientNet
 from fcos3d.model.fcos3d import FCOS3D
 from fcos3d.model.head import FCOS3DHead
 from fcos3d.model.losses import FCOS3DLoss
-from fcos3d.quant.convert import Float2Calibration, Float2QAT, LoadStageCheckpoint, ModelConvertPipeline
+from fcos3d.quant.convert import Float2Calibration, Float2QAT, ModelConvertPipeline
+from fcos3d.trainer.checkpoint import LoadStageCheckpoint
 from fcos3d.trainer.config import param
 from fcos3d.trainer.optim import AdamW
 

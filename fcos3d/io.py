@@ -1,10 +1,11 @@
-"""Atomic file writes (temp file in the same folder, fsync, os.replace), standard library only.
+"""Atomic file writes (temp file in the same folder, fsync, os.replace) and file hashes, standard library only.
 
 A reader never sees a half-written file: an interrupted run leaves the old file (or none), not a torn one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "sha256_bytes", "sha256_file"]
 
 
 @contextmanager
@@ -61,3 +62,17 @@ def atomic_write_json(path, obj, *, indent: int | None = None, allow_nan: bool =
     """
     text = json.dumps(obj, indent=indent, allow_nan=allow_nan)
     return atomic_write_text(path, text + "\n")
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (the one file hash of the project)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -40,15 +40,15 @@ def tiny_models(n_images: int):
 
 
 def config_models(config: str, sets: list[str], n_images: int):
-    from fcos3d.console import overrides
+    from fcos3d.cli.console import overrides
     from fcos3d.quant.intmodel import QAT2Quantize
-    from fcos3d.quant.report import _val_images
+    from fcos3d.trainer.quant_report import val_images
     from fcos3d.trainer.config import load_config
     from fcos3d.trainer.stages import load_stage_model
 
     cfg = load_config(config, overrides(tuple(sets)))
     qat = load_stage_model(cfg, "qat")
-    imgs = _val_images(cfg, n_images)
+    imgs = val_images(cfg, n_images)
     return qat, QAT2Quantize((1, *imgs.shape[1:]))(qat), imgs
 
 

@@ -13,7 +13,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_json
 from .frames import boxes_camera_to_global
 from .nms import multiclass_rotated_nms
 
@@ -22,7 +21,6 @@ __all__ = [
     "camera_boxes_to_global",
     "merge_sample_cameras",
     "build_result_json",
-    "write_result_json",
     "MAX_BOXES_PER_SAMPLE",
 ]
 
@@ -244,8 +242,3 @@ def build_result_json(
         results[token] = entries
     meta = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
     return {"meta": meta, "results": results}
-
-
-def write_result_json(result: dict, path):
-    """Write a result dict atomically as strict JSON (NaN is an error, not a token); returns the path."""
-    return atomic_write_json(path, result, allow_nan=False)

@@ -7,25 +7,17 @@ the latency estimate ``perf.json`` / ``perf.csv`` / ``perf.html`` (latency/).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
+from fcos3d.artifact import LIBRARY, make_meta, write_meta
 from fcos3d.boards import Board, load_board
 
-from .check import CheckedModel, check_onnx
+from .check import check_onnx
 
-__all__ = ["META_FORMAT", "CompileResult", "board_target", "build_executable", "compile_onnx", "export_library", "make_meta",
-           "module_output_shapes"]
-
-META_FORMAT = 1
-LIBRARY = "model.so"
-META = "meta.json"
+__all__ = ["CompileResult", "board_target", "build_executable", "compile_onnx", "export_library", "module_output_shapes"]
 
 
 @dataclass(frozen=True)
@@ -80,40 +72,6 @@ def export_library(executable, path: Path, board: Board) -> Path:
     return path
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def make_meta(
-    checked: CheckedModel, board: Board, target_dict: dict, onnx_path: str | None, output_shapes: list[tuple[int, ...]]
-) -> dict:
-    """meta.json: everything a runtime needs to feed the module and dequantise its outputs."""
-    g = checked.graph
-    return {
-        "format": META_FORMAT,
-        "function": "main",
-        "library": LIBRARY,
-        "board": board.name,
-        "target": target_dict,
-        "onnx": {"path": onnx_path, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified},
-        "inputs": [
-            {"name": i.name, "shape": list(i.shape), "dtype": "int8", "scale": float(i.scale)} for i in g.inputs
-        ],
-        "outputs": [
-            {"name": o.name, "shape": list(shape), "dtype": o.dtype,
-             # float = int * scales[c] along axis 1 (one entry for int8 outputs, per channel for int32 heads)
-             "scales": [float(s) for s in np.asarray(o.scales, dtype=np.float64)]}
-            for o, shape in zip(g.outputs, output_shapes, strict=True)
-        ],  # fmt: skip
-        "versions": {
-            d: _version(d) for d in ("fcos3d", "apache-tvm", "apache-tvm-ffi", "onnx", "onnxsim", "numpy")
-        },
-    }
-
-
 def module_output_shapes(mod, function: str = "main") -> list[tuple[int, ...]]:
     """The static shapes of a Relax function's tuple result (the compiled outputs, in order)."""
     return [tuple(int(d) for d in f.shape) for f in mod[function].ret_ty.fields]
@@ -160,11 +118,11 @@ def compile_onnx(
     library = export_library(executable, out_dir / LIBRARY, board)
     seconds["export"] = time.perf_counter() - t
     path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
-    meta = make_meta(checked, board, _target_json(target), path_text, module_output_shapes(lowered.mod))
+    onnx_info = {"path": path_text, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified}
+    meta = make_meta(checked.graph, board=board.name, target=_target_json(target), onnx=onnx_info,
+                     output_shapes=module_output_shapes(lowered.mod))
     meta["tuning"] = {"trials": tuning.trials, "database": None if tuning.database is None else str(tuning.database)}
-    tmp = out_dir / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(out_dir / META)  # atomic: a meta.json always matches the model.so beside it
+    write_meta(out_dir, meta)  # atomic: a meta.json always matches the model.so beside it
     if board.accelerator is not None:
         from .latency.estimate import estimate
         from .latency.report import write_report

@@ -13,11 +13,17 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..boxes.postprocess import PostProcess
-from ..boxes.results import build_result_json, merge_sample_cameras, write_result_json
+from ..boxes.results import build_result_json, merge_sample_cameras
 from ..data.classes import ATTRIBUTES, CLASS_ATTRIBUTES, CLASSES, DEFAULT_ATTRIBUTE, NO_ATTRIBUTE
+from ..io import atomic_write_json
 from .nuscenes_metric import CONFIG_NAME, RESULT_FILE, evaluate_detections, split_sample_tokens
 
-__all__ = ["DetectionCollector", "class_ranges"]
+__all__ = ["DetectionCollector", "class_ranges", "write_result_json"]
+
+
+def write_result_json(result: dict, path) -> Path:
+    """Write a result dict atomically as strict JSON (NaN is an error, not a token); returns the path."""
+    return atomic_write_json(path, result, allow_nan=False)
 
 
 def class_ranges(class_names: Sequence[str] = CLASSES) -> np.ndarray:

@@ -1,13 +1,11 @@
 """The convert pipeline, HAT's shape: ModelConvertPipeline(qat_mode, qconfig_params, converters=[...]).
 
 Float2Calibration folds every BN and swaps in quantised modules with calibration observers; Float2QAT
-switches to QAT observers and fake quant; LoadStageCheckpoint loads a stage's weights; QAT2Quantize
-(intmodel.py) makes the integer model.
+switches to QAT observers and fake quant; QAT2Quantize (intmodel.py) makes the integer model. Loading a
+stage's weights (LoadStageCheckpoint) is the trainer's: fcos3d/trainer/checkpoint.py.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from torch import nn
 
@@ -17,7 +15,7 @@ from fcos3d.model.layers import Add, ConvBNAct, ResizeNearest, SeparableConv, Se
 from .observers import QConfig
 from .qat import QAdd, QConv2d, QMaxPool2d, QResizeNearest, QuantFCOS3D, QuantModule, _act_name, set_quant_state
 
-__all__ = ["Float2Calibration", "Float2QAT", "LoadStageCheckpoint", "ModelConvertPipeline", "QAT_MODES"]
+__all__ = ["Float2Calibration", "Float2QAT", "ModelConvertPipeline", "QAT_MODES"]
 
 QAT_MODES = ("fuse_bn",)
 
@@ -94,28 +92,6 @@ class Float2QAT:
                 new.load_state_dict(state, strict=False)
                 m.act_observer = new
         return set_quant_state(model, observe=True, fake_quant=True)
-
-
-class LoadStageCheckpoint:
-    """Load a checkpoint written by ``fcos3d train --stage <stage>`` into the model (all keys must fit)."""
-
-    def __init__(self, checkpoint_path: str | Path, stage: str):
-        self.checkpoint_path = Path(checkpoint_path)
-        self.stage = stage
-
-    def __call__(self, model: nn.Module) -> nn.Module:
-        from fcos3d.trainer.checkpoint import check_activations, load_checkpoint
-
-        ckpt = load_checkpoint(self.checkpoint_path, expected_stage=self.stage)
-        check_activations(ckpt, model, self.checkpoint_path)
-        try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            first = "; ".join(lines[1:2] or lines[:1])[:300]  # torch's first line is only a header
-            raise Fcos3dError(f"{self.checkpoint_path}: the {self.stage} weights do not fit this model ({first}); "
-                              "check the converters order and the config the checkpoint was trained with") from None
-        return model
 
 
 class ModelConvertPipeline:

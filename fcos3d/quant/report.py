@@ -34,8 +34,6 @@ __all__ = [
     "quant_report",
     "qat_int_lsb",
     "write_report",
-    "stage_checkpoints",
-    "run_quant_report",
 ]
 
 STAGES = ("calibration", "qat", "int")
@@ -356,60 +354,3 @@ def _plot(report: QuantReport, path: Path, annotate: int) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# From a config: the checkpoints of `fcos3d train`, a few val images.
-# ---------------------------------------------------------------------------------------------------------
-
-
-def stage_checkpoints(cfg: dict) -> dict[str, Path]:
-    """{stage: best (else last) checkpoint} of float, calibration and qat; a missing one is an Fcos3dError naming
-    the file and the command that makes it."""
-    from fcos3d.trainer.checkpoint import checkpoint_path
-    from fcos3d.trainer.stages import work_dir_of
-
-    work_dir = work_dir_of(cfg)
-    config = cfg.get("__file__", "CONFIG")
-    found = {}
-    for stage in ("float", "calibration", "qat"):
-        best, last = checkpoint_path(work_dir, stage, "best"), checkpoint_path(work_dir, stage, "last")
-        if not best.is_file() and not last.is_file():
-            raise Fcos3dError(f"{best}: not found (nor {last.name}); make it with "
-                              f"`fcos3d train --stage {stage} --config {config}`")
-        found[stage] = best if best.is_file() else last
-    return found
-
-
-def _val_images(cfg: dict, n: int) -> torch.Tensor:
-    from fcos3d.trainer.config import build
-
-    if "val_data_loader" not in cfg:
-        raise Fcos3dError(f"{cfg.get('__file__', 'the config')}: no val_data_loader; the report runs on val images")
-    dataset = build(cfg["val_data_loader"]["dataset"], "val_data_loader.dataset")
-    if len(dataset) == 0:
-        raise Fcos3dError("the val split is empty: check val_data_loader.dataset")
-    return torch.stack([dataset[i]["img"] for i in range(min(n, len(dataset)))])  # (N, 3, H, W)
-
-
-def run_quant_report(cfg: dict, *, images: int = 4, out: str | Path | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
-    """The report of the config's float, calibration and qat checkpoints (best, else last) and the int model
-    made from the qat one, on the first ``images`` val images; files in ``out`` (default <ckpt_dir>/quant_report).
-
-    Returns dict(report=QuantReport, paths={json, csv, png}, checkpoints={stage: path}).
-    """
-    from fcos3d.trainer.stages import load_stage_model, work_dir_of
-
-    from .intmodel import QAT2Quantize
-
-    if images < 1:
-        raise Fcos3dError(f"--images {images}: use at least 1")
-    ckpts = stage_checkpoints(cfg)
-    models = {stage: load_stage_model(cfg, stage, ckpts[stage]) for stage in ckpts}
-    imgs = _val_images(cfg, images)
-    stages = {"calibration": models["calibration"], "qat": models["qat"],
-              "int": QAT2Quantize((1, *imgs.shape[1:]))(models["qat"])}
-    report = quant_report(models["float"], stages, imgs, progress=progress)
-    paths = write_report(report, Path(out) if out else work_dir_of(cfg) / "quant_report")
-    return dict(report=report, paths=paths, checkpoints=ckpts)

@@ -6,38 +6,27 @@ returns raw integer outputs named as in meta.json, for bit-exact comparison with
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import struct
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from fcos3d.artifact import FIX as _FIX
+from fcos3d.artifact import ArtifactError, check_onnx, check_versions, read_meta
 from fcos3d.errors import Fcos3dError
+from fcos3d.io import sha256_file
 
 __all__ = ["Artifact", "ArtifactError", "DeviceError", "ElfInfo", "load_artifact", "read_elf", "parse_device"]
-
-META_FORMAT = 1
-_FIX = "recompile with fcos3d-compile"
-# The versions that decide whether a library loads: model.so calls into libtvm_ffi / the TVM runtime.
-_RUNTIME_DISTS = ("apache-tvm", "apache-tvm-ffi")
-_OUTPUT_DTYPES = ("int8", "int32")
 
 # ELF e_machine values (System V gABI) of the architectures a board can have, and the names
 # platform.machine() / a target triple use for them.
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm", 243: "riscv64", 3: "i386"}
 _ARCH_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "arm64": "aarch64", "armv7": "arm", "armv7l": "arm",
                  "armv8": "aarch64", "i686": "i386", "x86": "i386"}  # fmt: skip
-
-
-class ArtifactError(Fcos3dError, ValueError):
-    """The folder is not a loadable artifact: meta.json missing, invalid or not matching model.so, a truncated
-    library, or a library for another machine. The message names the file and the fix."""
 
 
 class DeviceError(Fcos3dError):
@@ -99,72 +88,7 @@ def read_elf(path: Path) -> ElfInfo:
     return ElfInfo(_ELF_MACHINES.get(machine, f"machine-{machine}"), is_64, needed, size)
 
 
-# -- meta.json --------------------------------------------------------------------------------------------------
-
-
-def _check_meta(meta: dict, meta_path: Path) -> None:
-    """The fields a runtime reads are there and well formed."""
-    missing = [k for k in ("format", "function", "library", "board", "inputs", "outputs") if k not in meta]
-    if missing:
-        raise ArtifactError(f"{meta_path} lacks {missing}; {_FIX}")
-    if meta["format"] != META_FORMAT:
-        raise ArtifactError(f"{meta_path}: format {meta['format']} is not {META_FORMAT}; {_FIX}")
-    if not meta["outputs"]:
-        raise ArtifactError(f"{meta_path} lists no outputs; {_FIX}")
-    for kind in ("inputs", "outputs"):
-        for k, spec in enumerate(meta[kind]):
-            lacks = [f for f in ("name", "shape", "dtype") if f not in spec]
-            if lacks:
-                raise ArtifactError(f"{meta_path}: {kind}[{k}] lacks {lacks}; {_FIX}")
-    for spec in meta["outputs"]:
-        if spec["dtype"] not in _OUTPUT_DTYPES:
-            raise ArtifactError(f"{meta_path}: output {spec['name']!r} has dtype {spec['dtype']!r}, not int8/int32; {_FIX}")
-        scales = spec.get("scales")
-        if scales is None or len(scales) not in (1, spec["shape"][1]):
-            raise ArtifactError(f"{meta_path}: output {spec['name']!r} needs 1 or {spec['shape'][1]} scales; {_FIX}")
-
-
-def _check_versions(meta: dict, meta_path: Path) -> None:
-    """The TVM the library was compiled with is the TVM that will run it (on this host, the RPC client too)."""
-    recorded = meta.get("versions", {})
-    for dist in _RUNTIME_DISTS:
-        want = recorded.get(dist)
-        if want is None:
-            raise ArtifactError(f"{meta_path} does not record the {dist} version; {_FIX}")
-        try:
-            have = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            have = "not installed"
-        if have != want:
-            raise ArtifactError(f"{meta_path}: compiled with {dist} {want}, this machine has {have}: "
-                                f"{_FIX} here, or install {dist}=={want}")  # fmt: skip
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_onnx(meta: dict, meta_path: Path, onnx_path: str | Path | None) -> None:
-    """The model compiled is the ONNX the user names (or the one meta.json names, when it is still there)."""
-    want = (meta.get("onnx") or {}).get("sha256")
-    if onnx_path is None:
-        recorded = (meta.get("onnx") or {}).get("path")
-        if not recorded or not Path(recorded).is_file():
-            return  # an artifact copied away from its ONNX: nothing to compare against
-        onnx_path = recorded
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise ArtifactError(f"{onnx_path}: no such ONNX file to check {meta_path} against")
-    if want is None:
-        raise ArtifactError(f"{meta_path} does not record the ONNX sha256; {_FIX} {onnx_path}")
-    have = _sha256(onnx_path)
-    if have != want:
-        raise ArtifactError(f"{meta_path} was compiled from an ONNX with sha256 {want[:12]}..., {onnx_path} has "
-                            f"{have[:12]}...: {_FIX} {onnx_path}")  # fmt: skip
+# -- meta.json against the library --------------------------------------------------------------------------
 
 
 def _check_library(meta: dict, meta_path: Path, lib_path: Path, board: str | None, local: bool) -> ElfInfo:
@@ -305,19 +229,12 @@ def load_artifact(
     from tvm import relax
 
     path = Path(path)
-    meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise ArtifactError(f"{path}: no meta.json; is this a folder written by fcos3d-compile?")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{meta_path}: not valid JSON ({exc}); {_FIX}") from None
-    _check_meta(meta, meta_path)
+    meta, meta_path = read_meta(path)
     remote = parse_device(device)
     lib_path = path / meta["library"]
     elf = _check_library(meta, meta_path, lib_path, board, local=remote is None)
-    _check_versions(meta, meta_path)
-    _check_onnx(meta, meta_path, onnx_path)
+    check_versions(meta, meta_path)
+    check_onnx(meta, meta_path, onnx_path)
 
     if remote is None:
         try:
@@ -331,7 +248,7 @@ def load_artifact(
     host, port = remote
     session = _connect(host, port)
     # A name unique per library content: a board keeps uploads in one folder per session, and dlopen caches by name.
-    remote_name = f"fcos3d-{_sha256(lib_path)[:16]}.so"
+    remote_name = f"fcos3d-{sha256_file(lib_path)[:16]}.so"
     try:
         session.upload(str(lib_path), remote_name)
         lib = session.load_module(remote_name)

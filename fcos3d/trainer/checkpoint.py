@@ -1,6 +1,7 @@
 """Training checkpoints: a dict of tensors and plain metadata, written atomically, read with weights_only.
 
 Names follow HAT: ``<stage>-checkpoint-best.pth.tar`` and ``<stage>-checkpoint-last.pth.tar``.
+LoadStageCheckpoint is the converter that loads one into a stage's ModelConvertPipeline (configs).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import Fcos3dError
 from ..io import atomic_writer
@@ -73,3 +75,23 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
             f"pass {expected_stage}-checkpoint-best.pth.tar"
         )
     return ckpt
+
+
+class LoadStageCheckpoint:
+    """Load a checkpoint written by ``fcos3d train --stage <stage>`` into the model (all keys must fit)."""
+
+    def __init__(self, checkpoint_path: str | Path, stage: str):
+        self.checkpoint_path = Path(checkpoint_path)
+        self.stage = stage
+
+    def __call__(self, model: nn.Module) -> nn.Module:
+        ckpt = load_checkpoint(self.checkpoint_path, expected_stage=self.stage)
+        check_activations(ckpt, model, self.checkpoint_path)
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            first = "; ".join(lines[1:2] or lines[:1])[:300]  # torch's first line is only a header
+            raise Fcos3dError(f"{self.checkpoint_path}: the {self.stage} weights do not fit this model ({first}); "
+                              "check the converters order and the config the checkpoint was trained with") from None
+        return model

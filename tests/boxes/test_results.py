@@ -13,7 +13,6 @@ from fcos3d.boxes.results import (
     build_result_json,
     camera_boxes_to_global,
     merge_sample_cameras,
-    write_result_json,
 )
 from fcos3d.data.classes import ATTRIBUTES, CLASS_ATTRIBUTES, CLASSES, DEFAULT_ATTRIBUTE, NO_ATTRIBUTE
 
@@ -209,14 +208,3 @@ def test_merge_dedupes_a_box_seen_by_two_cameras():
     # max_boxes keeps the best.
     assert merge_sample_cameras(per_cam + [ped], max_boxes=1).scores.tolist() == [0.9]
     assert len(merge_sample_cameras([])) == 0
-
-
-def test_write_result_json_is_strict_and_atomic(tmp_path):
-    boxes = GlobalBoxes(np.zeros((1, 3)), np.ones((1, 3)), [[1.0, 0, 0, 0]], [[np.nan, 1.0]], [0.5], [0], [NO_ATTRIBUTE])
-    result = _build({"s": boxes}, ["s", "t"])
-    path = write_result_json(result, tmp_path / "out" / "results.json")
-    assert json.loads(path.read_text()) == result
-    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left behind
-    with pytest.raises(ValueError):
-        write_result_json({"x": float("nan")}, path)
-    assert json.loads(path.read_text()) == result  # a failed write leaves the old file

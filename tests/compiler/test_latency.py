@@ -218,7 +218,7 @@ def test_perf_command_compares_boards(tmp_path):
     import onnx
     from click.testing import CliRunner
 
-    from fcos3d.cli import cli
+    from fcos3d.cli.main import cli
 
     b = QDQGraphBuilder(seed=2)
     b.output(b.conv(b.input((1, 16, 64, 64)), 32, relu=True))

@@ -10,7 +10,8 @@ import pytest
 from quant_fixtures import images
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.quant.report import layer_names, quant_report, run_quant_report, sqnr_db, write_report
+from fcos3d.quant.report import layer_names, quant_report, sqnr_db, write_report
+from fcos3d.trainer.quant_report import run_quant_report
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_missing_checkpoint_names_the_file_and_the_command(tmp_path):
 def test_cli_from_checkpoints(float_model, calib_model, qat_model, synth_lmdb, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from fcos3d.cli import cli
+    from fcos3d.cli.main import cli
     from fcos3d.trainer.checkpoint import checkpoint_path, save_checkpoint
 
     ckpt_dir = tmp_path / "work"

@@ -9,8 +9,8 @@ import torch
 from trainer_tiny import tiny_config
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.quant.convert import Float2Calibration, Float2QAT, LoadStageCheckpoint, ModelConvertPipeline
-from fcos3d.trainer.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from fcos3d.quant.convert import Float2Calibration, Float2QAT, ModelConvertPipeline
+from fcos3d.trainer.checkpoint import LoadStageCheckpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from fcos3d.trainer.optim import AdamW
 from fcos3d.trainer.stages import load_stage_model, run_export, run_predict, run_train
 

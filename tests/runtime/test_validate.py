@@ -160,7 +160,7 @@ def test_cli_exit_codes_and_tables(compiled, synth_lmdb, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from fcos3d.runtime import execute
-    from fcos3d.runtime.cli import validate_cmd
+    from fcos3d.cli.validate import validate_cmd
 
     onnx_path, art_dir, _ = compiled
     ckpt = tmp_path / "work"

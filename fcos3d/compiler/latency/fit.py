@@ -17,7 +17,7 @@ import numpy as np
 from fcos3d.boards import ACCELERATOR_FIGURES, OPTIONAL_FIGURES, Accelerator, Board, Figure, load_board
 from fcos3d.runtime.reference.graph import Conv, GraphInput, GraphOutput, IntGraph
 
-from .estimate import layer_estimates, tensor_shapes
+from .estimate import tensor_shapes
 
 __all__ = ["single_op_graphs", "measure_layers", "measure_bandwidth", "fit_host", "calibrated_board"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .pipeline import PASS_NAMES
+from fcos3d.compiler.pipeline import PASS_NAMES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,8 +37,8 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
     from fcos3d.boards import UnknownBoardError, load_board
     from fcos3d.runtime.reference.graph import UnsupportedGraphError
 
-    from .build import compile_onnx
-    from .check import InvalidModelError
+    from fcos3d.compiler.build import compile_onnx
+    from fcos3d.compiler.check import InvalidModelError
 
     try:
         b = load_board(board)

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import Fcos3dError
-from .io import atomic_write_json
+from fcos3d.errors import Fcos3dError
+from fcos3d.io import atomic_write_json
 
 __all__ = ["DemoOptions", "run_demo", "STAGE_ORDER"]
 
@@ -49,7 +49,7 @@ class DemoOptions:
 
 
 def default_config() -> Path:
-    return Path(__file__).resolve().parent.parent / "configs" / "fcos3d_efficientnetb0_synthetic.py"
+    return Path(__file__).resolve().parents[2] / "configs" / "fcos3d_efficientnetb0_synthetic.py"
 
 
 class _Steps:
@@ -151,9 +151,9 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     """
     from contextlib import nullcontext
 
-    from .data.packer import pack_nuscenes
-    from .data.show import show_record
-    from .data.synth import write_synthetic_nuscenes
+    from fcos3d.data.packer import pack_nuscenes
+    from fcos3d.data.show import show_record
+    from fcos3d.data.synth import write_synthetic_nuscenes
 
     def bar(description: str):
         return progress_factory(description) if progress_factory else nullcontext(None)
@@ -190,8 +190,8 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
         return _finish(summary, steps, out, t_start)
 
     # 4. float
-    from .trainer.config import load_config
-    from .trainer.stages import run_export, run_predict, run_train
+    from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.stages import run_export, run_predict, run_train
 
     config_path = Path(opts.config_path or default_config())
     if not config_path.is_file():
@@ -240,7 +240,7 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     steps.done("export", t0, str(onnx_path), f"int8 QDQ ONNX, {sum(exported['nodes'].values())} nodes, {exported['outputs']} outputs")
 
     # 9. compile for each target
-    from .compiler.build import compile_onnx
+    from fcos3d.compiler.build import compile_onnx
 
     artifacts = {}
     for target in opts.compile_targets:
@@ -260,15 +260,12 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
 
     # 10. align-bpu on the host artifact over every val image
     if "host" in artifacts:
-        from .runtime.validate import align_bpu
-        from .trainer.config import build
+        from fcos3d.trainer.align import run_align_bpu
 
         t0 = time.perf_counter()
-        meta = build(cfg["val_data_loader"]["dataset"], "val_data_loader.dataset").meta
-        post = build(cfg["post_process"], "post_process") if "post_process" in cfg else None
         with bar("align-bpu (board vs simulator)") as progress:
-            rep = align_bpu(artifacts["host"], onnx_path, meta["dataroot"], meta["version"], split=meta.get("split", "val"),
-                            limit=opts.align_limit, out_dir=work_dir / "align_bpu", progress=progress, post=post)
+            rep = run_align_bpu(cfg, artifact_dir=artifacts["host"], onnx_path=onnx_path, limit=opts.align_limit,
+                                out_dir=work_dir / "align_bpu", progress=progress)
         elements = sum(o["total"] for o in rep["outputs"])
         summary["align"] = {"images": rep["images"], "elements": elements, "mismatches": rep["mismatches"],
                             "equal": rep["equal"], "device": rep["device"], "board": "host"}
@@ -277,10 +274,10 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
                    f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}")
 
     # 11. perf reports for the boards
-    from .boards import load_board
-    from .compiler.check import check_onnx
-    from .compiler.latency.estimate import estimate
-    from .compiler.latency.report import write_report
+    from fcos3d.boards import load_board
+    from fcos3d.compiler.check import check_onnx
+    from fcos3d.compiler.latency.estimate import estimate
+    from fcos3d.compiler.latency.report import write_report
 
     t0 = time.perf_counter()
     graph = check_onnx(onnx_path).graph
@@ -293,8 +290,8 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
                (f"; fastest {fastest['board']} {fastest['latency_ms']:.2f} ms" if fastest else ""))
 
     # 12. pictures: predicted 3D boxes (integer model) beside the ground truth, and the accuracy chart
-    from .data.dataset import NuscenesMonoDataset
-    from .trainer.infer import infer_image
+    from fcos3d.data.dataset import NuscenesMonoDataset
+    from fcos3d.trainer.infer import infer_image
 
     t0 = time.perf_counter()
     val = NuscenesMonoDataset(lmdb_root / "val_lmdb", transforms=[])

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .console import console, overrides, print_table, progress_bar
-from .errors import Fcos3dError
+from fcos3d.errors import Fcos3dError
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -60,7 +60,7 @@ def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
     realistic sizes, attributes and tracked motion, and JPEGs rendered from the 3D boxes so that a
     detector can learn from the pixels. Deterministic for a seed.
     """
-    from .data.synth import write_synthetic_nuscenes
+    from fcos3d.data.synth import write_synthetic_nuscenes
 
     with progress_bar("synth") as progress:
         summary = write_synthetic_nuscenes(
@@ -82,7 +82,7 @@ def data_pack(src_data_dir, pack_type, split_name, version, target_data_dir, num
 
     The write is atomic (a temporary folder renamed at the end) and re-runnable.
     """
-    from .data.packer import pack_nuscenes
+    from fcos3d.data.packer import pack_nuscenes
 
     target = target_data_dir or src_data_dir.parent / f"{src_data_dir.name}_lmdb"
     with progress_bar(f"pack {split_name}") as progress:
@@ -99,7 +99,7 @@ def data_pack(src_data_dir, pack_type, split_name, version, target_data_dir, num
 @click.option("--save-path", required=True, type=click.Path(path_type=Path), help="PNG to write.")
 def data_show(data_path, index, save_path):
     """Draw a record's ground-truth 3D boxes on its image, beside a bird's-eye view."""
-    from .data.show import show_record
+    from fcos3d.data.show import show_record
 
     path = show_record(data_path, index=index, save_path=save_path)
     click.echo(f"wrote {path}")
@@ -109,7 +109,7 @@ _SET_HELP = "Override a param() of the config, NAME=VALUE (repeatable), e.g. --s
 
 
 def print_metrics(title: str, metrics: dict) -> None:
-    from .eval.nuscenes_metric import METRICS_TABLE_HEADER, format_metrics_table
+    from fcos3d.eval.nuscenes_metric import METRICS_TABLE_HEADER, format_metrics_table
 
     print_table(title, format_metrics_table(metrics), METRICS_TABLE_HEADER)
 
@@ -159,8 +159,8 @@ def train_cmd(stage, config_path, resume, sets):
     """
     import os
 
-    from .trainer.config import load_config
-    from .trainer.stages import run_train
+    from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.stages import run_train
 
     cfg = load_config(config_path, overrides(sets))
     main_process = os.environ.get("RANK", "0") == "0"
@@ -189,8 +189,8 @@ def predict_cmd(stage, config_path, ckpt, sets):
 
     Writes <ckpt_dir>/predict/<stage>/results_nusc.json (the devkit's result format) and metrics.json.
     """
-    from .trainer.config import load_config
-    from .trainer.stages import run_predict
+    from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.stages import run_predict
 
     cfg = load_config(config_path, overrides(sets))
     with progress_bar(f"predict {stage}") as progress:
@@ -210,8 +210,8 @@ def export_cmd(config_path, out, ckpt, sets):
     The graph opens in Netron, runs in onnxruntime and in the integer simulator, bit-exact with the
     torch int model (docs/int8.md); metadata_props hold class names, strides and the output scales.
     """
-    from .trainer.config import load_config
-    from .trainer.stages import run_export
+    from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.stages import run_export
 
     summary = run_export(load_config(config_path, overrides(sets)), out=out, ckpt=ckpt)
     rows = [("onnx", summary["path"]), ("input", "x".join(map(str, summary["input_shape"]))),
@@ -233,8 +233,8 @@ def quant_report_cmd(config_path, images, out, top, sets):
     Every conv/add/resize/pool output and raw head output, from the float, calibration and qat checkpoints
     (best, else last) and the int model of the qat one: where int8 accuracy is lost, layer by layer.
     """
-    from .quant.report import run_quant_report, stage_checkpoints
-    from .trainer.config import load_config
+    from fcos3d.trainer.quant_report import run_quant_report, stage_checkpoints
+    from fcos3d.trainer.config import load_config
 
     cfg = load_config(config_path, overrides(sets))
     stage_checkpoints(cfg)  # a missing checkpoint fails before the progress bar starts
@@ -268,14 +268,14 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
       fcos3d infer --config configs/fcos3d_efficientnetb0_synthetic.py \\
           --image data/nuscenes/samples/CAM_FRONT/xxx.jpg --ann --save-path pred.png
     """
-    from .trainer.config import load_config
-    from .trainer.infer import infer_image
+    from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.infer import infer_image
 
     cfg = load_config(config_path, overrides(sets))
     out = infer_image(cfg, image, stage=stage, score_th=score_th, save_path=save_path, with_gt=ann, version=version,
                       intrinsics=intrinsics, ckpt=ckpt)
     b = out["boxes"]
-    from .data.classes import CLASSES
+    from fcos3d.data.classes import CLASSES
 
     rows = [(CLASSES[int(b["labels"][i])], f"{b['scores'][i]:.2f}", f"{b['centers3d'][i][2]:.1f}",
              " x ".join(f"{v:.1f}" for v in b["dims"][i])) for i in range(len(b["scores"]))]
@@ -359,7 +359,7 @@ def boards() -> None:
 @boards.command("list")
 def boards_list() -> None:
     """One row per packaged board."""
-    from .boards import board_names, load_board
+    from fcos3d.boards import board_names, load_board
 
     rows = []
     for name in board_names():
@@ -372,7 +372,7 @@ def boards_list() -> None:
 @click.argument("name")
 def boards_show(name: str) -> None:
     """Every field of one board, with the source of each accelerator figure."""
-    from .boards import UnknownBoardError, load_board
+    from fcos3d.boards import UnknownBoardError, load_board
 
     try:
         b = load_board(name)
@@ -397,10 +397,10 @@ def boards_show(name: str) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write OUT/<board>/perf.json, perf.csv, perf.html.")
 def perf_cmd(model, targets, layers, out_dir):
     """Estimated latency of an int8 QDQ ONNX model on one or more boards, side by side (no compile)."""
-    from .boards import UnknownBoardError, load_board
-    from .compiler.check import check_onnx
-    from .compiler.latency.estimate import estimate
-    from .compiler.latency.report import write_report
+    from fcos3d.boards import UnknownBoardError, load_board
+    from fcos3d.compiler.check import check_onnx
+    from fcos3d.compiler.latency.estimate import estimate
+    from fcos3d.compiler.latency.report import write_report
 
     try:
         boards_ = [load_board(t) for t in targets]

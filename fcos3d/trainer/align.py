@@ -1,0 +1,93 @@
+"""align-bpu from a config (HAT's align_bpu_validator): the config's ONNX, its artifact (compiled for this host
+on first use), its val split and post-process, handed to fcos3d.runtime.validate.align_bpu.
+
+Orchestration for `fcos3d-validate --align-bpu` and `fcos3d demo`; returns data and prints nothing (``echo``
+receives the one line said when an artifact is compiled).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from fcos3d.artifact import compiled_from
+from fcos3d.errors import Fcos3dError
+
+from .config import build
+from .stages import PREDICT_STAGES, work_dir_of
+
+__all__ = ["ARTIFACT_DIR", "REPORT_DIR", "onnx_of", "default_artifact", "stage_metrics", "run_align_bpu"]
+
+ARTIFACT_DIR = "artifact-host"
+REPORT_DIR = "align_bpu"
+
+
+def onnx_of(cfg: dict) -> Path:
+    """The config's exported int8 ONNX (export_cfg.path, else <ckpt_dir>/model_int8.onnx); it must exist."""
+    path = Path((cfg.get("export_cfg") or {}).get("path") or work_dir_of(cfg) / "model_int8.onnx")
+    if not path.is_file():
+        config = cfg.get("__file__", "CONFIG")
+        raise Fcos3dError(f"{path}: no int8 ONNX (export_cfg.path of {config}); run `fcos3d export --config {config}`")
+    return path
+
+
+def default_artifact(onnx_path: Path, work_dir: Path, echo: Callable[[str], None] = lambda m: None) -> Path:
+    """<ckpt_dir>/artifact-host, compiled for this host when missing or compiled from another ONNX."""
+    from fcos3d.compiler.build import compile_onnx
+
+    out = work_dir / ARTIFACT_DIR
+    if compiled_from(out, onnx_path):
+        return out
+    if (out / "meta.json").is_file():
+        echo(f"{out} was compiled from another ONNX: recompiling {onnx_path} for host")
+    else:
+        echo(f"compiling {onnx_path} for host into {out} (once)")
+    compile_onnx(onnx_path, "host", out)
+    return out
+
+
+def stage_metrics(work_dir: Path) -> dict[str, dict | None]:
+    """NDS/mAP that `fcos3d predict --stage S` wrote (<ckpt_dir>/predict/<stage>/metrics.json), None where absent."""
+    out = {}
+    for stage in PREDICT_STAGES:
+        path = work_dir / "predict" / stage / "metrics.json"
+        try:
+            out[stage] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            out[stage] = None
+    return out
+
+
+def run_align_bpu(
+    cfg: dict,
+    *,
+    artifact_dir: str | Path | None = None,
+    onnx_path: str | Path | None = None,
+    device: str | None = None,
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    echo: Callable[[str], None] = lambda m: None,
+) -> dict:
+    """Board vs simulator over the config's val JPEGs (fcos3d.runtime.validate.align_bpu's report, plus
+    ``out_dir``). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
+    (compiled on first use), ``out_dir`` to <ckpt_dir>/align_bpu."""
+    from fcos3d.runtime.execute import parse_device
+    from fcos3d.runtime.validate import align_bpu
+
+    parse_device(device)  # a malformed HOST:PORT fails before anything is compiled
+    work_dir = work_dir_of(cfg)
+    onnx_path = Path(onnx_path) if onnx_path is not None else onnx_of(cfg)
+    if "val_data_loader" not in cfg:
+        raise Fcos3dError(f"{cfg.get('__file__', 'the config')}: no val_data_loader; add one "
+                          "(its LMDB's meta names the nuScenes root)")
+    split_meta = build(cfg["val_data_loader"]["dataset"], "val_data_loader.dataset").meta
+    post = build(cfg["post_process"], "post_process") if "post_process" in cfg else None
+    if artifact_dir is None:
+        artifact_dir = default_artifact(onnx_path, work_dir, echo)
+    out_dir = Path(out_dir) if out_dir is not None else work_dir / REPORT_DIR
+    report = align_bpu(artifact_dir, onnx_path, split_meta["dataroot"], split_meta["version"],
+                       split=split_meta.get("split", "val"), device=device, limit=limit, out_dir=out_dir,
+                       progress=progress, post=post)
+    return report | {"out_dir": str(out_dir)}
