@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
         root = args.data_root
         if root is None:
-            from fcos3d.data.synth import write_synthetic_nuscenes
+            from fcos3d.synth import write_synthetic_nuscenes
 
             w, h = (int(v) for v in args.image_size.split("x"))
             root = Path(tmp) / "nuscenes"

@@ -11,7 +11,7 @@ def synth_nusc(tmp_path_factory):
 
     Three key frames so that every object is tracked and has a velocity. Treat it as read-only.
     """
-    from fcos3d.data.synth import write_synthetic_nuscenes
+    from fcos3d.synth import write_synthetic_nuscenes
 
     root = tmp_path_factory.mktemp("synth_nusc")
     write_synthetic_nuscenes(root, version=SYNTH_VERSION, seed=0, scenes=3, samples_per_scene=3, image_size=(320, 180))

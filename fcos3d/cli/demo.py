@@ -153,7 +153,7 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
 
     from fcos3d.data.packer import pack_nuscenes
     from fcos3d.data.show import show_record
-    from fcos3d.data.synth import write_synthetic_nuscenes
+    from fcos3d.synth import write_synthetic_nuscenes
 
     def bar(description: str):
         return progress_factory(description) if progress_factory else nullcontext(None)

@@ -60,7 +60,7 @@ def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
     realistic sizes, attributes and tracked motion, and JPEGs rendered from the 3D boxes so that a
     detector can learn from the pixels. Deterministic for a seed.
     """
-    from fcos3d.data.synth import write_synthetic_nuscenes
+    from fcos3d.synth import write_synthetic_nuscenes
 
     with progress_bar("synth") as progress:
         summary = write_synthetic_nuscenes(

@@ -1,4 +1,5 @@
-"""The synthetic nuScenes writer: devkit-loadable tables, splits, tracks, lidar counts, determinism, rendering.
+"""The synthetic nuScenes writer (fcos3d/synth/tables.py): devkit-loadable tables, splits, tracks, lidar counts,
+determinism, the CLI. The renderer's own tests are in test_paint.py, the world's in test_world.py.
 
 Uses the session fixture ``synth_nusc`` (tests/conftest.py: 3 mini scenes x 3 key frames, 320x180, seed 0);
 the other sets here are tiny and written to tmp_path.
@@ -12,15 +13,27 @@ import cv2
 import numpy as np
 import pytest
 
-from fcos3d.boxes.geometry import box_corners, invert_pose, pose_matrix, project_points, quat_to_rotmat, yaw_to_quat
-from fcos3d.data import render
+from fcos3d.boxes.geometry import pose_matrix, quat_to_rotmat
 from fcos3d.data.classes import CAMERAS, CATEGORY_TO_CLASS, CLASS_ATTRIBUTES, CLASSES
 from fcos3d.data.splits import devkit_split_name
-from fcos3d.data.synth import CLASS_RANGE, camera_rotation, scene_plan, write_synthetic_nuscenes
 from fcos3d.errors import Fcos3dError
+from fcos3d.synth import CLASS_RANGE, scene_plan, write_synthetic_nuscenes
 
-TABLES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
-          "scene", "sample", "sample_data", "sample_annotation", "map")
+TABLES = (
+    "category",
+    "attribute",
+    "visibility",
+    "instance",
+    "sensor",
+    "calibrated_sensor",
+    "ego_pose",
+    "log",
+    "scene",
+    "sample",
+    "sample_data",
+    "sample_annotation",
+    "map",
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +97,14 @@ def test_camera_intrinsics_and_extrinsics_are_nuscenes_like(nusc):
         optical_axis, down = R[:, 2], R[:, 1]
         assert abs(optical_axis[2]) < 0.05 and down[2] < -0.99  # looking level, y down
         yaw = np.degrees(np.arctan2(optical_axis[1], optical_axis[0]))
-        expected = {"CAM_FRONT": 0, "CAM_FRONT_LEFT": 55, "CAM_FRONT_RIGHT": -55, "CAM_BACK": 180,
-                    "CAM_BACK_LEFT": 110, "CAM_BACK_RIGHT": -110}[ch]
+        expected = {
+            "CAM_FRONT": 0,
+            "CAM_FRONT_LEFT": 55,
+            "CAM_FRONT_RIGHT": -55,
+            "CAM_BACK": 180,
+            "CAM_BACK_LEFT": 110,
+            "CAM_BACK_RIGHT": -110,
+        }[ch]
         assert abs((yaw - expected + 180) % 360 - 180) < 2, ch
         assert 1.4 < cs["translation"][2] < 1.7
 
@@ -120,8 +139,18 @@ def test_objects_per_sample_sizes_and_attributes_are_plausible(nusc):
         assert 0.2 < w < 3.5 and 0.3 < l < 20 and 0.5 < h < 5, (cls, ann["size"])
         assert abs(ann["translation"][2] - h / 2) < 1e-6  # standing on the ground (z = 0)
         v = nusc.box_velocity(ann["token"])[:2]
-        if attrs and attrs[0] in ("vehicle.parked", "vehicle.stopped", "pedestrian.standing",
-                                  "pedestrian.sitting_lying_down", "cycle.without_rider") and np.isfinite(v).all():
+        if (
+            attrs
+            and attrs[0]
+            in (
+                "vehicle.parked",
+                "vehicle.stopped",
+                "pedestrian.standing",
+                "pedestrian.sitting_lying_down",
+                "cycle.without_rider",
+            )
+            and np.isfinite(v).all()
+        ):
             assert np.hypot(*v) < 0.05, (cls, attrs, v)
         if attrs and attrs[0] == "vehicle.moving" and np.isfinite(v).all():
             assert np.hypot(*v) > 0.3
@@ -174,18 +203,25 @@ def test_detection_eval_of_the_ground_truth_scores_one(nusc, synth_nusc, tmp_pat
         for tok in sample["anns"]:
             ann = nusc.get("sample_annotation", tok)
             v = nusc.box_velocity(tok)[:2]
-            boxes.append({
-                "sample_token": sample["token"], "translation": ann["translation"], "size": ann["size"],
-                "rotation": ann["rotation"], "velocity": [0.0, 0.0] if np.isnan(v).any() else [float(x) for x in v],
-                "detection_name": _class_of(nusc, ann), "detection_score": 1.0,
-                "attribute_name": attr_name[ann["attribute_tokens"][0]] if ann["attribute_tokens"] else "",
-            })
+            boxes.append(
+                {
+                    "sample_token": sample["token"],
+                    "translation": ann["translation"],
+                    "size": ann["size"],
+                    "rotation": ann["rotation"],
+                    "velocity": [0.0, 0.0] if np.isnan(v).any() else [float(x) for x in v],
+                    "detection_name": _class_of(nusc, ann),
+                    "detection_score": 1.0,
+                    "attribute_name": attr_name[ann["attribute_tokens"][0]] if ann["attribute_tokens"] else "",
+                }
+            )
         results[sample["token"]] = boxes
     path = tmp_path / "results.json"
     meta = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
     path.write_text(json.dumps({"meta": meta, "results": results}))
-    metrics, _ = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(path), split, str(tmp_path / "eval"),
-                               verbose=False).evaluate()
+    metrics, _ = DetectionEval(
+        nusc, config_factory("detection_cvpr_2019"), str(path), split, str(tmp_path / "eval"), verbose=False
+    ).evaluate()
     assert metrics.nd_score >= 0.99
     assert all(ap > 0.99 for ap in metrics.mean_dist_aps.values())
 
@@ -199,7 +235,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert len(files) > 13 + 2 * 2 * 7
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-    assert (tmp_path / "a/v1.0-mini/sample_annotation.json").read_bytes() != (tmp_path / "c/v1.0-mini/sample_annotation.json").read_bytes()
+    assert (tmp_path / "a/v1.0-mini/sample_annotation.json").read_bytes() != (
+        tmp_path / "c/v1.0-mini/sample_annotation.json"
+    ).read_bytes()
     jpg = next(f for f in files if f.suffix == ".jpg")
     other = sorted((tmp_path / "c" / jpg.parent).glob("*.jpg"))[0]
     assert (tmp_path / "a" / jpg).read_bytes() != other.read_bytes()
@@ -226,7 +264,9 @@ def test_custom_version_writes_splits_json(tmp_path):
     from nuscenes import NuScenes
     from nuscenes.utils.splits import create_splits_scenes
 
-    summary = write_synthetic_nuscenes(tmp_path, version="v1.0-synth", scenes=2, samples_per_scene=2, image_size=(96, 64))
+    summary = write_synthetic_nuscenes(
+        tmp_path, version="v1.0-synth", scenes=2, samples_per_scene=2, image_size=(96, 64)
+    )
     splits = json.loads((tmp_path / "v1.0-synth/splits.json").read_text())
     assert set(splits) == {devkit_split_name("v1.0-synth", "train"), devkit_split_name("v1.0-synth", "val")}
     assert not set(splits) & set(create_splits_scenes())
@@ -237,7 +277,9 @@ def test_custom_version_writes_splits_json(tmp_path):
 
 def test_progress_and_bad_arguments(tmp_path):
     calls = []
-    write_synthetic_nuscenes(tmp_path, scenes=1, samples_per_scene=1, image_size=(64, 48), progress=lambda d, t: calls.append((d, t)))
+    write_synthetic_nuscenes(
+        tmp_path, scenes=1, samples_per_scene=1, image_size=(64, 48), progress=lambda d, t: calls.append((d, t))
+    )
     assert calls[-1] == (6, 6) and [d for d, _ in calls] == list(range(1, 7))
     with pytest.raises(Fcos3dError):
         write_synthetic_nuscenes(tmp_path, scenes=11)
@@ -250,7 +292,7 @@ def test_progress_and_bad_arguments(tmp_path):
 def test_cli_synth(tmp_path):
     from click.testing import CliRunner
 
-    from fcos3d.cli import cli
+    from fcos3d.cli.main import cli
 
     out = tmp_path / "nusc"
     args = ["data", "synth", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2", "--image-size", "320x180"]
@@ -258,54 +300,3 @@ def test_cli_synth(tmp_path):
     assert res.exit_code == 0, res.output
     assert len(json.loads((out / "v1.0-mini/sample.json").read_text())) == 4
     assert len(list((out / "samples/CAM_BACK").glob("*.jpg"))) == 4
-
-
-# ------------------------------------------------------------------------------------------------
-# The renderer: objects are painted where the pinhole projection puts them, and nothing behind the camera.
-
-def _view(W=320, H=180, f=200.0):
-    K = np.array([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
-    R = camera_rotation(0.0, 0.0)
-    from fcos3d.boxes.geometry import rotmat_to_quat
-
-    c2w = pose_matrix([0.0, 0.0, 1.5], rotmat_to_quat(R))
-    return render.CameraView(K, invert_pose(c2w), (W, H)), c2w
-
-
-def _render_one(cls, attr, centre, yaw, wlh):
-    view, c2w = _view()
-    bg = np.zeros((180, 320, 3), np.uint8)
-    model = render.build_model(cls, attr, wlh, look=1)
-    o2w = pose_matrix(centre, yaw_to_quat(yaw))
-    img, vis = render.render_view(view, bg, (np.zeros((0, 4, 3)), np.zeros((0, 3))), [(model, o2w)], np.array([0.0, 0.0, 1.0]))
-    return img, vis, view, o2w
-
-
-def test_render_paints_where_the_box_projects():
-    wlh = (1.9, 4.5, 1.7)
-    img, vis, view, o2w = _render_one("car", "vehicle.moving", [12.0, 1.0, 0.85], 0.7, wlh)
-    corners = box_corners(o2w[:3, 3], wlh, o2w[:3, :3])
-    uv, depth = project_points(view.K, corners @ view.world_to_cam[:3, :3].T + view.world_to_cam[:3, 3])
-    assert (depth > 0).all()
-    mask = img.any(axis=2)
-    rows, cols = np.nonzero(mask)
-    # Top edge and side extent of the painted pixels match the projected box (the shadow is below it).
-    assert abs(rows.min() - uv[:, 1].min()) <= 1.5
-    upper = mask[: int(uv[:, 1].mean())]
-    ucols = np.nonzero(upper.any(axis=0))[0]
-    assert ucols.min() >= uv[:, 0].min() - 1.5 and ucols.max() <= uv[:, 0].max() + 1.5
-    assert vis[0] == 1.0
-
-
-def test_render_nothing_behind_the_camera_and_clips_at_the_near_plane():
-    img, vis, _, _ = _render_one("bus", "vehicle.moving", [-10.0, 0.0, 1.7], 0.0, (2.9, 11.0, 3.4))
-    assert not img.any() and np.isnan(vis[0])
-    # A truck just right of the camera (world -y), reaching behind it: clipped, painted on the right only.
-    img, vis, _, _ = _render_one("truck", "vehicle.parked", [1.0, -2.5, 1.4], 0.0, (2.5, 8.0, 2.8))
-    assert img[:, 300:].all(axis=2).mean() > 0.5 and not img[:, :150].any()
-
-
-def test_heading_is_visible_front_and_back_differ():
-    a, *_ = _render_one("car", "vehicle.moving", [8.0, 0.0, 0.85], np.pi, (1.9, 4.5, 1.7))
-    b, *_ = _render_one("car", "vehicle.moving", [8.0, 0.0, 0.85], 0.0, (1.9, 4.5, 1.7))
-    assert np.abs(a.astype(int) - b.astype(int)).sum() > 1000  # headlights face us in a, tail lights in b
