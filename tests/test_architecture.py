@@ -116,7 +116,7 @@ def test_the_rule_checker_sees_a_forbidden_arrow(tmp_path, monkeypatch):
     (pkg / "boxes.py").write_text("from .io import atomic_write_json\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
     bad = _violations()
-    assert any("compiler/bad.py:5 imports fcos3d.trainer.stages" in b for b in bad), bad
+    assert any("compiler/bad.py:5 imports fcos3d.trainer" in b for b in bad), bad
     assert any("compiler/bad.py:6 imports torch" in b for b in bad), bad
     assert any("boxes.py:1 imports fcos3d.io" in b for b in bad), bad
     assert not any(":1 imports os" in b for b in bad)

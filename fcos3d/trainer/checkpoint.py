@@ -77,6 +77,18 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
     return ckpt
 
 
+def checkpoint_metrics(metrics: dict) -> dict:
+    """Metrics with only JSON-like values (what weights_only checkpoints may hold)."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, (int, float, str, bool)):
+            out[k] = v
+        elif isinstance(v, dict):
+            out[k] = checkpoint_metrics(v)
+    return out
+
+
+
 class LoadStageCheckpoint:
     """Load a checkpoint written by ``fcos3d train --stage <stage>`` into the model (all keys must fit)."""
 

@@ -1,4 +1,5 @@
-"""The training loop for every stage (float, calibration, qat): one function, read top to bottom.
+"""The training loop of the float and qat stages: one function, read top to bottom (calibration, which only
+runs the observers, has its own short loop in stages.py).
 
 Single process or torchrun/DDP (SyncBN), seeded, resumable mid-epoch to the same weights, atomic
 checkpoints (last every N steps, best by NDS), TensorBoard scalars, AMP on CUDA, NaN guard.
@@ -19,7 +20,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data.transforms import collate_fn, unbatch_anns
 from ..errors import Fcos3dError
-from .checkpoint import activation_counts, check_activations, checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import (activation_counts, check_activations, checkpoint_metrics, checkpoint_path, load_checkpoint,
+                         save_checkpoint)
 from .config import build
 from .distributed import DistInfo, convert_sync_batchnorm, init_distributed
 from .schedule import LrSchedule
@@ -107,7 +109,7 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
     """Train ``stage`` as the config says; return a summary (steps, last losses, best metric, paths).
 
     validate(model, epoch) -> metrics (with "NDS") is called every ``val_interval`` epochs on the
-    main process; build_model(cfg, dist_info) lets calibration/QAT build their converted models.
+    main process; build_model(cfg, dist_info) lets QAT build its converted model.
     """
     reporter = reporter or Reporter()
     tcfg = TrainerConfig(**cfg[f"{stage}_trainer"])
@@ -233,7 +235,7 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
                         writer.add_scalar(f"val/{k}", v, step)
             if metrics.get("NDS", -math.inf) > best["NDS"]:
                 best = {"NDS": float(metrics["NDS"]), "mAP": float(metrics.get("mAP", 0.0)), "epoch": epoch_done, "step": step}
-                save(checkpoint_path(work_dir, stage, "best"), metrics=_plain(metrics))
+                save(checkpoint_path(work_dir, stage, "best"), metrics=checkpoint_metrics(metrics))
             save(last_path)
 
     if writer is not None:
@@ -242,14 +244,3 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
         torch.distributed.barrier()
     return dict(steps=step, last_losses=losses_f, best=best, last=str(last_path),
                 best_path=str(checkpoint_path(work_dir, stage, "best")), model=model)
-
-
-def _plain(metrics: dict) -> dict:
-    """Metrics with only JSON-like values (what weights_only checkpoints may hold)."""
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, (int, float, str, bool)):
-            out[k] = v
-        elif isinstance(v, dict):
-            out[k] = _plain(v)
-    return out

@@ -13,10 +13,11 @@ from typing import Callable
 import torch
 
 from ..errors import Fcos3dError
-from .checkpoint import activation_counts, check_activations, checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoint import (activation_counts, check_activations, checkpoint_metrics, checkpoint_path, load_checkpoint,
+                         save_checkpoint)
 from .config import build
 from .distributed import DistInfo
-from .loop import Reporter, _plain, build_loader, train
+from .loop import Reporter, build_loader, train
 from .predict import model_forward, predict_split
 
 PREDICT_STAGES = ("float", "calibration", "qat", "int_infer")
@@ -141,7 +142,7 @@ def run_calibration(cfg: dict, *, reporter: Reporter | None = None,
                  config_file=cfg.get("__file__", ""))
     last = save_checkpoint(checkpoint_path(work_dir, "calibration", "last"), stage="calibration", **state)
     best_path = save_checkpoint(checkpoint_path(work_dir, "calibration", "best"), stage="calibration",
-                                metrics=_plain(metrics), **state)
+                                metrics=checkpoint_metrics(metrics), **state)
     return dict(steps=step, last_losses={}, best=best, last=str(last), best_path=str(best_path), model=model)
 
 
