@@ -12,7 +12,18 @@ from pathlib import Path
 
 import click
 
-from fcos3d.compiler.pipeline import PASS_NAMES
+# The passes' names, for --help without importing TVM (tests/compiler/test_pipeline.py: equal to PASS_NAMES).
+PASSES_HELP = ("import_int_graph", "legalize", "fuse", "tune", "schedule", "lower_to_vm")
+
+
+def _pass_name(ctx, param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from fcos3d.compiler.pipeline import PASS_NAMES
+
+    if value not in PASS_NAMES:
+        raise click.BadParameter(f"{value!r} is not a pass; use one of {', '.join(PASS_NAMES)}")
+    return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,8 +31,8 @@ from fcos3d.compiler.pipeline import PASS_NAMES
 @click.option("--target", "board", default="host", show_default=True, help="Board name (fcos3d boards list) or a board .toml.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Artifact folder [default: build/<model stem>-<board>].")
-@click.option("--dump-ir-after", type=click.Choice(PASS_NAMES), default=None,
-              help="Write the IR after this pass to <out>/ir-after-<pass>.py.")
+@click.option("--dump-ir-after", default=None, callback=_pass_name, metavar="PASS",
+              help=f"Write the IR after this pass ({', '.join(PASSES_HELP)}) to <out>/ir-after-<pass>.py.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
 @click.option("--tune-trials", type=click.IntRange(min=0), default=0, show_default=True,
               help="MetaSchedule trials for the kernels the tuning database lacks (0: untuned defaults, or only "
@@ -35,10 +46,9 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
     from rich.table import Table
 
     from fcos3d.boards import UnknownBoardError, load_board
-    from fcos3d.runtime.reference.graph import UnsupportedGraphError
-
     from fcos3d.compiler.build import compile_onnx
     from fcos3d.compiler.check import InvalidModelError
+    from fcos3d.int8.reader import UnsupportedGraphError
 
     try:
         b = load_board(board)

@@ -46,7 +46,7 @@ def validate_cmd(align: bool, config_path: Path, artifact_dir: Path | None, devi
         raise click.UsageError("pass --align-bpu (the only validation so far)")
     from fcos3d.compiler.check import InvalidModelError
     from fcos3d.data.record import RecordError
-    from fcos3d.runtime.reference.graph import UnsupportedGraphError
+    from fcos3d.int8.reader import UnsupportedGraphError
     from fcos3d.runtime.validate import REPORT_FILE
 
     from .console import console as _console

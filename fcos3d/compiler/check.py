@@ -1,7 +1,7 @@
 """Load and check a QDQ ONNX for the compiler: onnx.checker, opset, supported patterns, then onnxsim.
 
-Pattern matching is the simulator's own (``parse_qdq``): the compiler accepts exactly the graphs the
-simulator can run, and reports every unsupported node in one ``UnsupportedGraphError``.
+Pattern matching is fcos3d.int8's reader (``parse_qdq``), the simulator's too: the compiler accepts exactly the
+graphs the simulator can run, and reports every unsupported node in one ``UnsupportedGraphError``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import onnx
 
-from fcos3d.runtime.reference.graph import IntGraph, UnsupportedGraphError, parse_qdq
+from fcos3d.int8.ops import IntGraph
+from fcos3d.int8.reader import UnsupportedGraphError, parse_qdq
 
 __all__ = ["MIN_OPSET", "CheckedModel", "UnsupportedGraphError", "InvalidModelError", "check_onnx", "simplify"]
 

@@ -1,6 +1,6 @@
 """The compiler's lowering as one readable list of named passes, with a graph check after each.
 
-``run_pipeline(graphs, target)``: IntGraph(s) (from fcos3d.runtime.reference.graph.parse_qdq) -> VM-ready
+``run_pipeline(graphs, target)``: IntGraph(s) (from fcos3d.int8.reader.parse_qdq) -> VM-ready
 Relax IRModule; ``dump_ir_after`` returns the TVMScript of the module after the named pass.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import IRModule
 
-from fcos3d.runtime.reference.graph import IntGraph
+from fcos3d.int8.ops import IntGraph
 
 from .passes.check_integer import check_integer
 from .passes.fuse import fuse

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, topi
 
-from fcos3d.runtime.reference import fixedpoint as fx
+from fcos3d.int8 import fixedpoint as fx
 
 __all__ = ["emit_requantize", "emit_saturate_int8"]
 

@@ -1,7 +1,7 @@
-"""Export the integer model as int8 QDQ ONNX (opset 17), written node by node from its integer constants.
+"""Export the integer model as int8 QDQ ONNX (opset 17): fcos3d.int8.writer writes its op list, onnxsim tidies.
 
-The graph has exactly the patterns of fcos3d/runtime/reference/graph.py (docs/int8.md section 5): int8
-image input, DQ -> Conv -> [Relu] -> Q, DQ -> Add -> Q, DQ -> Resize/MaxPool -> Q, head convs without Q.
+The graph has exactly the patterns of fcos3d/int8/reader.py (docs/int8.md section 5): int8 image input,
+DQ -> Conv -> [Relu] -> Q, DQ -> Add -> Q, DQ -> Resize/MaxPool -> Q, head convs without Q.
 """
 
 from __future__ import annotations
@@ -10,144 +10,21 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import onnx
-import torch
-from onnx import TensorProto, helper, numpy_helper
 
 from fcos3d.errors import Fcos3dError
+from fcos3d.int8.writer import OPSET, write_qdq
 
-from .intmodel import IntAdd, IntConv, IntMaxPool, IntModel, IntResize, QAT2Quantize
+from .intmodel import IntModel, QAT2Quantize
 
 __all__ = ["OPSET", "INPUT_LAYOUT", "build_qdq_onnx", "export_qdq_onnx"]
 
-OPSET = 17
 INPUT_LAYOUT = "NCHW YUV444 int8 = byte - 128, scale 1/128"
-
-
-class _Graph:
-    def __init__(self):
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._names: set[str] = set()  # tensor names
-        self._node_names: set[str] = set()
-
-    @staticmethod
-    def _unique(name: str, taken: set[str]) -> str:
-        base, k = name, 1
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
-
-    def uid(self, name: str) -> str:
-        return self._unique(name, self._names)
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        name = self.uid(name)
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, name: str, **attrs) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=self._unique(name, self._node_names), **attrs))
-        return output
-
-    def dq(self, tensor: str, scale: float, user: str) -> str:
-        """A DequantizeLinear of an int8 activation for one consumer (as exporters emit)."""
-        s = self.const(f"{user}.x_scale", np.array(scale, dtype=np.float32))
-        z = self.const(f"{user}.x_zero_point", np.array(0, dtype=np.int8))
-        return self.node("DequantizeLinear", [tensor, s, z], self.uid(f"{user}.x_dq"), f"{user}.dq_x")
-
-    def q(self, tensor: str, scale: float, output: str, user: str) -> str:
-        s = self.const(f"{user}.y_scale", np.array(scale, dtype=np.float32))
-        z = self.const(f"{user}.y_zero_point", np.array(0, dtype=np.int8))
-        return self.node("QuantizeLinear", [tensor, s, z], output, f"{user}.q")
-
-
-def _conv(g: _Graph, op: IntConv, names: dict[str, str], scales: dict[str, float]) -> None:
-    x = g.dq(names[op.input], scales[op.input], op.name)
-    o = op.weight.shape[0]
-    s_w = op.weight_scale.astype(np.float32)
-    w = g.const(f"{op.name}.weight", op.weight.numpy().astype(np.int8))
-    ws = g.const(f"{op.name}.weight_scale", s_w)
-    wz = g.const(f"{op.name}.weight_zero_point", np.zeros(o, dtype=np.int8))
-    wd = g.node("DequantizeLinear", [w, ws, wz], g.uid(f"{op.name}.weight_dq"), f"{op.name}.dq_w", axis=0)
-    # The bias scale is implied (s_in * s_w); stored as its float32 rounding (graph.py allows 2**-20).
-    b = g.const(f"{op.name}.bias", op.bias.numpy().astype(np.int32))
-    bs = g.const(f"{op.name}.bias_scale", (np.float64(op.input_scale) * s_w.astype(np.float64)).astype(np.float32))
-    bz = g.const(f"{op.name}.bias_zero_point", np.zeros(o, dtype=np.int32))
-    bd = g.node("DequantizeLinear", [b, bs, bz], g.uid(f"{op.name}.bias_dq"), f"{op.name}.dq_b", axis=0)
-    kh, kw = op.weight.shape[2:]
-    attrs = dict(kernel_shape=[kh, kw], strides=list(op.stride), pads=list(op.pads), group=op.groups, dilations=[1, 1])
-    if op.output_scale is None:  # head: the float conv result is the graph output (int32 acc * s_in * s_w)
-        g.node("Conv", [x, wd, bd], op.output, op.name, **attrs)
-        names[op.output] = op.output
-        return
-    y = g.node("Conv", [x, wd, bd], g.uid(f"{op.name}.conv_out"), op.name, **attrs)
-    if op.relu:
-        y = g.node("Relu", [y], g.uid(f"{op.name}.relu_out"), f"{op.name}.relu")
-    names[op.output] = g.q(y, op.output_scale, g.uid(op.output), op.name)
-
-
-def _add(g: _Graph, op: IntAdd, names: dict[str, str], scales: dict[str, float]) -> None:
-    a = g.dq(names[op.a], scales[op.a], f"{op.name}.a")
-    b = g.dq(names[op.b], scales[op.b], f"{op.name}.b")
-    y = g.node("Add", [a, b], g.uid(f"{op.name}.add_out"), op.name)
-    if op.relu:
-        y = g.node("Relu", [y], g.uid(f"{op.name}.relu_out"), f"{op.name}.relu")
-    names[op.output] = g.q(y, op.output_scale, g.uid(op.output), op.name)
-
-
-def _resize(g: _Graph, op: IntResize, names, scales, shapes) -> None:
-    x = g.dq(names[op.input], scales[op.input], op.name)
-    n, c, h, w = shapes[op.input]
-    oh, ow = shapes[op.like][2:]
-    attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    if (oh, ow) == (2 * h, 2 * w):
-        extra = ["", g.const(f"{op.name}.scales", np.array([1, 1, 2, 2], dtype=np.float32))]
-    else:
-        extra = ["", "", g.const(f"{op.name}.sizes", np.array([n, c, oh, ow], dtype=np.int64))]
-    y = g.node("Resize", [x, *extra], g.uid(f"{op.name}.resize_out"), op.name, **attrs)
-    names[op.output] = g.q(y, scales[op.input], g.uid(op.output), op.name)
-
-
-def _maxpool(g: _Graph, op: IntMaxPool, names, scales) -> None:
-    x = g.dq(names[op.input], scales[op.input], op.name)
-    ph, pw = op.padding
-    y = g.node("MaxPool", [x], g.uid(f"{op.name}.pool_out"), op.name, kernel_shape=list(op.kernel),
-               strides=list(op.stride), pads=[ph, pw, ph, pw])
-    names[op.output] = g.q(y, scales[op.input], g.uid(op.output), op.name)
 
 
 def build_qdq_onnx(int_model: IntModel, input_shape, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """The QDQ ONNX of ``int_model`` for a fixed ``input_shape`` (N, 3, H, W); checked by onnx.checker."""
-    x = torch.zeros(tuple(input_shape), dtype=torch.int8)
-    env = int_model.run(x, keep_intermediates=True)  # every tensor's shape at this input size
-    shapes = {k: tuple(v.shape) for k, v in env.items()}
-    scales = int_model.tensor_scales
-    g = _Graph()
-    names = {int_model.input_name: g.uid(int_model.input_name)}
-    for op in int_model.ops:
-        if isinstance(op, IntConv):
-            _conv(g, op, names, scales)
-        elif isinstance(op, IntAdd):
-            _add(g, op, names, scales)
-        elif isinstance(op, IntResize):
-            _resize(g, op, names, scales, shapes)
-        elif isinstance(op, IntMaxPool):
-            _maxpool(g, op, names, scales)
-        else:
-            raise Fcos3dError(f"{op.name}: no QDQ form for {type(op).__name__}")
-    inputs = [helper.make_tensor_value_info(names[int_model.input_name], TensorProto.INT8, list(input_shape))]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(shapes[n])) for n in int_model.output_names]
-    graph = helper.make_graph(g.nodes, "fcos3d_int8_qdq", inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fcos3d")
-    model.ir_version = 8
-    for k, v in (metadata or {}).items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
-    onnx.checker.check_model(model)
-    return model
+    return write_qdq(int_model.graph, tuple(input_shape), metadata)
 
 
 def _qdq_counts(model: onnx.ModelProto) -> Counter:

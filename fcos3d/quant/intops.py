@@ -1,6 +1,6 @@
 """docs/int8.md's integer ops in torch int64: requantisation, saturation, the add rule, exact int8 conv.
 
-The same formulas as fcos3d/runtime/reference/fixedpoint.py, on torch tensors (the torch int model); the
+The same formulas as fcos3d/int8/fixedpoint.py, on torch tensors (the torch int model); the
 (multiplier, shift) pairs always come from fixedpoint, never recomputed here. No float on the value path
 except the conv's float64 GEMM of integers, which is exact (below).
 """

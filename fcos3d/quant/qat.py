@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcos3d.errors import Fcos3dError
-
-from fcos3d.runtime.reference import fixedpoint as fx
+from fcos3d.int8 import fixedpoint as fx
 
 from . import intops
 from .fold import fold_conv_bn

@@ -20,8 +20,12 @@ import torch
 from torch import nn
 
 from fcos3d.errors import Fcos3dError
+from fcos3d.int8.ops import Add as IntAdd
+from fcos3d.int8.ops import Conv as IntConv
+from fcos3d.int8.ops import MaxPool as IntMaxPool
+from fcos3d.int8.ops import ResizeNearest as IntResize
 
-from .intmodel import IntAdd, IntConv, IntInferModel, IntMaxPool, IntModel, IntResize
+from .intmodel import IntInferModel, IntModel
 from .qat import QAdd, QConv2d, QMaxPool2d, QResizeNearest, QuantFCOS3D
 
 __all__ = [

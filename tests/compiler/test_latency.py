@@ -16,10 +16,10 @@ import pytest
 from qdq_graphs import QDQGraphBuilder
 
 from fcos3d.boards import Accelerator, Figure, UnknownBoardError, load_board
-from fcos3d.compiler.latency.fit import calibrated_board, fit_host
 from fcos3d.compiler.latency.estimate import LayerEstimate, estimate
+from fcos3d.compiler.latency.fit import calibrated_board, fit_host
 from fcos3d.compiler.latency.report import CSV_COLUMNS, perf_dict, write_report
-from fcos3d.runtime.reference.graph import parse_qdq
+from fcos3d.int8.reader import parse_qdq
 
 U55 = "ethos-u55-256"
 

@@ -7,7 +7,7 @@ import tvm
 from qdq_graphs import QDQGraphBuilder
 
 from fcos3d.compiler.pipeline import PASS_NAMES, run_pipeline
-from fcos3d.runtime.reference.graph import parse_qdq
+from fcos3d.int8.reader import parse_qdq
 
 
 def _graph():
@@ -44,3 +44,11 @@ def test_unknown_pass_is_refused_with_the_list():
 def test_many_graphs_one_module():
     mod = run_pipeline({"a": _graph(), "b": _graph()}, TARGET).mod
     assert {"a", "b"} <= {gv.name_hint for gv in mod.functions}
+
+
+def test_the_compile_help_names_every_pass():
+    """fcos3d-compile lists the passes without importing TVM; the list must be the pipeline's."""
+    from fcos3d.cli.compile import PASSES_HELP
+    from fcos3d.compiler.pipeline import PASS_NAMES
+
+    assert PASSES_HELP == PASS_NAMES

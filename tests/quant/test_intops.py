@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
+from fcos3d.int8 import fixedpoint as fx
 from fcos3d.quant import intops
-from fcos3d.runtime.reference import fixedpoint as fx
 
 
 def test_requantize_equals_fixedpoint():

@@ -13,8 +13,9 @@ import torch
 from quant_fixtures import INPUT_SHAPE, calibrate, images, tiny_float_model
 
 from fcos3d.errors import Fcos3dError
+from fcos3d.int8.ops import Conv as IntConv
 from fcos3d.quant.convert import Float2QAT
-from fcos3d.quant.intmodel import IntConv, QAT2Quantize
+from fcos3d.quant.intmodel import QAT2Quantize
 from fcos3d.quant.qat import QConv2d
 
 

@@ -1,4 +1,4 @@
-"""Tests of fcos3d/runtime/reference/fixedpoint.py: exact goldens, exact properties, and TVM bit-exactness.
+"""Tests of fcos3d/int8/fixedpoint.py: exact goldens, exact properties, and TVM bit-exactness.
 
 Tolerance: none. Every comparison here is integer equality (the rule is docs/int8.md "Requantisation").
 """
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from fcos3d.runtime.reference import fixedpoint as fx
+from fcos3d.int8 import fixedpoint as fx
 
 GOLDEN = Path(__file__).parent / "golden" / "requant_ties.json"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

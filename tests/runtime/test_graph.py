@@ -1,4 +1,4 @@
-"""Tests of fcos3d/runtime/reference/graph.py: which QDQ patterns parse into which integer ops, and the errors.
+"""Tests of fcos3d/int8/reader.py: which QDQ patterns parse into which integer ops, and the errors.
 
 Exact checks only: the parsed constants are the stored integers and fixedpoint's (multiplier, shift).
 """
@@ -13,16 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from qdq_graphs import QDQGraphBuilder
 
-from fcos3d.runtime.reference import fixedpoint as fx
-from fcos3d.runtime.reference.graph import (
-    Add,
-    Concat,
-    Conv,
-    MaxPool,
-    ResizeNearest,
-    UnsupportedGraphError,
-    parse_qdq,
-)
+from fcos3d.int8 import fixedpoint as fx
+from fcos3d.int8.ops import Add, Concat, Conv, MaxPool, ResizeNearest
+from fcos3d.int8.reader import UnsupportedGraphError, parse_qdq
 
 
 def _every_pattern_graph(float_input: bool = False) -> onnx.ModelProto:

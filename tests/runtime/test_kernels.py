@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcos3d.runtime.reference import fixedpoint as fx
+from fcos3d.int8 import fixedpoint as fx
+from fcos3d.int8.ops import nearest_indices
 from fcos3d.runtime.reference import kernels
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
@@ -140,8 +141,8 @@ def test_maxpool2d_int8_equals_onnx_definition(kh, kw, sh, sw, pads, seed):
 def test_nearest_upsample_x2_is_floor_half():
     """torch's nearest x2 (asymmetric, floor): y[i, j] = x[i // 2, j // 2], by loops."""
     x = np.arange(2 * 3 * 4 * 5, dtype=np.int64).reshape(2, 3, 4, 5).astype(np.int8)
-    ih = kernels.nearest_indices(4, 8, Fraction(2))
-    iw = kernels.nearest_indices(5, 10, Fraction(2))
+    ih = nearest_indices(4, 8, Fraction(2))
+    iw = nearest_indices(5, 10, Fraction(2))
     y = kernels.resize_nearest(x, ih, iw)
     for idx in np.ndindex(y.shape):
         n, c, i, j = idx
@@ -152,5 +153,5 @@ def test_nearest_indices_odd_sizes_equal_crop_of_x2():
     """The model's odd-size path (size = like's size): floor(i * in / out) == floor(i / 2) when in == ceil(out / 2)."""
     for out in range(1, 40):
         inp = (out + 1) // 2
-        got = kernels.nearest_indices(inp, out, Fraction(out, inp))
+        got = nearest_indices(inp, out, Fraction(out, inp))
         assert np.array_equal(got, np.arange(out) // 2)

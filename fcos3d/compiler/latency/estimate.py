@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from fcos3d.boards import Accelerator, Board, load_board
-from fcos3d.runtime.reference.graph import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
-from fcos3d.runtime.reference.kernels import conv_output_size
+from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest, conv_output_size
 
 __all__ = ["PARAM_BYTES_INT8", "PARAM_BYTES_INT32", "Estimate", "LayerEstimate", "estimate", "layer_estimates",
            "tensor_shapes", "throughput"]

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import numpy as np
 
 from fcos3d.boards import ACCELERATOR_FIGURES, OPTIONAL_FIGURES, Accelerator, Board, Figure, load_board
-from fcos3d.runtime.reference.graph import Conv, GraphInput, GraphOutput, IntGraph
+from fcos3d.int8.ops import Conv, GraphInput, GraphOutput, IntGraph
 
 from .estimate import tensor_shapes
 

@@ -1,6 +1,6 @@
-"""Pass 1: the simulator's ``IntGraph`` -> an integer-only Relax IRModule (one function per graph).
+"""Pass 1: an ``IntGraph`` (fcos3d.int8) -> an integer-only Relax IRModule (one function per graph).
 
-Built from ``parse_qdq``'s frozen ops, so the compiled module uses the very integer constants the simulator
+Built from the reader's frozen ops, so the compiled module uses the very integer constants the simulator
 uses (weights, biases, multipliers, shifts, resize indices): no float scale is re-derived here.
 """
 
@@ -11,7 +11,8 @@ from collections.abc import Mapping
 import numpy as np
 from tvm import IRModule, relax
 
-from fcos3d.runtime.reference.graph import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
+from fcos3d.int8.dispatch import check_supported, implementation
+from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
 
 from ..requantize import emit_requantize, emit_saturate_int8
 
@@ -57,9 +58,10 @@ def _add(bb: relax.BlockBuilder, op: Add, a: relax.Expr, b: relax.Expr) -> relax
     return emit_saturate_int8(bb, y, op.relu)
 
 
-def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr) -> relax.Var:
-    """Nearest resize as two gathers with the simulator's exact-rational index maps (no rounding: a copy)."""
-    index_h, index_w = op.index_maps(_shape(x))
+def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr, *like: relax.Expr) -> relax.Var:
+    """Nearest resize as two gathers with the simulator's exact-rational index maps (no rounding: a copy);
+    a ``like`` input only lends its static shape."""
+    index_h, index_w = op.index_maps(_shape(x), *(_shape(t) for t in like))
     # The indices are in range by construction; mode "clip" (not the default "fast") keeps TVM from warning
     # once per gather at build time, and clipping in-range indices changes nothing.
     y = bb.emit(relax.op.take(x, relax.const(np.asarray(index_h, dtype=np.int64)), axis=2, mode="clip"))
@@ -87,9 +89,11 @@ def _concat(bb: relax.BlockBuilder, op: Concat, *xs: relax.Expr) -> relax.Var:
 
 # One explicit dispatch table: IntGraph op class -> emitter(bb, op, *inputs).
 _EMITTERS = {Conv: _conv, Add: _add, ResizeNearest: _resize, MaxPool: _maxpool, Concat: _concat}
+_EXECUTOR = "the TVM import (fcos3d.compiler.passes.import_int_graph)"
 
 
 def _emit_function(bb: relax.BlockBuilder, graph: IntGraph, name: str) -> None:
+    check_supported(_EMITTERS, graph.ops, _EXECUTOR)
     params, env = [], {}
     for i in graph.inputs:
         if any(d is None for d in i.shape):
@@ -103,7 +107,7 @@ def _emit_function(bb: relax.BlockBuilder, graph: IntGraph, name: str) -> None:
     with bb.function(name, params):
         with bb.dataflow():
             for op in graph.ops:
-                env[op.output] = _EMITTERS[type(op)](bb, op, *(env[t] for t in op.inputs))
+                env[op.output] = implementation(_EMITTERS, op, _EXECUTOR)(bb, op, *(env[t] for t in op.inputs))
             # Always a tuple, in graph.outputs order: execute.run names the fields from meta.json.
             out = bb.emit_output(relax.Tuple([env[o.tensor] for o in graph.outputs]))
         bb.emit_func_output(out)

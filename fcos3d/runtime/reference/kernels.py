@@ -1,30 +1,23 @@
 """Integer kernels of the simulator: int8 conv -> int32, max pool, nearest resize, in numpy.
 
 Each kernel is the executable form of one op of docs/int8.md section 4; requantisation is not here but in
-fixedpoint.py (the one rounding rule). Every docstring states the formula, the rounding and the overflow bound.
+fcos3d/int8/fixedpoint.py (the one rounding rule). Docstrings state the formula, the rounding, the overflow bound.
 """
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-from functools import lru_cache
-
 import numpy as np
 
-from .fixedpoint import INT8_MIN, INT32_MAX, accumulator_bound
+from fcos3d.int8.fixedpoint import INT8_MIN, INT32_MAX, accumulator_bound
+from fcos3d.int8.ops import conv_output_size
 
 __all__ = [
     "FLOAT32_EXACT",
     "FLOAT64_EXACT",
-    "COORDINATE_MODES",
-    "NEAREST_MODES",
-    "conv_output_size",
     "pad_nchw",
     "im2col",
     "conv2d_int8",
     "maxpool2d_int8",
-    "nearest_indices",
     "resize_nearest",
 ]
 
@@ -36,16 +29,6 @@ FLOAT64_EXACT = 2**53
 def _require_int8(name: str, x: np.ndarray, ndim: int) -> None:
     if x.dtype != np.int8 or x.ndim != ndim:
         raise TypeError(f"{name} must be an int8 array with {ndim} dims, got {x.dtype} with shape {x.shape}")
-
-
-def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int) -> int:
-    """Output length of a conv / pool window along one axis: ``floor((size + pads - kernel) / stride) + 1``."""
-    span = size + pad_begin + pad_end - kernel
-    if span < 0 or stride < 1:
-        raise ValueError(
-            f"window of {kernel} (stride {stride}, pads {pad_begin}+{pad_end}) does not fit an input of {size}"
-        )
-    return span // stride + 1
 
 
 def pad_nchw(x: np.ndarray, pads: tuple[int, int, int, int], value: int) -> np.ndarray:
@@ -217,68 +200,11 @@ def maxpool2d_int8(
     return y
 
 
-# ONNX Resize (mode "nearest") index rules this simulator implements exactly.
-COORDINATE_MODES = ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners")
-NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
-
-
-@lru_cache(maxsize=256)
-def _nearest_indices_cached(
-    in_size: int, out_size: int, scale: Fraction, coordinate_mode: str, nearest_mode: str
-) -> np.ndarray:
-    half = Fraction(1, 2)
-    idx = np.empty(out_size, dtype=np.intp)
-    for dst in range(out_size):
-        if coordinate_mode == "asymmetric":
-            src = dst / scale
-        elif coordinate_mode == "half_pixel":
-            src = (dst + half) / scale - half
-        elif coordinate_mode == "pytorch_half_pixel":
-            src = (dst + half) / scale - half if out_size > 1 else Fraction(0)
-        elif coordinate_mode == "tf_half_pixel_for_nn":
-            src = (dst + half) / scale
-        else:  # align_corners
-            src = Fraction(dst * (in_size - 1), out_size - 1) if out_size > 1 else Fraction(0)
-        if nearest_mode == "floor":
-            k = math.floor(src)
-        elif nearest_mode == "ceil":
-            k = math.ceil(src)
-        elif nearest_mode == "round_prefer_floor":
-            k = math.ceil(src - half)
-        else:  # round_prefer_ceil
-            k = math.floor(src + half)
-        idx[dst] = min(max(k, 0), in_size - 1)
-    idx.flags.writeable = False
-    return idx
-
-
-def nearest_indices(
-    in_size: int, out_size: int, scale: Fraction, coordinate_mode: str = "asymmetric", nearest_mode: str = "floor"
-) -> np.ndarray:
-    """Source index of each output position of an ONNX nearest Resize along one axis, in exact rationals.
-
-    Formula (ONNX Resize): ``x_src = transform(dst)`` by ``coordinate_mode`` (asymmetric: ``dst / scale``;
-    half_pixel: ``(dst + 1/2) / scale - 1/2``; pytorch_half_pixel: as half_pixel, 0 when out_size == 1;
-    tf_half_pixel_for_nn: ``(dst + 1/2) / scale``; align_corners: ``dst * (in - 1) / (out - 1)``), then
-    ``nearest_mode`` (floor, ceil, round_prefer_floor = ``ceil(x - 1/2)``, round_prefer_ceil =
-    ``floor(x + 1/2)``), then clamped to ``[0, in_size - 1]``. ``scale`` is the exact rational value of the
-    stored float32 scale, or ``out / in`` when the graph gives sizes. Computed with ``fractions.Fraction``
-    so ties are decided exactly (onnxruntime evaluates the same formula in float32). torch's
-    ``interpolate(mode="nearest", scale_factor=2)`` exports asymmetric + floor: ``src = floor(dst / 2)``.
-    Returns a read-only int array of length ``out_size``.
-    """
-    if coordinate_mode not in COORDINATE_MODES or nearest_mode not in NEAREST_MODES:
-        raise ValueError(f"nearest_indices: unsupported modes {coordinate_mode!r} / {nearest_mode!r}")
-    if in_size < 1 or out_size < 1 or scale <= 0:
-        raise ValueError(f"nearest_indices: bad sizes {in_size} -> {out_size} or scale {scale}")
-    return _nearest_indices_cached(int(in_size), int(out_size), Fraction(scale), coordinate_mode, nearest_mode)
-
-
 def resize_nearest(x: np.ndarray, index_h: np.ndarray, index_w: np.ndarray) -> np.ndarray:
     """Nearest resize as a gather: ``y[n, c, i, j] = x[n, c, index_h[i], index_w[j]]`` (docs/int8.md 4.5).
 
-    The indices come from ``nearest_indices``. Rounding: none; overflow: none (a copy); the scale is
-    unchanged. Shapes: (N, C, H, W) -> (N, C, len(index_h), len(index_w)); any dtype.
+    The indices come from ``fcos3d.int8.ops.ResizeNearest.index_maps``. Rounding: none; overflow: none (a
+    copy); the scale is unchanged. Shapes: (N, C, H, W) -> (N, C, len(index_h), len(index_w)); any dtype.
     """
     x = np.asarray(x)
     return np.take(np.take(x, index_h, axis=2), index_w, axis=3)

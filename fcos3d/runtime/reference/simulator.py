@@ -1,7 +1,7 @@
 """The integer simulator: runs a QDQ ONNX graph in integer arithmetic exactly as docs/int8.md specifies.
 
 The executable specification that the torch int model and the compiled TVM module must equal bit for bit:
-graph.py reads the patterns, kernels.py and fixedpoint.py compute; nothing here rounds on its own.
+fcos3d.int8 reads the patterns and rounds, kernels.py computes; nothing here rounds on its own.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import fixedpoint as fx
+from fcos3d.int8 import fixedpoint as fx
+from fcos3d.int8.dispatch import check_supported, implementation
+from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, IntOp, MaxPool, ResizeNearest, quantize_input
+from fcos3d.int8.reader import parse_qdq
+
 from . import kernels
-from .graph import Add, Concat, Conv, IntGraph, IntOp, MaxPool, ResizeNearest, parse_qdq
 
 __all__ = ["Simulator", "run_op"]
 
@@ -51,9 +54,9 @@ def _add(op: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return fx.add_requantize(a, b, op.rescale, relu=op.relu)
 
 
-def _resize(op: ResizeNearest, x: np.ndarray) -> np.ndarray:
-    """Nearest resize: index maps from the runtime input size, then a gather."""
-    index_h, index_w = op.index_maps(x.shape)
+def _resize(op: ResizeNearest, x: np.ndarray, *like: np.ndarray) -> np.ndarray:
+    """Nearest resize: index maps from the runtime input size (and ``like``'s, if the op has it), then a gather."""
+    index_h, index_w = op.index_maps(x.shape, *(t.shape for t in like))
     return kernels.resize_nearest(x, index_h, index_w)
 
 
@@ -71,6 +74,7 @@ def _concat(op: Concat, *xs: np.ndarray) -> np.ndarray:
 
 # One explicit dispatch table: op class -> kernel(op, *inputs).
 _KERNELS = {Conv: _conv, Add: _add, ResizeNearest: _resize, MaxPool: _maxpool, Concat: _concat}
+_EXECUTOR = "the numpy simulator (fcos3d.runtime.reference.simulator)"
 
 
 def run_op(op: IntOp, *inputs: np.ndarray) -> np.ndarray:
@@ -78,11 +82,11 @@ def run_op(op: IntOp, *inputs: np.ndarray) -> np.ndarray:
 
     Public so that a validator can run a single op on tensors taken from another implementation.
     """
-    return _KERNELS[type(op)](op, *inputs)
+    return implementation(_KERNELS, op, _EXECUTOR)(op, *inputs)
 
 
 class Simulator:
-    """Integer execution of a QDQ ONNX model (a path or an ``onnx.ModelProto``).
+    """Integer execution of a QDQ ONNX model (a path or an ``onnx.ModelProto``) or of an ``IntGraph``.
 
     - ``run(x)``: int8 image(s) -> ``{output name: raw integers}``: int8 activations, int32 head outputs.
     - ``quantize_input(image)``: the normalised float image -> the int8 input.
@@ -93,7 +97,8 @@ class Simulator:
     """
 
     def __init__(self, model):
-        self.graph: IntGraph = parse_qdq(model)
+        self.graph: IntGraph = model if isinstance(model, IntGraph) else parse_qdq(model)
+        check_supported(_KERNELS, self.graph.ops, _EXECUTOR)
         self._last_use = self._last_uses()
 
     # -- description --------------------------------------------------------------------------------------
@@ -123,19 +128,9 @@ class Simulator:
     # -- execution ----------------------------------------------------------------------------------------
 
     def quantize_input(self, image: np.ndarray, name: str | None = None) -> np.ndarray:
-        """Normalised float image -> int8: ``clamp(floor(image / s + 1/2), -128, 127)``, computed in float64.
-
-        Rounding: to nearest, ties toward +inf, like every rounding of the integer path; for the camera
-        input ``(u8 - 128) / 128`` with ``s = 1/128`` it is exact (no rounding happens). onnxruntime's
-        QuantizeLinear rounds ties to even instead, so for arbitrary floats the two can differ by 1 at
-        exact ties. ``name`` picks the input when the graph has several.
-        """
-        scale = self._input(name).scale
-        x = np.asarray(image, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("quantize_input: the image holds NaN or inf")
-        q = np.floor(x / np.float64(scale) + 0.5)
-        return fx.saturate(q).astype(np.int8)
+        """Normalised float image -> int8 by ``fcos3d.int8.ops.quantize_input`` at the input's scale:
+        ``clamp(floor(image / s + 1/2), -128, 127)``. ``name`` picks the input when the graph has several."""
+        return quantize_input(image, self._input(name).scale)
 
     def run(self, x: np.ndarray | Mapping[str, np.ndarray], keep_intermediates: bool = False) -> dict[str, np.ndarray]:
         """int8 input(s) (N, C, H, W) -> ``{output name: int8 or int32 array}``.

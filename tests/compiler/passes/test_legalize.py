@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import tvm
-from tvm import tirx
 from qdq_graphs import QDQGraphBuilder
+from tvm import tirx
 
 from fcos3d.compiler.passes.check_integer import check_integer
 from fcos3d.compiler.passes.import_int_graph import import_int_graph
 from fcos3d.compiler.passes.legalize import legalize
-from fcos3d.runtime.reference.graph import parse_qdq
+from fcos3d.int8.reader import parse_qdq
 
 
 def imported_module():

@@ -1,11 +1,8 @@
-"""QDQ ONNX -> a short list of integer ops with their integer constants (the simulator's view of the graph).
+"""QDQ ONNX -> an ``IntGraph``: the integer ops with their integer constants (the reader of every executor).
 
 Recognises exactly the QDQ patterns of docs/int8.md section 5; any other node makes ``parse_qdq`` raise one
-``UnsupportedGraphError`` that lists every offending node with the reason.
-
-Import rule: docs/ARCHITECTURE.md lets the reference package import only numpy (and boards). This module also
-imports ``onnx``, solely to read the protobuf (``onnx.load``, ``numpy_helper.to_array``, attribute values); no
-onnx computation is used, and the kernels (kernels.py) and the rounding (fixedpoint.py) stay numpy-only.
+``UnsupportedGraphError`` that lists every offending node with the reason. Only reads the protobuf (``onnx.load``,
+``numpy_helper.to_array``, attribute values); no onnx computation is used.
 
 Patterns (``DQ`` = DequantizeLinear, ``Q`` = QuantizeLinear, every zero point 0, activations int8 per-tensor):
 
@@ -29,7 +26,6 @@ graph output        an int8 tensor (a Q output, or a DQ of one), or a head Conv'
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,21 +34,21 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import fixedpoint as fx
-from .kernels import COORDINATE_MODES, NEAREST_MODES, nearest_indices
+from .ops import (
+    COORDINATE_MODES,
+    NEAREST_MODES,
+    Add,
+    Concat,
+    Conv,
+    GraphInput,
+    GraphOutput,
+    IntGraph,
+    IntOp,
+    MaxPool,
+    ResizeNearest,
+)
 
-__all__ = [
-    "UnsupportedGraphError",
-    "Conv",
-    "Add",
-    "ResizeNearest",
-    "MaxPool",
-    "Concat",
-    "GraphInput",
-    "GraphOutput",
-    "IntGraph",
-    "load_model",
-    "parse_qdq",
-]
+__all__ = ["UnsupportedGraphError", "load_model", "parse_qdq"]
 
 # Relative difference allowed between a stored bias scale and s_in * s_w[c]: the exporter rounds the product
 # to float32 (half an ulp, 2**-24), possibly after a float32 multiply (another 2**-24).
@@ -72,190 +68,8 @@ class UnsupportedGraphError(ValueError):
         lines = "\n".join(f"  - {name} ({op}): {why}" for name, op, why in self.problems)
         super().__init__(
             f"{len(self.problems)} node(s) outside the supported int8 QDQ patterns "
-            f"(docs/int8.md section 5; fcos3d/runtime/reference/graph.py lists them):\n{lines}"
+            f"(docs/int8.md section 5; fcos3d/int8/reader.py lists them):\n{lines}"
         )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The integer ops. Tensor names refer to int8 tensors (a Q output or an int8 graph input), except the
-# output of a head Conv, which is its int32 accumulator under the ONNX graph output's name.
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Conv:
-    """int8 conv (docs/int8.md 4.2) or, with ``output_scale is None``, an int32 head conv (4.3).
-
-    ``pads = (top, left, bottom, right)``; ``weight`` int8 (O, C/groups, kh, kw); ``bias`` int32 (O,)
-    (zeros when the ONNX conv has none); ``weight_scale`` float64 (O,) holding the stored float32 scales;
-    ``(multiplier, shift)`` int32 (O,) from ``fixedpoint.conv_multipliers`` (None for int32 output).
-    """
-
-    name: str
-    input: str
-    output: str
-    weight: np.ndarray
-    bias: np.ndarray
-    strides: tuple[int, int]
-    pads: tuple[int, int, int, int]
-    groups: int
-    relu: bool
-    input_scale: float
-    weight_scale: np.ndarray
-    output_scale: float | None
-    multiplier: np.ndarray | None
-    shift: np.ndarray | None
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    @property
-    def int32_output(self) -> bool:
-        return self.output_scale is None
-
-    @property
-    def accumulator_scale(self) -> np.ndarray:
-        """float64 (O,): the real value of one accumulator step per channel, ``s_in * s_w[c]``."""
-        return np.float64(self.input_scale) * self.weight_scale
-
-
-@dataclass(frozen=True, eq=False)
-class Add:
-    """int8 + int8 with different scales, optional fused ReLU (docs/int8.md 4.4, ``fixedpoint.add_requantize``)."""
-
-    name: str
-    a: str
-    b: str
-    output: str
-    scale_a: float
-    scale_b: float
-    output_scale: float
-    rescale: fx.AddRescale
-    relu: bool
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.a, self.b)
-
-
-@dataclass(frozen=True, eq=False)
-class ResizeNearest:
-    """ONNX nearest Resize of the two spatial axes (docs/int8.md 4.5); the scale is unchanged.
-
-    Exactly one of ``scales`` (exact rationals of the stored float32 H and W scales; output size
-    ``floor(in * scale)``) and ``sizes`` (the fixed NCHW output size; H, W scales ``out / in``; N and C
-    must equal the input's) is set.
-    """
-
-    name: str
-    input: str
-    output: str
-    scales: tuple[Fraction, Fraction] | None
-    sizes: tuple[int, int, int, int] | None
-    coordinate_mode: str
-    nearest_mode: str
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-    def index_maps(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The source row and column of every output pixel, for an NCHW input of ``shape`` (exact rationals).
-
-        The one place both the simulator and the compiler take nearest-resize indices from.
-        """
-        n, c, h, w = shape
-        if self.sizes is not None:
-            if tuple(self.sizes[:2]) != (n, c):
-                raise ValueError(f"{self.name}: Resize sizes {self.sizes} must keep N and C of the input {tuple(shape)}")
-            oh, ow = self.sizes[2:]
-            sh, sw = Fraction(oh, h), Fraction(ow, w)
-        else:
-            sh, sw = self.scales
-            oh, ow = int(h * sh), int(w * sw)  # ONNX: floor(in * scale), exact in rationals
-        if oh < 1 or ow < 1:
-            raise ValueError(f"{self.name}: resize of {h}x{w} by {self.scales} gives an empty output")
-        return (nearest_indices(h, oh, sh, self.coordinate_mode, self.nearest_mode),
-                nearest_indices(w, ow, sw, self.coordinate_mode, self.nearest_mode))
-
-
-@dataclass(frozen=True, eq=False)
-class MaxPool:
-    """int8 max pool with -128 padding, floor output size (docs/int8.md 4.5); the scale is unchanged."""
-
-    name: str
-    input: str
-    output: str
-    kernel: tuple[int, int]
-    strides: tuple[int, int]
-    pads: tuple[int, int, int, int]
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return (self.input,)
-
-
-@dataclass(frozen=True, eq=False)
-class Concat:
-    """Concatenation of int8 tensors (docs/int8.md 4.5).
-
-    ``rescales[i]`` is None when input i already has the output scale, else the per-tensor
-    ``(multiplier, shift)`` of ``s_i / s_out`` applied with ``requantize`` + saturation before copying.
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    output: str
-    axis: int
-    input_scales: tuple[float, ...]
-    output_scale: float
-    rescales: tuple[tuple[int, int] | None, ...]
-
-
-IntOp = Conv | Add | ResizeNearest | MaxPool | Concat
-
-
-@dataclass(frozen=True)
-class GraphInput:
-    """One graph input. ``tensor`` is the int8 tensor the ops read; ``float_input``: the ONNX input is the
-    float image and ``Q(scale)`` makes ``tensor`` (else the ONNX input is that int8 tensor itself).
-    ``shape``: the declared shape, None for a symbolic dim."""
-
-    name: str
-    tensor: str
-    scale: float
-    float_input: bool
-    shape: tuple[int | None, ...]
-
-
-@dataclass(frozen=True)
-class GraphOutput:
-    """One graph output: ``dtype`` 'int8' or 'int32'; ``float = int * scales`` along axis 1.
-
-    ``scales`` is float64 1-D: per output channel (O,) for int32 head outputs (``s_in * s_w[c]``), one
-    element for int8 outputs (the per-tensor activation scale, broadcast over channels).
-    """
-
-    name: str
-    tensor: str
-    dtype: str
-    scales: np.ndarray
-
-
-@dataclass(frozen=True)
-class IntGraph:
-    """The parsed graph: inputs, ops in execution order, outputs, and every int8 tensor's scale."""
-
-    inputs: tuple[GraphInput, ...]
-    ops: tuple[IntOp, ...]
-    outputs: tuple[GraphOutput, ...]
-    tensor_scales: dict[str, float]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Parsing.
-# ---------------------------------------------------------------------------------------------------------
 
 
 # Nodes that only exist as parts of the patterns (never an op of their own).
@@ -704,7 +518,7 @@ class _Parser:
             elif node.domain not in ("", "ai.onnx"):
                 self.problem(node, f"custom domain {node.domain!r} is not supported")
             elif node.op_type not in handlers and node.op_type not in _GLUE:
-                self.problem(node, "op type not supported by the int8 simulator")  # always listed
+                self.problem(node, "op type not supported by the int8 reader")  # always listed
             elif any(t in self.tainted for t in node.input):
                 self.problem(node, None)  # a supported op downstream of a reported node: not its fault
             elif node.op_type in handlers:
