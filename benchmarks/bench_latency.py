@@ -116,15 +116,23 @@ def bench_size(name: str, args, out_root: Path) -> dict:
         with torch.no_grad():
             float_model(xf)
 
-    times = interleaved_seconds({"tvm": lambda: art.run(x), "onnxruntime": lambda: sess.run(None, feed),
-                                 "torch_float": run_torch}, args.runs, args.warmup)  # fmt: skip
+    times = interleaved_seconds(
+        {"tvm": lambda: art.run(x), "onnxruntime": lambda: sess.run(None, feed), "torch_float": run_torch},
+        args.runs,
+        args.warmup,
+    )
     timings = {k: (statistics.median(v), v) for k, v in times.items()}
     return {
-        "size": name, "input_hw": list(hw), "onnx": str(onnx_path), "export_s": t_export,
-        "compile_s": t_compile, "compile_stages_s": result.seconds,
-        "median_s": {k: v[0] for k, v in timings.items()}, "runs_s": {k: v[1] for k, v in timings.items()},
+        "size": name,
+        "input_hw": list(hw),
+        "onnx": str(onnx_path),
+        "export_s": t_export,
+        "compile_s": t_compile,
+        "compile_stages_s": result.seconds,
+        "median_s": {k: v[0] for k, v in timings.items()},
+        "runs_s": {k: v[1] for k, v in timings.items()},
         "max_rel_diff_tvm_vs_ort": max_diff,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,10 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"--sizes: unknown {unknown}; choose from {', '.join(SIZES)}")
     rows = [bench_size(s, args, args.out) for s in sizes]
-    head = (f"{'size':<10}{'compile s':>10}{'TVM ms':>9}{'ORT ms':>9}{'torch ms':>10}{'TVM/ORT':>9}{'TVM/torch':>10}"
-            f"{'min-ratio ORT':>15}{'min-ratio torch':>17}")
-    print(f"threads {args.threads}, median of {args.runs} runs after {args.warmup} warm-up, "
-          f"tune trials {args.tune_trials}; {platform.processor() or platform.machine()}")  # fmt: skip
+    head = (
+        f"{'size':<10}{'compile s':>10}{'TVM ms':>9}{'ORT ms':>9}{'torch ms':>10}{'TVM/ORT':>9}{'TVM/torch':>10}"
+        f"{'min-ratio ORT':>15}{'min-ratio torch':>17}"
+    )
+    print(
+        f"threads {args.threads}, median of {args.runs} runs after {args.warmup} warm-up, "
+        f"tune trials {args.tune_trials}; {platform.processor() or platform.machine()}"
+    )
     print(head)
     for r in rows:
         m = r["median_s"]
@@ -166,20 +178,36 @@ def main(argv: list[str] | None = None) -> None:
         r["min_s"] = fastest
         r["min_ratio_tvm_ort"] = fastest["tvm"] / fastest["onnxruntime"]
         r["min_ratio_tvm_torch"] = fastest["tvm"] / fastest["torch_float"]
-        print(f"{r['size']:<10}{r['compile_s']:>10.1f}{m['tvm'] * 1e3:>9.1f}{m['onnxruntime'] * 1e3:>9.1f}"
-              f"{m['torch_float'] * 1e3:>10.1f}{r['ratio_tvm_ort']:>9.2f}{r['ratio_tvm_torch']:>10.2f}"
-              f"{r['min_ratio_tvm_ort']:>15.2f}{r['min_ratio_tvm_torch']:>17.2f}")  # fmt: skip
+        print(
+            f"{r['size']:<10}{r['compile_s']:>10.1f}{m['tvm'] * 1e3:>9.1f}{m['onnxruntime'] * 1e3:>9.1f}"
+            f"{m['torch_float'] * 1e3:>10.1f}{r['ratio_tvm_ort']:>9.2f}{r['ratio_tvm_torch']:>10.2f}"
+            f"{r['min_ratio_tvm_ort']:>15.2f}{r['min_ratio_tvm_torch']:>17.2f}"
+        )
     for r in rows:
-        print(f"{r['size']}: outputs of TVM (dequantised) vs onnxruntime: max relative difference "
-              f"{r['max_rel_diff_tvm_vs_ort']:.1e}")  # fmt: skip
+        print(
+            f"{r['size']}: outputs of TVM (dequantised) vs onnxruntime: max relative difference "
+            f"{r['max_rel_diff_tvm_vs_ort']:.1e}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    args.json.write_text(json.dumps({
-        "command": "python benchmarks/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "tune_trials": args.tune_trials,
-        "machine": platform.machine(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load,
-        "rows": rows,
-    }, indent=1) + "\n")  # fmt: skip
+    args.json.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "threads": args.threads,
+                "runs": args.runs,
+                "warmup": args.warmup,
+                "tune_trials": args.tune_trials,
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": load,
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(args.json)
 
 

@@ -19,8 +19,14 @@ def _images_per_second(dataset, batch_size: int, num_workers: int, epochs: int) 
 
     from fcos3d.data.transforms import collate_fn
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-                        collate_fn=collate_fn, persistent_workers=num_workers > 0)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        persistent_workers=num_workers > 0,
+    )
     for _ in loader:
         pass
     n = 0
@@ -33,7 +39,9 @@ def _images_per_second(dataset, batch_size: int, num_workers: int, epochs: int) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-root", type=Path, default=None, help="nuScenes root; default: write a synthetic set into a temp dir")
+    ap.add_argument(
+        "--data-root", type=Path, default=None, help="nuScenes root; default: write a synthetic set into a temp dir"
+    )
     ap.add_argument("--version", default="v1.0-mini")
     ap.add_argument("--split", default="train")
     ap.add_argument("--scenes", type=int, default=None, help="synthetic scenes (default: the generator's)")
@@ -64,15 +72,23 @@ def main() -> None:
 
             w, h = (int(v) for v in args.image_size.split("x"))
             root = Path(tmp) / "nuscenes"
-            write_synthetic_nuscenes(root, version=args.version, seed=args.seed, scenes=args.scenes,
-                                     samples_per_scene=args.samples_per_scene, image_size=(w, h))
+            write_synthetic_nuscenes(
+                root,
+                version=args.version,
+                seed=args.seed,
+                scenes=args.scenes,
+                samples_per_scene=args.samples_per_scene,
+                image_size=(w, h),
+            )
         t0 = time.perf_counter()
         summary = pack_nuscenes(root, args.split, args.version, Path(tmp) / "lmdb", num_workers=args.num_workers)
         pack_s = time.perf_counter() - t0
         transforms = [Resize3D(img_scale=(896, 512)), Pad(size=(896, 512)), ToTensor()]
         sources = {
             "LMDB (NuscenesMonoDataset)": NuscenesMonoDataset(summary["path"], transforms=transforms),
-            "JPEG folder (NuscenesMonoFromImage)": NuscenesMonoFromImage(root, args.version, args.split, transforms=transforms),
+            "JPEG folder (NuscenesMonoFromImage)": NuscenesMonoFromImage(
+                root, args.version, args.split, transforms=transforms
+            ),
         }
         rows = []
         for name, ds in sources.items():
@@ -80,9 +96,11 @@ def main() -> None:
             rows.append((name, n, sec, n / sec))
         base = rows[1][3]
         img_h, img_w = sources["LMDB (NuscenesMonoDataset)"][0]["ori_shape"]
-        print(f"split {args.split}: {summary['records']} images of {img_w}x{img_h}, packed in {pack_s:.1f} s "
-              f"({summary['records'] / pack_s:.0f} images/s); batch {args.batch_size}, {args.num_workers} workers, "
-              f"{args.epochs} timed epochs after 1 warm-up, Resize3D 896x512 + Pad + ToTensor")
+        print(
+            f"split {args.split}: {summary['records']} images of {img_w}x{img_h}, packed in {pack_s:.1f} s "
+            f"({summary['records'] / pack_s:.0f} images/s); batch {args.batch_size}, {args.num_workers} workers, "
+            f"{args.epochs} timed epochs after 1 warm-up, Resize3D 896x512 + Pad + ToTensor"
+        )
         print()
         print("| source | images | seconds | images/s | vs JPEG folder |")
         print("|---|---:|---:|---:|---:|")

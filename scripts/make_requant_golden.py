@@ -89,9 +89,7 @@ def main() -> None:
         2**30 + 2**15,
         3 * 2**28,
     ]
-    random_m = [rng.randrange(2**30, 2**31) for _ in range(4)] + [
-        rng.randrange(2**30, 2**31) | 1 for _ in range(2)
-    ]
+    random_m = [rng.randrange(2**30, 2**31) for _ in range(4)] + [rng.randrange(2**30, 2**31) | 1 for _ in range(2)]
     multipliers = special_m + random_m
 
     # 1. exact ties and their neighbours: every right shift 1..63 (shift 30 .. -32) that admits one for
@@ -137,11 +135,7 @@ def main() -> None:
 
     # 4. seeded random cases in the range the graph uses (conv accumulators, scales < 1).
     for _ in range(200):
-        acc = (
-            rng.randint(-(2**26), 2**26)
-            if rng.random() < 0.7
-            else rng.randint(INT32_MIN, INT32_MAX)
-        )
+        acc = rng.randint(-(2**26), 2**26) if rng.random() < 0.7 else rng.randint(INT32_MIN, INT32_MAX)
         m = rng.randrange(2**30 + 1, 2**31)
         shift = rng.randint(-31, 0)
         cases.append((acc, m, shift, "random"))
@@ -192,8 +186,7 @@ def main() -> None:
     doc = {
         "description": "Requantisation goldens for fcos3d.runtime.reference.fixedpoint; made by "
         "scripts/make_requant_golden.py with exact Fraction arithmetic (independent of fixedpoint.py).",
-        "rule": "requantize(acc, m, shift) = floor(acc * m * 2**(shift - 31) + 1/2)  "
-        "(one rounding, ties toward +inf)",
+        "rule": "requantize(acc, m, shift) = floor(acc * m * 2**(shift - 31) + 1/2)  (one rounding, ties toward +inf)",
         "requantize": {
             "columns": ["acc", "multiplier", "shift", "expected", "kind"],
             "rows": [list(r) for r in rows],

@@ -42,8 +42,8 @@ def tiny_models(n_images: int):
 def config_models(config: str, sets: list[str], n_images: int):
     from fcos3d.cli.console import overrides
     from fcos3d.quant.intmodel import QAT2Quantize
-    from fcos3d.trainer.quant_report import val_images
     from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.quant_report import val_images
     from fcos3d.trainer.stages import load_stage_model
 
     cfg = load_config(config, overrides(tuple(sets)))
@@ -57,11 +57,16 @@ def summarise(rows: list[dict]) -> dict:
     heads = [r for r in rows if r["kind"] == "head"]
     n = sum(r["elements"] for r in int8)
     differ = sum(r["differ"] for r in int8)
-    return dict(layers=len(rows), int8_elements=n, int8_differ=differ, int8_equal_pct=100.0 * (1 - differ / max(n, 1)),
-                int8_max_lsb=max((r["max_lsb"] for r in int8), default=0.0),
-                layers_with_diff=sum(r["differ"] > 0 for r in int8),
-                layers_over_1lsb=sum(r["max_lsb"] > 1 for r in int8),
-                head_max_acc_steps=max((r["max_lsb"] for r in heads), default=0.0))
+    return dict(
+        layers=len(rows),
+        int8_elements=n,
+        int8_differ=differ,
+        int8_equal_pct=100.0 * (1 - differ / max(n, 1)),
+        int8_max_lsb=max((r["max_lsb"] for r in int8), default=0.0),
+        layers_with_diff=sum(r["differ"] > 0 for r in int8),
+        layers_over_1lsb=sum(r["max_lsb"] > 1 for r in int8),
+        head_max_acc_steps=max((r["max_lsb"] for r in heads), default=0.0),
+    )
 
 
 def main() -> None:
@@ -84,11 +89,18 @@ def main() -> None:
     for form in ("exact", "training"):  # the QAT model without autograd (predict), and with it (training)
         for how in ("end_to_end", "local"):
             t0 = time.perf_counter()
-            rows = qat_int_lsb(qat, int_model, [imgs[i:i + 1] for i in range(len(imgs))], local=how == "local",
-                               training_form=form == "training")
+            rows = qat_int_lsb(
+                qat,
+                int_model,
+                [imgs[i : i + 1] for i in range(len(imgs))],
+                local=how == "local",
+                training_form=form == "training",
+            )
             out[f"{form} {how}"] = dict(summary=summarise(rows), rows=rows, seconds=round(time.perf_counter() - t0, 1))
-    print(f"QAT on {args.device}; images: {len(imgs)} of {tuple(imgs.shape[1:])}; "
-          f"widened weight scales: {int_model.widened_weight_scales}")
+    print(
+        f"QAT on {args.device}; images: {len(imgs)} of {tuple(imgs.shape[1:])}; "
+        f"widened weight scales: {int_model.widened_weight_scales}"
+    )
     for mode, res in out.items():
         print(f"\n{mode} ({res['seconds']} s): {json.dumps(res['summary'])}")
         worst = sorted(res["rows"], key=lambda r: (-r["differ"], -r["max_lsb"]))[: args.rows]

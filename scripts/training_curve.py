@@ -46,8 +46,10 @@ def main(argv=None) -> int:
         "last_step": loss[-1][1],
         "seconds_first_to_last_event": round(max(e[0] for v in s.values() for e in v) - t0, 1),
         "loss": [{"step": st, "t": round(w - t0, 1), "loss": round(v, 4)} for w, st, v in loss],
-        "val": [{"step": st, "t": round(w - t0, 1), "NDS": round(v, 4), "mAP": round(m[2], 4)}
-                for (w, st, v), m in zip(nds, map_)],
+        "val": [
+            {"step": st, "t": round(w - t0, 1), "NDS": round(v, 4), "mAP": round(m[2], 4)}
+            for (w, st, v), m in zip(nds, map_)
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

@@ -26,21 +26,75 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fcos3d.boxes": ("only", ("numpy",)),
     "fcos3d.int8": ("only", ("numpy", "onnx", "fcos3d.errors")),
     "fcos3d.runtime.reference": ("only", ("numpy", "fcos3d.int8", "fcos3d.boards", "fcos3d.errors")),
-    "fcos3d.runtime": ("not", ("torch", "fcos3d.trainer", "fcos3d.quant", "fcos3d.model", "fcos3d.compiler",
-                               "fcos3d.synth", "fcos3d.cli")),
-    "fcos3d.compiler": ("not", ("torch", "fcos3d.trainer", "fcos3d.quant", "fcos3d.model", "fcos3d.runtime",
-                                "fcos3d.data", "fcos3d.eval", "fcos3d.synth", "fcos3d.cli")),
-    "fcos3d.model": ("not", ("fcos3d.trainer", "fcos3d.quant", "fcos3d.compiler", "fcos3d.runtime", "fcos3d.cli",
-                             "fcos3d.synth", "tvm")),
+    "fcos3d.runtime": (
+        "not",
+        ("torch", "fcos3d.trainer", "fcos3d.quant", "fcos3d.model", "fcos3d.compiler", "fcos3d.synth", "fcos3d.cli"),
+    ),
+    "fcos3d.compiler": (
+        "not",
+        (
+            "torch",
+            "fcos3d.trainer",
+            "fcos3d.quant",
+            "fcos3d.model",
+            "fcos3d.runtime",
+            "fcos3d.data",
+            "fcos3d.eval",
+            "fcos3d.synth",
+            "fcos3d.cli",
+        ),
+    ),
+    "fcos3d.model": (
+        "not",
+        ("fcos3d.trainer", "fcos3d.quant", "fcos3d.compiler", "fcos3d.runtime", "fcos3d.cli", "fcos3d.synth", "tvm"),
+    ),
     # quant builds on model (which reads the class list of fcos3d.data.classes), never on the rooms after it
-    "fcos3d.quant": ("not", ("fcos3d.trainer", "fcos3d.compiler", "fcos3d.runtime", "fcos3d.cli", "fcos3d.synth",
-                             "fcos3d.eval", "tvm")),
-    "fcos3d.data": ("not", ("fcos3d.trainer", "fcos3d.quant", "fcos3d.compiler", "fcos3d.runtime", "fcos3d.model",
-                            "fcos3d.eval", "fcos3d.synth", "fcos3d.cli", "tvm")),
-    "fcos3d.synth": ("not", ("torch", "fcos3d.trainer", "fcos3d.quant", "fcos3d.compiler", "fcos3d.runtime",
-                             "fcos3d.model", "fcos3d.eval", "fcos3d.cli", "tvm")),
-    "fcos3d.eval": ("not", ("torch", "fcos3d.trainer", "fcos3d.quant", "fcos3d.compiler", "fcos3d.runtime",
-                            "fcos3d.model", "fcos3d.synth", "fcos3d.cli", "tvm")),
+    "fcos3d.quant": (
+        "not",
+        ("fcos3d.trainer", "fcos3d.compiler", "fcos3d.runtime", "fcos3d.cli", "fcos3d.synth", "fcos3d.eval", "tvm"),
+    ),
+    "fcos3d.data": (
+        "not",
+        (
+            "fcos3d.trainer",
+            "fcos3d.quant",
+            "fcos3d.compiler",
+            "fcos3d.runtime",
+            "fcos3d.model",
+            "fcos3d.eval",
+            "fcos3d.synth",
+            "fcos3d.cli",
+            "tvm",
+        ),
+    ),
+    "fcos3d.synth": (
+        "not",
+        (
+            "torch",
+            "fcos3d.trainer",
+            "fcos3d.quant",
+            "fcos3d.compiler",
+            "fcos3d.runtime",
+            "fcos3d.model",
+            "fcos3d.eval",
+            "fcos3d.cli",
+            "tvm",
+        ),
+    ),
+    "fcos3d.eval": (
+        "not",
+        (
+            "torch",
+            "fcos3d.trainer",
+            "fcos3d.quant",
+            "fcos3d.compiler",
+            "fcos3d.runtime",
+            "fcos3d.model",
+            "fcos3d.synth",
+            "fcos3d.cli",
+            "tvm",
+        ),
+    ),
     "fcos3d.trainer": ("not", ("fcos3d.cli", "fcos3d.synth")),
 }
 
@@ -112,7 +166,9 @@ def test_the_rule_checker_sees_a_forbidden_arrow(tmp_path, monkeypatch):
     (pkg / "compiler").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "compiler" / "__init__.py").write_text("")
-    (pkg / "compiler" / "bad.py").write_text("import os\n\n\ndef f():\n    from ..trainer import stages\n    import torch\n")
+    (pkg / "compiler" / "bad.py").write_text(
+        "import os\n\n\ndef f():\n    from ..trainer import stages\n    import torch\n"
+    )
     (pkg / "boxes.py").write_text("from .io import atomic_write_json\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
     bad = _violations()

@@ -11,17 +11,49 @@ import pytest
 @pytest.mark.slow
 def test_demo_tiny_full_flow(tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "fcos3d.cli", "demo", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2",
-           "--image-size", "320x180", "--float-epochs", "1", "--calibration-steps", "2", "--qat-steps", "1",
-           "--target", "host"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fcos3d.cli",
+        "demo",
+        "--out",
+        str(out),
+        "--scenes",
+        "2",
+        "--samples-per-scene",
+        "2",
+        "--image-size",
+        "320x180",
+        "--float-epochs",
+        "1",
+        "--calibration-steps",
+        "2",
+        "--qat-steps",
+        "1",
+        "--target",
+        "host",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "fcos3d demo finished" in proc.stdout and "bit-exact" in proc.stdout
 
     summary = json.loads((out / "summary.json").read_text())
     steps = [r["step"] for r in summary["steps"]]
-    assert steps == ["synth", "pack train", "pack val", "show", "train float", "calibration", "train qat",
-                     "predict int_infer", "export", "compile host", "align-bpu", "perf", "pictures"]
+    assert steps == [
+        "synth",
+        "pack train",
+        "pack val",
+        "show",
+        "train float",
+        "calibration",
+        "train qat",
+        "predict int_infer",
+        "export",
+        "compile host",
+        "align-bpu",
+        "perf",
+        "pictures",
+    ]
     acc = summary["accuracy"]
     assert set(acc) == {"float", "calibration", "qat", "int_infer", "board"}
     for m in acc.values():
@@ -30,7 +62,13 @@ def test_demo_tiny_full_flow(tmp_path):
     assert acc["board"]["NDS"] == acc["int_infer"]["NDS"] and acc["board"]["mAP"] == acc["int_infer"]["mAP"]
     align = summary["align"]
     assert align["images"] == 12 and align["mismatches"] == 0 and align["equal"] and align["elements"] > 0
-    assert {p["board"] for p in summary["perf"]} == {"host", "arm-npu", "ethos-u65-512", "ethos-u55-256", "journey5-bayes"}
+    assert {p["board"] for p in summary["perf"]} == {
+        "host",
+        "arm-npu",
+        "ethos-u65-512",
+        "ethos-u55-256",
+        "journey5-bayes",
+    }
     assert all(p["latency_ms"] > 0 for p in summary["perf"])
     for p in summary["pictures"]:
         assert Path(p).is_file(), p
@@ -46,10 +84,29 @@ def test_demo_tiny_full_flow(tmp_path):
 @pytest.mark.slow
 def test_demo_stop_after_data(tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "fcos3d.cli", "demo", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2",
-           "--image-size", "320x180", "--stop-after", "data"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fcos3d.cli",
+        "demo",
+        "--out",
+        str(out),
+        "--scenes",
+        "2",
+        "--samples-per-scene",
+        "2",
+        "--image-size",
+        "320x180",
+        "--stop-after",
+        "data",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((out / "pictures").glob("gt_val_*.png"))) == 3
     assert not (out / "work_dir").exists()
-    assert [r["step"] for r in json.loads((out / "summary.json").read_text())["steps"]] == ["synth", "pack train", "pack val", "show"]
+    assert [r["step"] for r in json.loads((out / "summary.json").read_text())["steps"]] == [
+        "synth",
+        "pack train",
+        "pack val",
+        "show",
+    ]

@@ -26,10 +26,19 @@ def test_ground_truth_round_trip_scores_one(synth_nusc, tmp_path):
         sample = dataset[i]
         anns = sample["anns"]
         n = len(anns["labels"])
-        per_camera[sample["sample_token"]].append(camera_boxes_to_global(
-            anns["centers3d"], anns["dims"], anns["rot_y"], anns["velo_cam"], np.ones(n), anns["labels"],
-            anns["attr_labels"], sample["cam2ego"], sample["ego2global"],
-        ))
+        per_camera[sample["sample_token"]].append(
+            camera_boxes_to_global(
+                anns["centers3d"],
+                anns["dims"],
+                anns["rot_y"],
+                anns["velo_cam"],
+                np.ones(n),
+                anns["labels"],
+                anns["attr_labels"],
+                sample["cam2ego"],
+                sample["ego2global"],
+            )
+        )
     per_sample = {token: merge_sample_cameras(cams) for token, cams in per_camera.items()}
     n_camera_boxes = sum(len(b) for cams in per_camera.values() for b in cams)
     n_merged = sum(len(b) for b in per_sample.values())
@@ -38,7 +47,9 @@ def test_ground_truth_round_trip_scores_one(synth_nusc, tmp_path):
 
     tokens = split_sample_tokens(root, version, "val")
     assert set(per_sample) == set(tokens)
-    result = build_result_json(per_sample, tokens, CLASSES, ATTRIBUTES, DEFAULT_ATTRIBUTE, class_attributes=CLASS_ATTRIBUTES)
+    result = build_result_json(
+        per_sample, tokens, CLASSES, ATTRIBUTES, DEFAULT_ATTRIBUTE, class_attributes=CLASS_ATTRIBUTES
+    )
     metrics = evaluate_detections(result, root, version, "val", tmp_path / "eval")
     assert metrics["NDS"] >= 0.99, metrics
     assert metrics["mAP"] >= 0.99, metrics
@@ -55,16 +66,20 @@ def _perfect_raw(t, i, sizes, num_classes=10, num_attrs=9, big=20.0):
     ctr = np.clip(t["centerness"][i].double().numpy(), 1e-9, 1 - 1e-9)
     one_hot = lambda idx, k: np.eye(k)[np.clip(idx, 0, k - 1)] * big  # noqa: E731
     flat = {
-        "cls_score": cls, "offset": bbox[:, 0:2],
-        "depth": np.log(np.maximum(bbox[:, 2:3], 1e-9)), "size": np.log(np.maximum(bbox[:, 3:6], 1e-9)),
-        "rot": bbox[:, 6:7], "velo": np.nan_to_num(bbox[:, 7:9]),
-        "dir_cls": one_hot(t["dir_labels"][i].numpy(), 2), "attr": one_hot(t["attr_labels"][i].numpy(), num_attrs),
+        "cls_score": cls,
+        "offset": bbox[:, 0:2],
+        "depth": np.log(np.maximum(bbox[:, 2:3], 1e-9)),
+        "size": np.log(np.maximum(bbox[:, 3:6], 1e-9)),
+        "rot": bbox[:, 6:7],
+        "velo": np.nan_to_num(bbox[:, 7:9]),
+        "dir_cls": one_hot(t["dir_labels"][i].numpy(), 2),
+        "attr": one_hot(t["attr_labels"][i].numpy(), num_attrs),
         "centerness": np.where(pos, np.log(ctr / (1 - ctr)), -big)[:, None],
     }
     raw, start = {h: [] for h in flat}, 0
     for h, w in sizes:
         for name, v in flat.items():
-            raw[name].append(v[start:start + h * w].T.reshape(-1, h, w))  # (C, H, W)
+            raw[name].append(v[start : start + h * w].T.reshape(-1, h, w))  # (C, H, W)
         start += h * w
     return raw
 
@@ -87,8 +102,13 @@ def _score_perfect_logits(lmdb_root, out_dir, flip_dir=False):
         t = target(sizes, [sample["anns"]])
         if flip_dir:
             t["dir_labels"] = 1 - t["dir_labels"]
-        collector.add_image(_perfect_raw(t, 0, sizes), sample["cam_intrinsic"], sample["cam2ego"], sample["ego2global"],
-                            sample["sample_token"])
+        collector.add_image(
+            _perfect_raw(t, 0, sizes),
+            sample["cam_intrinsic"],
+            sample["cam2ego"],
+            sample["ego2global"],
+            sample["sample_token"],
+        )
     return collector.evaluate(out_dir)
 
 

@@ -14,8 +14,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ACCELERATOR_FIGURES", "OPTIONAL_FIGURES", "Accelerator", "Board", "Figure", "UnknownBoardError", "board_names", "load_board",
-           "load_board_file"]
+__all__ = [
+    "ACCELERATOR_FIGURES",
+    "OPTIONAL_FIGURES",
+    "Accelerator",
+    "Board",
+    "Figure",
+    "UnknownBoardError",
+    "board_names",
+    "load_board",
+    "load_board_file",
+]
 
 
 class UnknownBoardError(ValueError):
@@ -72,11 +81,15 @@ class Accelerator:
     def __post_init__(self):
         missing = [k for k in ACCELERATOR_FIGURES if k not in self.figures]
         if missing:
-            raise ValueError(f"accelerator {self.name!r}: missing figure(s) {missing}; add [[figures]] entries "
-                             f"with name, value, unit and source (fcos3d/boards/ethos-u55-256.toml is an example)")
+            raise ValueError(
+                f"accelerator {self.name!r}: missing figure(s) {missing}; add [[figures]] entries "
+                f"with name, value, unit and source (fcos3d/boards/ethos-u55-256.toml is an example)"
+            )
         for f in self.figures.values():
             if not f.source.strip():
-                raise ValueError(f"accelerator {self.name!r}: figure {f.name!r} has no source; cite one or state the assumption")
+                raise ValueError(
+                    f"accelerator {self.name!r}: figure {f.name!r} has no source; cite one or state the assumption"
+                )
             if (f.name in ACCELERATOR_FIGURES or f.name in OPTIONAL_FIGURES) and not f.value > 0:
                 raise ValueError(f"accelerator {self.name!r}: figure {f.name!r} must be > 0, got {f.value}")
 
@@ -103,7 +116,9 @@ class Board:
         if not self.name or not self.description:
             raise ValueError("Board: 'name' and 'description' must be non-empty strings")
         if self.target.get("kind") != "llvm":
-            raise ValueError(f"Board {self.name!r}: target.kind must be 'llvm' (CPU code), got {self.target.get('kind')!r}")
+            raise ValueError(
+                f"Board {self.name!r}: target.kind must be 'llvm' (CPU code), got {self.target.get('kind')!r}"
+            )
 
     def target_dict(self) -> dict[str, Any]:
         """A plain (mutable) copy of the target for ``tvm.target.Target``."""
@@ -130,8 +145,9 @@ def _from_dict(doc: dict, origin: str) -> Board:
     accelerator = None
     if "accelerator" in doc:
         acc = doc["accelerator"]
-        accelerator = Accelerator(str(acc.get("name", doc["name"])), MappingProxyType({f.name: f for f in figures}),
-                                  str(acc.get("note", "")))
+        accelerator = Accelerator(
+            str(acc.get("name", doc["name"])), MappingProxyType({f.name: f for f in figures}), str(acc.get("note", ""))
+        )
     return Board(
         name=str(doc["name"]),
         description=str(doc["description"]),

@@ -48,7 +48,7 @@ def group_outputs(flat: Sequence, strides: Sequence[int], heads: Sequence[str] =
     n = len(strides)
     if len(flat) != n * len(heads):
         raise ValueError(f"{len(flat)} outputs for {len(heads)} heads x {n} levels")
-    return {h: list(flat[i * n:(i + 1) * n]) for i, h in enumerate(heads)}
+    return {h: list(flat[i * n : (i + 1) * n]) for i, h in enumerate(heads)}
 
 
 def level_points(height: int, width: int, stride: int) -> np.ndarray:
@@ -80,8 +80,9 @@ def _chw(a) -> np.ndarray:
     return a
 
 
-def decode_level(raw: Mapping[str, np.ndarray], stride: int, cam_intrinsic, nms_pre: int = 100,
-                 dir_offset: float = np.pi / 4) -> dict[str, np.ndarray]:
+def decode_level(
+    raw: Mapping[str, np.ndarray], stride: int, cam_intrinsic, nms_pre: int = 100, dir_offset: float = np.pi / 4
+) -> dict[str, np.ndarray]:
     """Decode one level of one image: the nms_pre points with the best max-class score.
 
     raw: {head: (C, H, W) or (1, C, H, W)} with at least cls_score, offset, depth, size, rot, centerness.
@@ -111,14 +112,25 @@ def decode_level(raw: Mapping[str, np.ndarray], stride: int, cam_intrinsic, nms_
     velo = pick["velo"] if "velo" in pick else np.full((len(keep), 2), np.nan)
     attr = pick["attr"].argmax(axis=1) if "attr" in pick else np.full(len(keep), -1, dtype=np.int64)
     return {
-        "class_scores": scores[keep], "centers2d": centers2d, "centers3d": centers3d, "dims": dims,
-        "rot_y": rot_y, "velo_cam": velo, "attr_labels": attr.astype(np.int64),
+        "class_scores": scores[keep],
+        "centers2d": centers2d,
+        "centers3d": centers3d,
+        "dims": dims,
+        "rot_y": rot_y,
+        "velo_cam": velo,
+        "attr_labels": attr.astype(np.int64),
     }
 
 
-def decode_outputs(raw: Mapping[str, Sequence[np.ndarray]], strides: Sequence[int], cam_intrinsic,
-                   score_thr: float = 0.05, nms_pre: int = 100, dir_offset: float = np.pi / 4,
-                   multi_label: bool = True) -> dict[str, np.ndarray]:
+def decode_outputs(
+    raw: Mapping[str, Sequence[np.ndarray]],
+    strides: Sequence[int],
+    cam_intrinsic,
+    score_thr: float = 0.05,
+    nms_pre: int = 100,
+    dir_offset: float = np.pi / 4,
+    multi_label: bool = True,
+) -> dict[str, np.ndarray]:
     """Decode all levels of one image into candidate boxes (before NMS), best score first.
 
     raw: {head: [one (C, H, W) or (1, C, H, W) array per level]} (group_outputs makes it from the

@@ -62,4 +62,3 @@ def boxes_camera_to_global(centers_cam, rot_y, velo_cam, cam2ego, ego2global):
     vc = np.asarray(velo_cam, dtype=np.float64).reshape(-1, 2)
     v3 = np.stack([vc[:, 0], np.zeros(len(vc)), vc[:, 1]], axis=1) @ R.T
     return centers, rotations, v3[:, :2]
-

@@ -100,8 +100,14 @@ def transform_points(T, pts) -> np.ndarray:
 # front face (+x), 4-7 the back face, so drawing code can mark the heading.
 _CORNER_SIGNS = np.array(
     [
-        [1, 1, 1], [1, -1, 1], [1, -1, -1], [1, 1, -1],
-        [-1, 1, 1], [-1, -1, 1], [-1, -1, -1], [-1, 1, -1],
+        [1, 1, 1],
+        [1, -1, 1],
+        [1, -1, -1],
+        [1, 1, -1],
+        [-1, 1, 1],
+        [-1, -1, 1],
+        [-1, -1, -1],
+        [-1, 1, -1],
     ],
     dtype=np.float64,
 )

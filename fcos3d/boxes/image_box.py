@@ -13,9 +13,7 @@ __all__ = ["BOX_EDGES", "NEAR_PLANE", "clip_segments_to_depth", "convex_hull", "
 
 # The 12 edges of a box as pairs of corner indices (corner order of geometry.box_corners: 0-3 front
 # face, 4-7 back face, corner i and i + 4 on the same side).
-BOX_EDGES = np.array(
-    [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]]
-)
+BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]])
 
 # Depth (metres) in front of the camera below which geometry is cut away before projecting: points at
 # or behind the camera have no image, and the devkit's box_in_image uses the same 0.1 m.

@@ -129,7 +129,7 @@ def bev_iou_aligned(boxes_a, boxes_b) -> np.ndarray:
     d2 = np.sum((a[:, :2] - b[:, :2]) ** 2, axis=1)
     cand = np.flatnonzero(d2 <= (ra + rb) ** 2)
     for lo in range(0, len(cand), _PAIR_CHUNK):
-        sel = cand[lo:lo + _PAIR_CHUNK]
+        sel = cand[lo : lo + _PAIR_CHUNK]
         inter = _pair_intersection(a[sel], b[sel])
         union = a[sel, 2] * a[sel, 3] + b[sel, 2] * b[sel, 3] - inter
         iou[sel] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
@@ -147,9 +147,9 @@ def bev_iou(boxes_a, boxes_b) -> np.ndarray:
     # Blocks of rows keep the (rows * M) pair arrays bounded however large N and M are.
     rows = max(1, _PAIR_CHUNK // m)
     for lo in range(0, n, rows):
-        blk = a[lo:lo + rows]
+        blk = a[lo : lo + rows]
         ia, ib = np.meshgrid(np.arange(len(blk)), np.arange(m), indexing="ij")  # (rows, M) each
-        iou[lo:lo + rows] = bev_iou_aligned(blk[ia.ravel()], b[ib.ravel()]).reshape(len(blk), m)
+        iou[lo : lo + rows] = bev_iou_aligned(blk[ia.ravel()], b[ib.ravel()]).reshape(len(blk), m)
     return iou
 
 
@@ -177,7 +177,7 @@ def rotated_nms(boxes_bev, scores, iou_threshold: float, max_out: int | None = N
         keep.append(i)
         if max_out is not None and len(keep) >= max_out:
             break
-        rest = i + 1 + np.flatnonzero(~suppressed[i + 1:])
+        rest = i + 1 + np.flatnonzero(~suppressed[i + 1 :])
         # Only boxes whose circumscribed circles meet box i's can overlap it.
         d2 = np.sum((b[rest, :2] - b[i, :2]) ** 2, axis=1)
         near = rest[d2 <= (radius[rest] + radius[i]) ** 2]

@@ -6,8 +6,8 @@ camera-frame boxes; then camera -> global for the per-sample merge (fcos3d.boxes
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -57,12 +57,26 @@ class PostProcess:
         cand = decode_outputs(raw, strides, cam_intrinsic, score_thr=self.score_thr, nms_pre=self.nms_pre)
         if len(cand["scores"]) == 0:
             return cand
-        keep = multiclass_rotated_nms(camera_bev(cand["centers3d"], cand["dims"], cand["rot_y"]),
-                                      cand["scores"], cand["labels"], self.nms_thr, self.max_per_img)
+        keep = multiclass_rotated_nms(
+            camera_bev(cand["centers3d"], cand["dims"], cand["rot_y"]),
+            cand["scores"],
+            cand["labels"],
+            self.nms_thr,
+            self.max_per_img,
+        )
         return {k: v[keep] for k, v in cand.items()}
 
     def image_to_global(self, boxes: dict, cam2ego, ego2global, class_range=None) -> GlobalBoxes:
         """The boxes of image_boxes in the global frame (attributes -1 become the "no attribute" index later)."""
-        return camera_boxes_to_global(boxes["centers3d"], boxes["dims"], boxes["rot_y"], boxes["velo_cam"],
-                                      boxes["scores"], boxes["labels"], boxes["attr_labels"], cam2ego, ego2global,
-                                      class_range=class_range)
+        return camera_boxes_to_global(
+            boxes["centers3d"],
+            boxes["dims"],
+            boxes["rot_y"],
+            boxes["velo_cam"],
+            boxes["scores"],
+            boxes["labels"],
+            boxes["attr_labels"],
+            cam2ego,
+            ego2global,
+            class_range=class_range,
+        )

@@ -8,8 +8,8 @@ come in as arguments (fcos3d.data.classes holds ours): boxes/ imports nothing fr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -77,17 +77,17 @@ class GlobalBoxes:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> "GlobalBoxes":
+    def empty(cls) -> GlobalBoxes:
         return cls(*(np.zeros((0,)) for _ in range(7)))
 
     @classmethod
-    def concat(cls, parts: Sequence["GlobalBoxes"]) -> "GlobalBoxes":
+    def concat(cls, parts: Sequence[GlobalBoxes]) -> GlobalBoxes:
         """All boxes of ``parts`` in order (an empty GlobalBoxes for no parts)."""
         if not parts:
             return cls.empty()
         return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS})
 
-    def take(self, index) -> "GlobalBoxes":
+    def take(self, index) -> GlobalBoxes:
         """The boxes at ``index`` (an index array or boolean mask), in that order."""
         return GlobalBoxes(**{name: getattr(self, name)[index] for name in _FIELDS})
 
@@ -213,7 +213,9 @@ def build_result_json(
     split_tokens = list(dict.fromkeys(sample_tokens_of_split))
     extra = set(per_sample) - set(split_tokens)
     if extra:
-        raise ValueError(f"{len(extra)} sample(s) are not in the split, e.g. {sorted(extra)[0]}: pass the tokens of the split that was predicted")
+        raise ValueError(
+            f"{len(extra)} sample(s) are not in the split, e.g. {sorted(extra)[0]}: pass the tokens of the split that was predicted"
+        )
     results = {}
     for token in split_tokens:
         boxes = per_sample.get(token)
@@ -227,18 +229,20 @@ def build_result_json(
             velocity = np.nan_to_num(boxes.velocity, nan=0.0)
             for i in order:
                 name = class_names[boxes.labels[i]]
-                entries.append({
-                    "sample_token": token,
-                    "translation": boxes.translation[i].tolist(),
-                    "size": boxes.size[i].tolist(),
-                    "rotation": boxes.rotation[i].tolist(),
-                    "velocity": velocity[i].tolist(),
-                    "detection_name": name,
-                    "detection_score": float(boxes.scores[i]),
-                    "attribute_name": _attribute_name(
-                        name, attribute_names[boxes.attr_labels[i]] or "", default_attribute, class_attributes
-                    ),
-                })
+                entries.append(
+                    {
+                        "sample_token": token,
+                        "translation": boxes.translation[i].tolist(),
+                        "size": boxes.size[i].tolist(),
+                        "rotation": boxes.rotation[i].tolist(),
+                        "velocity": velocity[i].tolist(),
+                        "detection_name": name,
+                        "detection_score": float(boxes.scores[i]),
+                        "attribute_name": _attribute_name(
+                            name, attribute_names[boxes.attr_labels[i]] or "", default_attribute, class_attributes
+                        ),
+                    }
+                )
         results[token] = entries
     meta = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
     return {"meta": meta, "results": results}

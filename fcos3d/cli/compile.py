@@ -28,19 +28,47 @@ def _pass_name(ctx, param, value: str | None) -> str | None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", "board", default="host", show_default=True, help="Board name (fcos3d boards list) or a board .toml.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Artifact folder [default: build/<model stem>-<board>].")
-@click.option("--dump-ir-after", default=None, callback=_pass_name, metavar="PASS",
-              help=f"Write the IR after this pass ({', '.join(PASSES_HELP)}) to <out>/ir-after-<pass>.py.")
+@click.option(
+    "--target", "board", default="host", show_default=True, help="Board name (fcos3d boards list) or a board .toml."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Artifact folder [default: build/<model stem>-<board>].",
+)
+@click.option(
+    "--dump-ir-after",
+    default=None,
+    callback=_pass_name,
+    metavar="PASS",
+    help=f"Write the IR after this pass ({', '.join(PASSES_HELP)}) to <out>/ir-after-<pass>.py.",
+)
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-@click.option("--tune-trials", type=click.IntRange(min=0), default=0, show_default=True,
-              help="MetaSchedule trials for the kernels the tuning database lacks (0: untuned defaults, or only "
-                   "apply --tuning-db).")
-@click.option("--tuning-db", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="MetaSchedule database folder, kept and reused by later compiles (needed with --tune-trials).")
-def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: str | None, no_simplify: bool,
-                tune_trials: int, tuning_db: Path | None) -> None:
+@click.option(
+    "--tune-trials",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="MetaSchedule trials for the kernels the tuning database lacks (0: untuned defaults, or only "
+    "apply --tuning-db).",
+)
+@click.option(
+    "--tuning-db",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="MetaSchedule database folder, kept and reused by later compiles (needed with --tune-trials).",
+)
+def compile_cmd(
+    model: Path,
+    board: str,
+    out_dir: Path | None,
+    dump_ir_after: str | None,
+    no_simplify: bool,
+    tune_trials: int,
+    tuning_db: Path | None,
+) -> None:
     """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
     from rich.console import Console
     from rich.table import Table
@@ -55,16 +83,25 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
     except UnknownBoardError as exc:
         raise click.UsageError(str(exc)) from None
     if b.estimate_only:
-        raise click.UsageError(f"board {b.name!r} is estimate-only (no TVM runtime on its CPU): "
-                               f"use `fcos3d perf --target {b.name} {model}`")
+        raise click.UsageError(
+            f"board {b.name!r} is estimate-only (no TVM runtime on its CPU): "
+            f"use `fcos3d perf --target {b.name} {model}`"
+        )
     if tune_trials and tuning_db is None:
         raise click.UsageError("--tune-trials needs --tuning-db DIR to keep the tuning results")
     if tune_trials and b.cross_compiler is not None:
         raise click.UsageError(f"--tune-trials measures on this machine: tune with --target host, not {b.name!r}")
     out_dir = out_dir or Path("build") / f"{model.stem}-{b.name}"
     try:
-        result = compile_onnx(model, b, out_dir, dump_ir_after=dump_ir_after, run_simplify=not no_simplify,
-                              tune_trials=tune_trials, tuning_db=tuning_db)  # fmt: skip
+        result = compile_onnx(
+            model,
+            b,
+            out_dir,
+            dump_ir_after=dump_ir_after,
+            run_simplify=not no_simplify,
+            tune_trials=tune_trials,
+            tuning_db=tuning_db,
+        )
     except (UnsupportedGraphError, InvalidModelError) as exc:
         click.echo(f"error: {model}: {exc}", err=True)
         sys.exit(2)
@@ -92,8 +129,10 @@ def compile_cmd(model: Path, board: str, out_dir: Path | None, dump_ir_after: st
         import json
 
         t = json.loads(perf.read_text())["totals"]
-        console.print(f"estimated on {b.name}: {t['latency_ms']:.3f} ms ({t['fps']:.1f} FPS), "
-                      f"{t['gmacs']:.3f} GMACs, MAC utilisation {t['mac_utilisation']:.1%}: perf.html, perf.csv, perf.json")
+        console.print(
+            f"estimated on {b.name}: {t['latency_ms']:.3f} ms ({t['fps']:.1f} FPS), "
+            f"{t['gmacs']:.3f} GMACs, MAC utilisation {t['mac_utilisation']:.1%}: perf.html, perf.csv, perf.json"
+        )
 
 
 def main() -> None:

@@ -69,7 +69,9 @@ def _latest_eval(work_dir: Path, prefix: str) -> Path:
     """The trainer's newest validation folder <work_dir>/eval/<prefix>* (its last validation)."""
     found = sorted(work_dir.glob(f"eval/{prefix}*/metrics.json"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise Fcos3dError(f"{work_dir / 'eval'}: no {prefix} validation was written; check the config's val_data_loader")
+        raise Fcos3dError(
+            f"{work_dir / 'eval'}: no {prefix} validation was written; check the config's val_data_loader"
+        )
     return found[-1].parent
 
 
@@ -112,27 +114,44 @@ def _accuracy_png(acc: dict[str, dict], path: Path) -> Path:
 def _markdown(summary: dict) -> str:
     lines = ["# fcos3d demo summary", "", f"Total {summary['seconds']:.0f} s. Output folder: `{summary['out']}`.", ""]
     if summary.get("accuracy"):
-        lines += ["## Accuracy (nuScenes metric, val split)", "", "| stage | NDS | mAP | mATE | mAOE |", "|---|---|---|---|---|"]
+        lines += [
+            "## Accuracy (nuScenes metric, val split)",
+            "",
+            "| stage | NDS | mAP | mATE | mAOE |",
+            "|---|---|---|---|---|",
+        ]
         for s in STAGE_ORDER:
             m = summary["accuracy"].get(s)
             if m:
-                lines.append(f"| {s} | {m['NDS']:.4f} | {m['mAP']:.4f} | {m.get('mATE', float('nan')):.3f} | {m.get('mAOE', float('nan')):.3f} |")
+                lines.append(
+                    f"| {s} | {m['NDS']:.4f} | {m['mAP']:.4f} | {m.get('mATE', float('nan')):.3f} | {m.get('mAOE', float('nan')):.3f} |"
+                )
         lines.append("")
     if summary.get("align"):
         a = summary["align"]
-        lines += ["## Board vs simulator (align-bpu)", "",
-                  f"{a['images']} images, {a['elements']:,} output elements, **{a['mismatches']} mismatches** "
-                  f"({a['device']}, board {a['board']}).", ""]
+        lines += [
+            "## Board vs simulator (align-bpu)",
+            "",
+            f"{a['images']} images, {a['elements']:,} output elements, **{a['mismatches']} mismatches** "
+            f"({a['device']}, board {a['board']}).",
+            "",
+        ]
     if summary.get("compile"):
         lines += ["## Compiled artifacts", "", "| target | status | compile s | folder |", "|---|---|---|---|"]
         for c in summary["compile"]:
             lines.append(f"| {c['target']} | {c['status']} | {c.get('seconds', '')} | {c.get('dir', '')} |")
         lines.append("")
     if summary.get("perf"):
-        lines += ["## Estimated latency per board", "", "| board | accelerator | latency ms | FPS | MAC utilisation |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Estimated latency per board",
+            "",
+            "| board | accelerator | latency ms | FPS | MAC utilisation |",
+            "|---|---|---|---|---|",
+        ]
         for p in summary["perf"]:
-            lines.append(f"| {p['board']} | {p['accelerator']} | {p['latency_ms']:.2f} | {p['fps']:.1f} | {p['mac_utilisation']:.1%} |")
+            lines.append(
+                f"| {p['board']} | {p['accelerator']} | {p['latency_ms']:.2f} | {p['fps']:.1f} | {p['mac_utilisation']:.1%} |"
+            )
         lines.append("")
     lines += ["## Steps", "", "| step | seconds | what | output |", "|---|---|---|---|"]
     for r in summary["steps"]:
@@ -142,8 +161,12 @@ def _markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m: None,
-             progress_factory=None, train_reporter_factory=None) -> dict:
+def run_demo(
+    opts: DemoOptions,
+    report: Callable[[str, str], None] = lambda s, m: None,
+    progress_factory=None,
+    train_reporter_factory=None,
+) -> dict:
     """Run the flow; returns the summary dict (also written to OUT/summary.json and OUT/SUMMARY.md).
 
     progress_factory(description) -> context manager yielding progress(done, total) (the CLI's rich bar);
@@ -163,27 +186,43 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     version = "v1.0-mini"
     root, lmdb_root, pictures, work_dir = out / "nuscenes", out / "nuscenes_lmdb", out / "pictures", out / "work_dir"
     steps = _Steps(report)
-    summary: dict = {"out": str(out), "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-                     "accuracy": {}, "compile": [], "perf": [], "pictures": []}
+    summary: dict = {
+        "out": str(out),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "accuracy": {},
+        "compile": [],
+        "perf": [],
+        "pictures": [],
+    }
 
     # 1-3. data
     t0 = time.perf_counter()
     with bar("synth") as progress:
-        synth = write_synthetic_nuscenes(root, version=version, seed=opts.seed, scenes=opts.scenes,
-                                         samples_per_scene=opts.samples_per_scene, image_size=opts.image_size,
-                                         progress=progress)
+        synth = write_synthetic_nuscenes(
+            root,
+            version=version,
+            seed=opts.seed,
+            scenes=opts.scenes,
+            samples_per_scene=opts.samples_per_scene,
+            image_size=opts.image_size,
+            progress=progress,
+        )
     steps.done("synth", t0, str(root), f"{synth.get('samples', '?')} samples, {synth.get('annotations', '?')} boxes")
     for split in ("train", "val"):
         t0 = time.perf_counter()
         with bar(f"pack {split}") as progress:
-            packed = pack_nuscenes(root, split_name=split, version=version, target_data_dir=lmdb_root, num_workers=2,
-                                   progress=progress)
+            packed = pack_nuscenes(
+                root, split_name=split, version=version, target_data_dir=lmdb_root, num_workers=2, progress=progress
+            )
         steps.done(f"pack {split}", t0, str(packed["path"]), f"{packed['records']} images, {packed['boxes']} boxes")
     t0 = time.perf_counter()
     pictures.mkdir(parents=True, exist_ok=True)
     n_val = packed["records"]
-    shown = [show_record(lmdb_root / "val_lmdb", index=i, save_path=pictures / f"gt_val_{i:04d}.png")
-             for i in opts.infer_images if i < n_val]
+    shown = [
+        show_record(lmdb_root / "val_lmdb", index=i, save_path=pictures / f"gt_val_{i:04d}.png")
+        for i in opts.infer_images
+        if i < n_val
+    ]
     summary["pictures"] += [str(p) for p in shown]
     steps.done("show", t0, str(pictures), ", ".join(p.name for p in shown))
     if opts.stop_after == "data" or opts.float_epochs <= 0:
@@ -195,10 +234,18 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
 
     config_path = Path(opts.config_path or default_config())
     if not config_path.is_file():
-        raise Fcos3dError(f"{config_path}: config not found; pass --config configs/fcos3d_efficientnetb0_synthetic.py from a checkout")
-    sets = {"data_root": str(lmdb_root), "ckpt_dir": str(work_dir), "float_epochs": opts.float_epochs,
-            "val_interval": 0, "calibration_steps": opts.calibration_steps, "qat_epochs": 1,
-            "qat_steps": opts.qat_steps} | dict(opts.extra_sets)
+        raise Fcos3dError(
+            f"{config_path}: config not found; pass --config configs/fcos3d_efficientnetb0_synthetic.py from a checkout"
+        )
+    sets = {
+        "data_root": str(lmdb_root),
+        "ckpt_dir": str(work_dir),
+        "float_epochs": opts.float_epochs,
+        "val_interval": 0,
+        "calibration_steps": opts.calibration_steps,
+        "qat_epochs": 1,
+        "qat_steps": opts.qat_steps,
+    } | dict(opts.extra_sets)
     cfg = load_config(config_path, {k: str(v) for k, v in sets.items()})
 
     def train(stage: str) -> dict:
@@ -213,8 +260,12 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     trained = train("float")
     acc = summary["accuracy"]
     acc["float"] = _copy_eval(_latest_eval(work_dir, "float-epoch"), work_dir / "predict" / "float")
-    steps.done("train float", t0, trained["best_path"],
-               f"{trained['steps']} steps, NDS {acc['float']['NDS']:.4f} mAP {acc['float']['mAP']:.4f}")
+    steps.done(
+        "train float",
+        t0,
+        trained["best_path"],
+        f"{trained['steps']} steps, NDS {acc['float']['NDS']:.4f} mAP {acc['float']['mAP']:.4f}",
+    )
     if opts.stop_after == "float":
         return _finish(summary, steps, out, t_start)
 
@@ -222,7 +273,9 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     t0 = time.perf_counter()
     calib = train("calibration")
     acc["calibration"] = _copy_eval(_latest_eval(work_dir, "calibration"), work_dir / "predict" / "calibration")
-    steps.done("calibration", t0, calib["best_path"], f"{calib['steps']} batches observed, NDS {acc['calibration']['NDS']:.4f}")
+    steps.done(
+        "calibration", t0, calib["best_path"], f"{calib['steps']} batches observed, NDS {acc['calibration']['NDS']:.4f}"
+    )
     t0 = time.perf_counter()
     qat = train("qat")
     acc["qat"] = _copy_eval(_latest_eval(work_dir, "qat-epoch"), work_dir / "predict" / "qat")
@@ -230,14 +283,23 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     t0 = time.perf_counter()
     with bar("predict int_infer") as progress:
         acc["int_infer"] = run_predict(cfg, "int_infer", progress=progress)
-    steps.done("predict int_infer", t0, acc["int_infer"]["result_file"],
-               f"integer model, NDS {acc['int_infer']['NDS']:.4f} mAP {acc['int_infer']['mAP']:.4f}")
+    steps.done(
+        "predict int_infer",
+        t0,
+        acc["int_infer"]["result_file"],
+        f"integer model, NDS {acc['int_infer']['NDS']:.4f} mAP {acc['int_infer']['mAP']:.4f}",
+    )
 
     # 8. export
     t0 = time.perf_counter()
     exported = run_export(cfg)
     onnx_path = Path(exported["path"])
-    steps.done("export", t0, str(onnx_path), f"int8 QDQ ONNX, {sum(exported['nodes'].values())} nodes, {exported['outputs']} outputs")
+    steps.done(
+        "export",
+        t0,
+        str(onnx_path),
+        f"int8 QDQ ONNX, {sum(exported['nodes'].values())} nodes, {exported['outputs']} outputs",
+    )
 
     # 9. compile for each target
     from fcos3d.compiler.build import compile_onnx
@@ -264,14 +326,30 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
 
         t0 = time.perf_counter()
         with bar("align-bpu (board vs simulator)") as progress:
-            rep = run_align_bpu(cfg, artifact_dir=artifacts["host"], onnx_path=onnx_path, limit=opts.align_limit,
-                                out_dir=work_dir / "align_bpu", progress=progress)
+            rep = run_align_bpu(
+                cfg,
+                artifact_dir=artifacts["host"],
+                onnx_path=onnx_path,
+                limit=opts.align_limit,
+                out_dir=work_dir / "align_bpu",
+                progress=progress,
+            )
         elements = sum(o["total"] for o in rep["outputs"])
-        summary["align"] = {"images": rep["images"], "elements": elements, "mismatches": rep["mismatches"],
-                            "equal": rep["equal"], "device": rep["device"], "board": "host"}
+        summary["align"] = {
+            "images": rep["images"],
+            "elements": elements,
+            "mismatches": rep["mismatches"],
+            "equal": rep["equal"],
+            "device": rep["device"],
+            "board": "host",
+        }
         acc["board"] = rep["metrics"]
-        steps.done("align-bpu", t0, str(work_dir / "align_bpu"),
-                   f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}")
+        steps.done(
+            "align-bpu",
+            t0,
+            str(work_dir / "align_bpu"),
+            f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}",
+        )
 
     # 11. perf reports for the boards
     from fcos3d.boards import load_board
@@ -284,10 +362,17 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
     for name in opts.perf_boards:
         est = estimate(graph, load_board(name))
         paths = write_report(est, out / "perf" / name)
-        summary["perf"].append({"board": name, "accelerator": est.accelerator, **est.totals(), "html": str(paths["html"])})
+        summary["perf"].append(
+            {"board": name, "accelerator": est.accelerator, **est.totals(), "html": str(paths["html"])}
+        )
     fastest = min(summary["perf"], key=lambda p: p["latency_ms"]) if summary["perf"] else None
-    steps.done("perf", t0, str(out / "perf"), f"{len(summary['perf'])} boards estimated" +
-               (f"; fastest {fastest['board']} {fastest['latency_ms']:.2f} ms" if fastest else ""))
+    steps.done(
+        "perf",
+        t0,
+        str(out / "perf"),
+        f"{len(summary['perf'])} boards estimated"
+        + (f"; fastest {fastest['board']} {fastest['latency_ms']:.2f} ms" if fastest else ""),
+    )
 
     # 12. pictures: predicted 3D boxes (integer model) beside the ground truth, and the accuracy chart
     from fcos3d.data.dataset import NuscenesMonoDataset
@@ -300,8 +385,15 @@ def run_demo(opts: DemoOptions, report: Callable[[str, str], None] = lambda s, m
         if i >= len(val):
             continue
         image = Path(val.meta["dataroot"]) / val.read_record(i)["file_name"]
-        res = infer_image(cfg, image, stage="int_infer", score_th=opts.score_th, save_path=pictures / f"pred_int_val_{i:04d}.png",
-                          with_gt=True, version=version)
+        res = infer_image(
+            cfg,
+            image,
+            stage="int_infer",
+            score_th=opts.score_th,
+            save_path=pictures / f"pred_int_val_{i:04d}.png",
+            with_gt=True,
+            version=version,
+        )
         drawn.append(str(res["path"]))
     drawn.append(str(_accuracy_png(acc, pictures / "accuracy.png")))
     summary["pictures"] += drawn

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from .console import console, overrides, print_table, progress_bar
 from fcos3d.errors import Fcos3dError
+
+from .console import console, overrides, print_table, progress_bar
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -47,12 +48,30 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write the dataset root into (it gets <version>/, samples/, sweeps/, maps/).")
-@click.option("--version", default="v1.0-mini", show_default=True, help="Version folder name. v1.0-mini uses the official mini scene names and splits; v1.0-trainval official train/val names; any other name writes splits.json.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write the dataset root into (it gets <version>/, samples/, sweeps/, maps/).",
+)
+@click.option(
+    "--version",
+    default="v1.0-mini",
+    show_default=True,
+    help="Version folder name. v1.0-mini uses the official mini scene names and splits; v1.0-trainval official train/val names; any other name writes splits.json.",
+)
 @click.option("--seed", default=0, show_default=True, help="Random seed: the same seed gives byte-identical output.")
 @click.option("--scenes", default=None, type=int, help="Number of scenes (default: 10; v1.0-mini allows at most 10).")
-@click.option("--samples-per-scene", default=None, type=int, help="Key frames per scene (default: 20, one every 0.5 s).")
-@click.option("--image-size", default="800x450", show_default=True, help="Camera image size WIDTHxHEIGHT; intrinsics scale with it.")
+@click.option(
+    "--samples-per-scene", default=None, type=int, help="Key frames per scene (default: 20, one every 0.5 s)."
+)
+@click.option(
+    "--image-size",
+    default="800x450",
+    show_default=True,
+    help="Camera image size WIDTHxHEIGHT; intrinsics scale with it.",
+)
 def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
     """Write a synthetic dataset in the exact nuScenes on-disk format.
 
@@ -64,18 +83,38 @@ def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
 
     with progress_bar("synth") as progress:
         summary = write_synthetic_nuscenes(
-            out, version=version, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
-            image_size=_parse_size(image_size), progress=progress,
+            out,
+            version=version,
+            seed=seed,
+            scenes=scenes,
+            samples_per_scene=samples_per_scene,
+            image_size=_parse_size(image_size),
+            progress=progress,
         )
     print_table(f"synthetic nuScenes written to {out}", sorted(summary.items()), ("item", "count"))
 
 
 @data.command("pack")
-@click.option("--src-data-dir", required=True, type=click.Path(path_type=Path), help="nuScenes root (holds <version>/ and samples/).")
+@click.option(
+    "--src-data-dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="nuScenes root (holds <version>/ and samples/).",
+)
 @click.option("--pack-type", type=click.Choice(["lmdb"]), default="lmdb", show_default=True, help="Storage format.")
 @click.option("--split-name", type=click.Choice(["train", "val"]), required=True, help="Which split to pack.")
-@click.option("--version", default="v1.0-trainval", show_default=True, help="nuScenes version folder, e.g. v1.0-mini or v1.0-trainval.")
-@click.option("--target-data-dir", type=click.Path(path_type=Path), default=None, help="Output folder (default: <src-data-dir>_lmdb); gets <split>_lmdb/.")
+@click.option(
+    "--version",
+    default="v1.0-trainval",
+    show_default=True,
+    help="nuScenes version folder, e.g. v1.0-mini or v1.0-trainval.",
+)
+@click.option(
+    "--target-data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: <src-data-dir>_lmdb); gets <split>_lmdb/.",
+)
 @click.option("--num-workers", default=2, show_default=True, help="Reader processes feeding the single LMDB writer.")
 def data_pack(src_data_dir, pack_type, split_name, version, target_data_dir, num_workers):
     """Pack one split into LMDB: one msgpack record per camera image, like HAT's nuscenes_packer.
@@ -87,14 +126,20 @@ def data_pack(src_data_dir, pack_type, split_name, version, target_data_dir, num
     target = target_data_dir or src_data_dir.parent / f"{src_data_dir.name}_lmdb"
     with progress_bar(f"pack {split_name}") as progress:
         summary = pack_nuscenes(
-            src_data_dir, split_name=split_name, version=version, target_data_dir=target,
-            num_workers=num_workers, progress=progress,
+            src_data_dir,
+            split_name=split_name,
+            version=version,
+            target_data_dir=target,
+            num_workers=num_workers,
+            progress=progress,
         )
     print_table(f"packed {split_name} -> {summary['path']}", sorted(summary.items()), ("item", "value"))
 
 
 @data.command("show")
-@click.option("--data-path", required=True, type=click.Path(path_type=Path), help="An LMDB folder made by `fcos3d data pack`.")
+@click.option(
+    "--data-path", required=True, type=click.Path(path_type=Path), help="An LMDB folder made by `fcos3d data pack`."
+)
 @click.option("--index", default=0, show_default=True, help="Record index (one record = one camera image).")
 @click.option("--save-path", required=True, type=click.Path(path_type=Path), help="PNG to write.")
 def data_show(data_path, index, save_path):
@@ -121,11 +166,24 @@ class _RichReporter:
         self.stage, self.bar, self.task = stage, None, None
 
     def on_start(self, total_steps: int, start_step: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bar = Progress(TextColumn(f"[bold]train {self.stage}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                            console=console())
+        self.bar = Progress(
+            TextColumn(f"[bold]train {self.stage}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console(),
+        )
         self.bar.start()
         self.task = self.bar.add_task("train", total=total_steps, completed=start_step, info="")
 
@@ -142,9 +200,22 @@ class _RichReporter:
 
 
 @cli.command("train")
-@click.option("--stage", type=click.Choice(["float", "calibration", "qat"]), required=True, help="Which stage to train: float first, then calibration, then qat.")
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config, e.g. configs/fcos3d_efficientnetb0_synthetic.py.")
-@click.option("--resume", is_flag=True, help="Continue from <ckpt_dir>/<stage>-checkpoint-last.pth.tar (mid-epoch too).")
+@click.option(
+    "--stage",
+    type=click.Choice(["float", "calibration", "qat"]),
+    required=True,
+    help="Which stage to train: float first, then calibration, then qat.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Experiment config, e.g. configs/fcos3d_efficientnetb0_synthetic.py.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue from <ckpt_dir>/<stage>-checkpoint-last.pth.tar (mid-epoch too)."
+)
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
 def train_cmd(stage, config_path, resume, sets):
     """Train a stage on one CPU/GPU, or many GPUs under torchrun (DDP + SyncBN).
@@ -174,15 +245,29 @@ def train_cmd(stage, config_path, resume, sets):
         best = summary["best"]
         rows = [("steps", summary["steps"]), ("last checkpoint", summary["last"])]
         if best.get("NDS", float("-inf")) > float("-inf"):
-            rows += [("best NDS", f"{best['NDS']:.4f}"), ("best mAP", f"{best['mAP']:.4f}"), ("best epoch", best["epoch"]),
-                     ("best checkpoint", summary["best_path"])]
+            rows += [
+                ("best NDS", f"{best['NDS']:.4f}"),
+                ("best mAP", f"{best['mAP']:.4f}"),
+                ("best epoch", best["epoch"]),
+                ("best checkpoint", summary["best_path"]),
+            ]
         print_table(f"train {stage}", rows, ("item", "value"))
 
 
 @cli.command("predict")
-@click.option("--stage", type=click.Choice(["float", "calibration", "qat", "int_infer"]), required=True, help="Which stage's model predicts.")
+@click.option(
+    "--stage",
+    type=click.Choice(["float", "calibration", "qat", "int_infer"]),
+    required=True,
+    help="Which stage's model predicts.",
+)
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
-@click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="Checkpoint (default: <ckpt_dir>/<stage>-checkpoint-best.pth.tar).")
+@click.option(
+    "--ckpt",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Checkpoint (default: <ckpt_dir>/<stage>-checkpoint-best.pth.tar).",
+)
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
 def predict_cmd(stage, config_path, ckpt, sets):
     """Predict the val split and score it with the official nuScenes metric (NDS, mAP, TP errors).
@@ -201,8 +286,18 @@ def predict_cmd(stage, config_path, ckpt, sets):
 
 @cli.command("export")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="ONNX file to write (default: the config's export_cfg.path).")
-@click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="QAT checkpoint (default: <ckpt_dir>/qat-checkpoint-best.pth.tar).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ONNX file to write (default: the config's export_cfg.path).",
+)
+@click.option(
+    "--ckpt",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="QAT checkpoint (default: <ckpt_dir>/qat-checkpoint-best.pth.tar).",
+)
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
 def export_cmd(config_path, out, ckpt, sets):
     """Export the QAT model as the integer model's int8 QDQ ONNX (opset 17, int32 head outputs).
@@ -214,8 +309,11 @@ def export_cmd(config_path, out, ckpt, sets):
     from fcos3d.trainer.stages import run_export
 
     summary = run_export(load_config(config_path, overrides(sets)), out=out, ckpt=ckpt)
-    rows = [("onnx", summary["path"]), ("input", "x".join(map(str, summary["input_shape"]))),
-            ("outputs", summary["outputs"])] + sorted(summary["nodes"].items())
+    rows = [
+        ("onnx", summary["path"]),
+        ("input", "x".join(map(str, summary["input_shape"]))),
+        ("outputs", summary["outputs"]),
+    ] + sorted(summary["nodes"].items())
     if summary["widened_weight_scales"]:  # channels whose int32 bias needed a coarser weight scale
         rows.append(("widened weight scales", ", ".join(summary["widened_weight_scales"])))
     print_table("export", rows, ("item", "value"))
@@ -224,8 +322,15 @@ def export_cmd(config_path, out, ckpt, sets):
 @cli.command("quant-report")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
 @click.option("--images", default=4, show_default=True, help="Val images to measure on (the first N of the val split).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for quant_report.json/.csv/.png (default: <ckpt_dir>/quant_report).")
-@click.option("--top", default=20, show_default=True, help="Rows of the table printed here (the files hold every layer).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for quant_report.json/.csv/.png (default: <ckpt_dir>/quant_report).",
+)
+@click.option(
+    "--top", default=20, show_default=True, help="Rows of the table printed here (the files hold every layer)."
+)
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
 def quant_report_cmd(config_path, images, out, top, sets):
     """Per-layer SQNR (dB) of the calibration, QAT and int models against float, worst layers first.
@@ -233,8 +338,8 @@ def quant_report_cmd(config_path, images, out, top, sets):
     Every conv/add/resize/pool output and raw head output, from the float, calibration and qat checkpoints
     (best, else last) and the int model of the qat one: where int8 accuracy is lost, layer by layer.
     """
-    from fcos3d.trainer.quant_report import run_quant_report, stage_checkpoints
     from fcos3d.trainer.config import load_config
+    from fcos3d.trainer.quant_report import run_quant_report, stage_checkpoints
 
     cfg = load_config(config_path, overrides(sets))
     stage_checkpoints(cfg)  # a missing checkpoint fails before the progress bar starts
@@ -242,18 +347,35 @@ def quant_report_cmd(config_path, images, out, top, sets):
         res = run_quant_report(cfg, images=images, out=out, progress=progress)
     report = res["report"]
     fmt = lambda v: "inf" if v == float("inf") else f"{v:.1f}"  # noqa: E731
-    rows = [(str(i + 1), r["layer"], r["output"] or r["kind"], *[fmt(r[s]) for s in report.stages])
-            for i, r in enumerate(report.rows[:top])]
-    print_table(f"SQNR vs float (dB) on {report.images} val image(s), worst {len(rows)} of {len(report.rows)} layers by "
-                f"{report.sort_stage}", rows, ("#", "layer", "kind / output", *report.stages))
+    rows = [
+        (str(i + 1), r["layer"], r["output"] or r["kind"], *[fmt(r[s]) for s in report.stages])
+        for i, r in enumerate(report.rows[:top])
+    ]
+    print_table(
+        f"SQNR vs float (dB) on {report.images} val image(s), worst {len(rows)} of {len(report.rows)} layers by "
+        f"{report.sort_stage}",
+        rows,
+        ("#", "layer", "kind / output", *report.stages),
+    )
     for kind, path in res["paths"].items():
         click.echo(f"{kind}: {path}")
 
 
 @cli.command("infer")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
-@click.option("--image", required=True, type=click.Path(path_type=Path), help="A camera JPEG (in a nuScenes dataroot's samples/CAM_*/, or any image with --intrinsics).")
-@click.option("--stage", type=click.Choice(["float", "calibration", "qat", "int_infer"]), default="float", show_default=True, help="Which stage's model predicts.")
+@click.option(
+    "--image",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A camera JPEG (in a nuScenes dataroot's samples/CAM_*/, or any image with --intrinsics).",
+)
+@click.option(
+    "--stage",
+    type=click.Choice(["float", "calibration", "qat", "int_infer"]),
+    default="float",
+    show_default=True,
+    help="Which stage's model predicts.",
+)
 @click.option("--score-th", default=0.3, show_default=True, help="Draw boxes scoring at least this.")
 @click.option("--save-path", required=True, type=click.Path(path_type=Path), help="PNG to write.")
 @click.option("--ann", is_flag=True, help="Also draw the ground truth (from the devkit) beside the prediction.")
@@ -272,36 +394,100 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
     from fcos3d.trainer.infer import infer_image
 
     cfg = load_config(config_path, overrides(sets))
-    out = infer_image(cfg, image, stage=stage, score_th=score_th, save_path=save_path, with_gt=ann, version=version,
-                      intrinsics=intrinsics, ckpt=ckpt)
+    out = infer_image(
+        cfg,
+        image,
+        stage=stage,
+        score_th=score_th,
+        save_path=save_path,
+        with_gt=ann,
+        version=version,
+        intrinsics=intrinsics,
+        ckpt=ckpt,
+    )
     b = out["boxes"]
     from fcos3d.data.classes import CLASSES
 
-    rows = [(CLASSES[int(b["labels"][i])], f"{b['scores'][i]:.2f}", f"{b['centers3d'][i][2]:.1f}",
-             " x ".join(f"{v:.1f}" for v in b["dims"][i])) for i in range(len(b["scores"]))]
+    rows = [
+        (
+            CLASSES[int(b["labels"][i])],
+            f"{b['scores'][i]:.2f}",
+            f"{b['centers3d'][i][2]:.1f}",
+            " x ".join(f"{v:.1f}" for v in b["dims"][i]),
+        )
+        for i in range(len(b["scores"]))
+    ]
     print_table(f"{len(rows)} boxes -> {out['path']}", rows, ("class", "score", "depth m", "w x l x h m"))
 
 
 @cli.command("demo")
-@click.option("--out", default="demo_out", show_default=True, type=click.Path(path_type=Path), help="Folder for everything the demo makes.")
+@click.option(
+    "--out",
+    default="demo_out",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for everything the demo makes.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic dataset.")
 @click.option("--scenes", default=10, show_default=True, help="Synthetic scenes (v1.0-mini: at most 10).")
-@click.option("--samples-per-scene", default=10, show_default=True,
-              help="Key frames per synthetic scene (10: 480 train / 120 val images, sized to fit 15 minutes on 2 cores).")
+@click.option(
+    "--samples-per-scene",
+    default=10,
+    show_default=True,
+    help="Key frames per synthetic scene (10: 480 train / 120 val images, sized to fit 15 minutes on 2 cores).",
+)
 @click.option("--image-size", default="800x450", show_default=True, help="Synthetic camera image size WIDTHxHEIGHT.")
 @click.option("--float-epochs", default=3, show_default=True, help="Float training epochs (0: data steps only).")
 @click.option("--calibration-steps", default=10, show_default=True, help="Training batches the observers see.")
 @click.option("--qat-steps", default=40, show_default=True, help="QAT fine-tuning steps.")
-@click.option("--target", "targets", multiple=True, default=("host", "arm-npu"), show_default=True,
-              help="Compile for these boards (repeatable); align-bpu runs the host artifact.")
-@click.option("--score-th", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
-              help="Draw predicted boxes scoring at least this in the pictures (the short demo training scores low).")
-@click.option("--align-limit", type=click.IntRange(min=1), default=None, help="align-bpu on the first N val images only [default: all].")
-@click.option("--stop-after", type=click.Choice(["data", "float"]), default=None, help="End the flow early, after this step.")
-@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path), help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    default=("host", "arm-npu"),
+    show_default=True,
+    help="Compile for these boards (repeatable); align-bpu runs the host artifact.",
+)
+@click.option(
+    "--score-th",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Draw predicted boxes scoring at least this in the pictures (the short demo training scores low).",
+)
+@click.option(
+    "--align-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="align-bpu on the first N val images only [default: all].",
+)
+@click.option(
+    "--stop-after", type=click.Choice(["data", "float"]), default=None, help="End the flow early, after this step."
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).",
+)
 @click.option("--set", "sets", multiple=True, help=_SET_HELP)
-def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibration_steps, qat_steps, targets,
-         score_th, align_limit, stop_after, config_path, sets):
+def demo(
+    out,
+    seed,
+    scenes,
+    samples_per_scene,
+    image_size,
+    float_epochs,
+    calibration_steps,
+    qat_steps,
+    targets,
+    score_th,
+    align_limit,
+    stop_after,
+    config_path,
+    sets,
+):
     """Run HAT's FCOS3D workflow end to end on synthetic nuScenes data: what `make demo` runs.
 
     \b
@@ -322,28 +508,58 @@ def demo(out, seed, scenes, samples_per_scene, image_size, float_epochs, calibra
     """
     from .demo import STAGE_ORDER, DemoOptions, run_demo
 
-    opts = DemoOptions(out=out, seed=seed, scenes=scenes, samples_per_scene=samples_per_scene,
-                       image_size=_parse_size(image_size), config_path=config_path, float_epochs=float_epochs,
-                       calibration_steps=calibration_steps, qat_steps=qat_steps, compile_targets=tuple(targets),
-                       align_limit=align_limit, score_th=score_th, stop_after=stop_after, extra_sets=overrides(sets))
+    opts = DemoOptions(
+        out=out,
+        seed=seed,
+        scenes=scenes,
+        samples_per_scene=samples_per_scene,
+        image_size=_parse_size(image_size),
+        config_path=config_path,
+        float_epochs=float_epochs,
+        calibration_steps=calibration_steps,
+        qat_steps=qat_steps,
+        compile_targets=tuple(targets),
+        align_limit=align_limit,
+        score_th=score_th,
+        stop_after=stop_after,
+        extra_sets=overrides(sets),
+    )
     con = console()
-    summary = run_demo(opts, report=lambda step, msg: con.print(f"[bold green]✓ {step}[/]: {msg}"),
-                       progress_factory=progress_bar, train_reporter_factory=_RichReporter)
-    print_table("fcos3d demo: steps", [(r["step"], f"{r['seconds']:.0f}", r["what"]) for r in summary["steps"]],
-                ("step", "s", "what"))
+    summary = run_demo(
+        opts,
+        report=lambda step, msg: con.print(f"[bold green]✓ {step}[/]: {msg}"),
+        progress_factory=progress_bar,
+        train_reporter_factory=_RichReporter,
+    )
+    print_table(
+        "fcos3d demo: steps",
+        [(r["step"], f"{r['seconds']:.0f}", r["what"]) for r in summary["steps"]],
+        ("step", "s", "what"),
+    )
     acc = summary["accuracy"]
     if acc:
-        print_table("accuracy per stage (nuScenes val)",
-                    [(s, f"{acc[s]['NDS']:.4f}", f"{acc[s]['mAP']:.4f}", f"{acc[s]['mATE']:.3f}", f"{acc[s]['mAOE']:.3f}")
-                     for s in STAGE_ORDER if acc.get(s)], ("stage", "NDS", "mAP", "mATE", "mAOE"))
+        print_table(
+            "accuracy per stage (nuScenes val)",
+            [
+                (s, f"{acc[s]['NDS']:.4f}", f"{acc[s]['mAP']:.4f}", f"{acc[s]['mATE']:.3f}", f"{acc[s]['mAOE']:.3f}")
+                for s in STAGE_ORDER
+                if acc.get(s)
+            ],
+            ("stage", "NDS", "mAP", "mATE", "mAOE"),
+        )
     if summary.get("perf"):
-        print_table("estimated latency (fcos3d perf)", [(p["board"], p["accelerator"], f"{p['latency_ms']:.2f}", f"{p['fps']:.1f}")
-                                                        for p in summary["perf"]], ("board", "accelerator", "ms", "FPS"))
+        print_table(
+            "estimated latency (fcos3d perf)",
+            [(p["board"], p["accelerator"], f"{p['latency_ms']:.2f}", f"{p['fps']:.1f}") for p in summary["perf"]],
+            ("board", "accelerator", "ms", "FPS"),
+        )
     if summary.get("align"):
         a = summary["align"]
         verdict = "[green]bit-exact[/]" if a["equal"] else f"[red]{a['mismatches']} elements differ[/]"
         con.print(f"align-bpu: {a['images']} images, {a['elements']:,} elements: {verdict}")
-    con.print(f"fcos3d demo finished in {summary['seconds']:.0f} s: {out / 'SUMMARY.md'}, pictures in {out / 'pictures'}")
+    con.print(
+        f"fcos3d demo finished in {summary['seconds']:.0f} s: {out / 'SUMMARY.md'}, pictures in {out / 'pictures'}"
+    )
     if summary.get("align") and not summary["align"]["equal"]:
         sys.exit(1)
 
@@ -379,8 +595,10 @@ def boards_show(name: str) -> None:
     except UnknownBoardError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     rows = [("description", b.description, ""), ("cross compiler", b.cross_compiler or "(none: host)", "")]
-    rows += [(f"target.{k}", v if isinstance(v, str) else list(v) if isinstance(v, tuple) else v, "")
-             for k, v in b.target.items()]  # fmt: skip
+    rows += [
+        (f"target.{k}", v if isinstance(v, str) else list(v) if isinstance(v, tuple) else v, "")
+        for k, v in b.target.items()
+    ]
     if b.accelerator is not None:  # the latency estimator's profile (fcos3d perf); its figures follow
         rows.append(("accelerator", b.accelerator.name, b.accelerator.note))
     rows += [(f.name, f"{f.value:g} {f.unit}", f.source) for f in b.figures]
@@ -392,9 +610,27 @@ def boards_show(name: str) -> None:
 
 @cli.command("perf")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", "targets", multiple=True, default=("host",), show_default=True, help="Board to estimate (repeat to compare): fcos3d boards list, or a board .toml.")
-@click.option("--layers", default=10, show_default=True, help="Also show the N slowest layers (by the first board) side by side; 0: none.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write OUT/<board>/perf.json, perf.csv, perf.html.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    default=("host",),
+    show_default=True,
+    help="Board to estimate (repeat to compare): fcos3d boards list, or a board .toml.",
+)
+@click.option(
+    "--layers",
+    default=10,
+    show_default=True,
+    help="Also show the N slowest layers (by the first board) side by side; 0: none.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write OUT/<board>/perf.json, perf.csv, perf.html.",
+)
 def perf_cmd(model, targets, layers, out_dir):
     """Estimated latency of an int8 QDQ ONNX model on one or more boards, side by side (no compile)."""
     from fcos3d.boards import UnknownBoardError, load_board
@@ -408,9 +644,15 @@ def perf_cmd(model, targets, layers, out_dir):
         raise click.BadParameter(str(exc), param_hint="--target") from None
     graph = check_onnx(model).graph
     ests = [estimate(graph, b) for b in boards_]
-    keys = (("latency ms", "latency_ms", "{:.3f}"), ("FPS", "fps", "{:.1f}"), ("GMACs", "gmacs", "{:.3f}"),
-            ("weights KiB", "weight_bytes", "{:.0f}"), ("peak activations KiB", "peak_activation_bytes", "{:.0f}"),
-            ("MAC utilisation", "mac_utilisation", "{:.1%}"), ("cycles", "cycles", "{:,}"))  # fmt: skip
+    keys = (
+        ("latency ms", "latency_ms", "{:.3f}"),
+        ("FPS", "fps", "{:.1f}"),
+        ("GMACs", "gmacs", "{:.3f}"),
+        ("weights KiB", "weight_bytes", "{:.0f}"),
+        ("peak activations KiB", "peak_activation_bytes", "{:.0f}"),
+        ("MAC utilisation", "mac_utilisation", "{:.1%}"),
+        ("cycles", "cycles", "{:,}"),
+    )
     rows = [("accelerator", *[e.accelerator for e in ests])]
     for label, key, fmt in keys:
         scale = 1024 if key.endswith("_bytes") else 1
@@ -418,10 +660,20 @@ def perf_cmd(model, targets, layers, out_dir):
     print_table(f"fcos3d perf {model.name} ({len(graph.ops)} layers)", rows, ("", *[e.board for e in ests]))
     if layers > 0:
         order = sorted(range(len(ests[0].layers)), key=lambda i: -ests[0].layers[i].cycles)[:layers]
-        rows = [(str(i), ests[0].layers[i].name, ests[0].layers[i].op,
-                 *[f"{e.layers[i].cycles / e.clock_hz * 1e3:.4f} ({e.layers[i].bound[0]})" for e in ests]) for i in order]
-        print_table(f"slowest {len(order)} layers on {ests[0].board}: ms (c: compute-, m: memory-bound)", rows,
-                    ("#", "layer", "op", *[e.board for e in ests]))
+        rows = [
+            (
+                str(i),
+                ests[0].layers[i].name,
+                ests[0].layers[i].op,
+                *[f"{e.layers[i].cycles / e.clock_hz * 1e3:.4f} ({e.layers[i].bound[0]})" for e in ests],
+            )
+            for i in order
+        ]
+        print_table(
+            f"slowest {len(order)} layers on {ests[0].board}: ms (c: compute-, m: memory-bound)",
+            rows,
+            ("#", "layer", "op", *[e.board for e in ests]),
+        )
     if out_dir is not None:
         for e in ests:
             paths = write_report(e, out_dir / e.board)

@@ -26,21 +26,55 @@ def _fmt(metrics: dict | None, key: str) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--align-bpu", "align", is_flag=True, help="Compare board and simulator outputs bit for bit over the "
-              "val split's original JPEGs, and score the board's detections (the only mode so far).")
-@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="Experiment config, e.g. configs/fcos3d_efficientnetb0_synthetic.py.")
-@click.option("--artifact", "artifact_dir", type=click.Path(path_type=Path), default=None,
-              help="Artifact folder (model.so + meta.json) [default: <ckpt_dir>/artifact-host, compiled if missing].")
-@click.option("--device", default=None, help="HOST:PORT of `python -m tvm.exec.rpc_server` on the board "
-              "[default: run the artifact in this process].")
+@click.option(
+    "--align-bpu",
+    "align",
+    is_flag=True,
+    help="Compare board and simulator outputs bit for bit over the "
+    "val split's original JPEGs, and score the board's detections (the only mode so far).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Experiment config, e.g. configs/fcos3d_efficientnetb0_synthetic.py.",
+)
+@click.option(
+    "--artifact",
+    "artifact_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Artifact folder (model.so + meta.json) [default: <ckpt_dir>/artifact-host, compiled if missing].",
+)
+@click.option(
+    "--device",
+    default=None,
+    help="HOST:PORT of `python -m tvm.exec.rpc_server` on the board [default: run the artifact in this process].",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Validate only the first N camera images.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Report folder [default: <ckpt_dir>/align_bpu].")
-@click.option("--set", "sets", multiple=True, help="Override a param() of the config, NAME=VALUE (repeatable), "
-              "e.g. --set data_root=demo_out/nuscenes_lmdb.")
-def validate_cmd(align: bool, config_path: Path, artifact_dir: Path | None, device: str | None, limit: int | None,
-                 out_dir: Path | None, sets: tuple[str, ...]) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [default: <ckpt_dir>/align_bpu].",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    help="Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb.",
+)
+def validate_cmd(
+    align: bool,
+    config_path: Path,
+    artifact_dir: Path | None,
+    device: str | None,
+    limit: int | None,
+    out_dir: Path | None,
+    sets: tuple[str, ...],
+) -> None:
     """Validate a compiled FCOS3D on the board against the integer simulator (HAT's align_bpu)."""
     if not align:
         raise click.UsageError("pass --align-bpu (the only validation so far)")
@@ -61,24 +95,42 @@ def validate_cmd(align: bool, config_path: Path, artifact_dir: Path | None, devi
 
         cfg = load_config(config_path, _overrides(sets))
         with progress_bar(f"align-bpu on {device or 'this host'}") as progress:
-            report = run_align_bpu(cfg, artifact_dir=artifact_dir, device=device, limit=limit, out_dir=out_dir,
-                                   progress=progress, echo=console.print)
+            report = run_align_bpu(
+                cfg,
+                artifact_dir=artifact_dir,
+                device=device,
+                limit=limit,
+                out_dir=out_dir,
+                progress=progress,
+                echo=console.print,
+            )
     except (Fcos3dError, InvalidModelError, UnsupportedGraphError, RecordError) as exc:
         _fail(str(exc).splitlines()[0])
 
     rows = []
     for o in report["outputs"]:
         first = o["first"]
-        where = (o["problem"] or "—") if first is None else (
-            f"image {first['image']} ({Path(first['file_name']).name}) at {tuple(first['index'])}: "
-            f"board {first['board']}, simulator {first['sim']}")  # fmt: skip
+        where = (
+            (o["problem"] or "—")
+            if first is None
+            else (
+                f"image {first['image']} ({Path(first['file_name']).name}) at {tuple(first['index'])}: "
+                f"board {first['board']}, simulator {first['sim']}"
+            )
+        )
         rows.append((o["name"], o["mismatches"], o["total"], o["max_abs_diff"], where))
-    print_table(f"board vs simulator: {report['images']} images on {report['device']} ({report['board']})", rows,
-                ("output", "mismatches", "elements", "max |diff|", "first mismatch"))  # fmt: skip
+    print_table(
+        f"board vs simulator: {report['images']} images on {report['device']} ({report['board']})",
+        rows,
+        ("output", "mismatches", "elements", "max |diff|", "first mismatch"),
+    )
     stages = stage_metrics(work_dir_of(cfg))
     stages["board"] = report["metrics"]
-    print_table("accuracy (nuScenes val" + (f", board on the first {limit} images" if limit else "") + ")",
-                [(s, _fmt(m, "NDS"), _fmt(m, "mAP")) for s, m in stages.items()], ("stage", "NDS", "mAP"))  # fmt: skip
+    print_table(
+        "accuracy (nuScenes val" + (f", board on the first {limit} images" if limit else "") + ")",
+        [(s, _fmt(m, "NDS"), _fmt(m, "mAP")) for s, m in stages.items()],
+        ("stage", "NDS", "mAP"),
+    )
     verdict = "[green]bit-exact[/]" if report["equal"] else f"[red]{report['mismatches']} elements differ[/]"
     console.print(f"{verdict}; report: {Path(report['out_dir']) / REPORT_FILE}")
     sys.exit(0 if report["equal"] else 1)

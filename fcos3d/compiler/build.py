@@ -17,7 +17,14 @@ from fcos3d.boards import Board, load_board
 
 from .check import check_onnx
 
-__all__ = ["CompileResult", "board_target", "build_executable", "compile_onnx", "export_library", "module_output_shapes"]
+__all__ = [
+    "CompileResult",
+    "board_target",
+    "build_executable",
+    "compile_onnx",
+    "export_library",
+    "module_output_shapes",
+]
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,10 @@ def compile_onnx(
 
     board = load_board(board) if isinstance(board, str) else board
     if board.estimate_only:
-        raise ValueError(f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "
-                         f"use `fcos3d perf --target {board.name} MODEL.onnx`")
+        raise ValueError(
+            f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "
+            f"use `fcos3d perf --target {board.name} MODEL.onnx`"
+        )
     seconds = {}
     t = time.perf_counter()
     checked = check_onnx(onnx_path, run_simplify=run_simplify)
@@ -119,8 +128,13 @@ def compile_onnx(
     seconds["export"] = time.perf_counter() - t
     path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
     onnx_info = {"path": path_text, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified}
-    meta = make_meta(checked.graph, board=board.name, target=_target_json(target), onnx=onnx_info,
-                     output_shapes=module_output_shapes(lowered.mod))
+    meta = make_meta(
+        checked.graph,
+        board=board.name,
+        target=_target_json(target),
+        onnx=onnx_info,
+        output_shapes=module_output_shapes(lowered.mod),
+    )
     meta["tuning"] = {"trials": tuning.trials, "database": None if tuning.database is None else str(tuning.database)}
     write_meta(out_dir, meta)  # atomic: a meta.json always matches the model.so beside it
     if board.accelerator is not None:

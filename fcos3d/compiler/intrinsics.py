@@ -39,8 +39,11 @@ def _desc(lanes: int, packed: str):
     from .kernels import dot_word
 
     @T.prim_func(s_tir=True)
-    def desc(A: T.Buffer((lanes,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # fmt: skip
+    def desc(
+        A: T.Buffer((lanes,), "int32", offset_factor=1),
+        B: T.Buffer((1,), "int32", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:lanes], B[0:1])
             T.writes(C[0:lanes])
@@ -54,8 +57,11 @@ def _desc(lanes: int, packed: str):
 
 def _x86_vnni():
     @T.prim_func(s_tir=True)
-    def impl(A: T.Buffer((16,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
-             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:  # fmt: skip
+    def impl(
+        A: T.Buffer((16,), "int32", offset_factor=1),
+        B: T.Buffer((1,), "int32", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
         with T.sblock("root"):
             T.reads(C[0:16], A[0:16], B[0:1])
             T.writes(C[0:16])
@@ -73,8 +79,11 @@ def _x86_vnni():
 
 def _arm_sdot():
     @T.prim_func(s_tir=True)
-    def impl(A: T.Buffer((4,), "int32", offset_factor=1), B: T.Buffer((1,), "int32", offset_factor=1),
-             C: T.Buffer((4,), "int32", offset_factor=1)) -> None:  # fmt: skip
+    def impl(
+        A: T.Buffer((4,), "int32", offset_factor=1),
+        B: T.Buffer((1,), "int32", offset_factor=1),
+        C: T.Buffer((4,), "int32", offset_factor=1),
+    ) -> None:
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4], B[0:1])
             T.writes(C[0:4])

@@ -17,8 +17,16 @@ from tvm.script import tirx as T
 from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
-__all__ = ["KERNEL_ATTR", "DenseConvSpec", "depthwise_conv", "dot_word", "gemm_conv", "im2col_words",
-           "pack_dense_weight", "pad_split"]
+__all__ = [
+    "KERNEL_ATTR",
+    "DenseConvSpec",
+    "depthwise_conv",
+    "dot_word",
+    "gemm_conv",
+    "im2col_words",
+    "pack_dense_weight",
+    "pad_split",
+]
 
 # Block annotation that tells passes/schedule.py which kernel a (fused) PrimFunc holds.
 KERNEL_ATTR = "fcos3d.kernel"
@@ -46,8 +54,10 @@ class DenseConvSpec:
 
     def __post_init__(self):
         if self.reduction * 255 * 128 >= 2**31:
-            raise ValueError(f"DenseConvSpec: reduction {self.reduction} (in_channels x kernel) is too long for an "
-                             "int32 accumulator of uint8 x int8 products (at most 65,792); split the conv")
+            raise ValueError(
+                f"DenseConvSpec: reduction {self.reduction} (in_channels x kernel) is too long for an "
+                "int32 accumulator of uint8 x int8 products (at most 65,792); split the conv"
+            )
 
     @property
     def reduction(self) -> int:
@@ -127,8 +137,7 @@ def pad_split(channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, 
     (h, w), (top, left, bottom, right), sw = in_hw, pads, stride_w
     hp, wq = h + top + bottom, -(-(w + left + right) // sw)
     chunk = 64
-    with _kernel("pad_split", {"x": ((1, channels, h, w), "int8"), "out": ((channels, hp, sw, wq), "int8")}) as (
-        b, fn):  # fmt: skip
+    with _kernel("pad_split", {"x": ((1, channels, h, w), "int8"), "out": ((channels, hp, sw, wq), "int8")}) as (b, fn):
         x, out = b["x"], b["out"]
         with T.parallel(0, channels) as c:
             with T.serial(0, hp) as y:
@@ -146,8 +155,9 @@ def pad_split(channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, 
                         src = T.BufferLoad(x, [0, c, row, _ramp(q0 * sw + ph - left, (n - 1) * sw + 1)])
                         if sw > 1:
                             src = T.Shuffle([src], [i * sw for i in range(n)])
-                        T.buffer_store(out, T.Select(_bcast(inside, n), src, _bcast(T.int8(0), n)),
-                                       [c, y, ph, _ramp(q0, n)])  # fmt: skip
+                        T.buffer_store(
+                            out, T.Select(_bcast(inside, n), src, _bcast(T.int8(0), n)), [c, y, ph, _ramp(q0, n)]
+                        )
 
                     full, rest = divmod(hi - lo, chunk)
                     if full:
@@ -198,8 +208,11 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
                     with T.vectorized(0, vec) as xi:
                         T.buffer_store(cols, word(rb, y, xo * vec + xi, valid), [rb, y * ow + xo * vec + xi])
             if n_padded > n_pos:
-                T.buffer_store(cols, _bcast(tirx.const(_word([off] * BYTES), "int32"), n_padded - n_pos),
-                               [rb, _ramp(n_pos, n_padded - n_pos)])  # fmt: skip
+                T.buffer_store(
+                    cols,
+                    _bcast(tirx.const(_word([off] * BYTES), "int32"), n_padded - n_pos),
+                    [rb, _ramp(n_pos, n_padded - n_pos)],
+                )
 
         if full:
             with T.parallel(0, full) as rb:
@@ -221,8 +234,9 @@ def dot_word(a, b, a_dtype: str):
     return total
 
 
-def gemm_conv(cols: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DenseConvSpec,
-              packed_dtype: str) -> te.Tensor:  # fmt: skip
+def gemm_conv(
+    cols: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DenseConvSpec, packed_dtype: str
+) -> te.Tensor:
     """cols (R/4, P') int32 words (im2col_words), w (OC, R/4) int32 words (pack_dense_weight), correction (OC,)
     -> (1, OC, OH, OW) int32 = the conv. ``packed_dtype``: the byte type of the activations, uint8 (offset 128)
     or int8. Overflow bound: the word sums reach R * 255 * 128 before the correction (DenseConvSpec checks
@@ -231,11 +245,13 @@ def gemm_conv(cols: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DenseC
     acc = te.compute(
         (int(w.shape[0]), spec.positions_padded),
         lambda o, p: te.sum(dot_word(cols[rb, p], w[o, rb], packed_dtype), axis=rb),
-        name="dot", attrs={KERNEL_ATTR: "int8_gemm"},
-    )  # fmt: skip
+        name="dot",
+        attrs={KERNEL_ATTR: "int8_gemm"},
+    )
     oh, ow = spec.out_hw
-    return te.compute((1, int(w.shape[0]), oh, ow), lambda n, o, y, x: acc[o, y * ow + x] - correction[o],
-                      name="unflatten")  # fmt: skip
+    return te.compute(
+        (1, int(w.shape[0]), oh, ow), lambda n, o, y, x: acc[o, y * ow + x] - correction[o], name="unflatten"
+    )
 
 
 def depthwise_conv(padded: te.Tensor, w: te.Tensor, strides: tuple[int, int], out_hw: tuple[int, int]) -> te.Tensor:
@@ -250,7 +266,8 @@ def depthwise_conv(padded: te.Tensor, w: te.Tensor, strides: tuple[int, int], ou
     return te.compute(
         (1, c, *out_hw),
         lambda n, ch, y, xx: te.sum(
-            padded[ch, y * sh + ry, rx % sw, xx + rx // sw].astype("int32") * w[ch, 0, ry, rx],
-            axis=[ry, rx]),
-        name="depthwise", attrs={KERNEL_ATTR: "depthwise"},
-    )  # fmt: skip
+            padded[ch, y * sh + ry, rx % sw, xx + rx // sw].astype("int32") * w[ch, 0, ry, rx], axis=[ry, rx]
+        ),
+        name="depthwise",
+        attrs={KERNEL_ATTR: "depthwise"},
+    )

@@ -34,7 +34,7 @@ def passes(target: tvm.target.Target | None = None, tuning: Tuning | None = None
         ("tune", lambda mod: apply_tuning(mod, target, tuning)),  # MetaSchedule's best from a database
         ("schedule", schedule),  # loops for the CPU: threads, vectors, dot-product instructions
         ("lower_to_vm", lower_to_vm),  # memory planning and VM builtins
-    )  # fmt: skip
+    )
 
 
 PASS_NAMES: tuple[str, ...] = ("import_int_graph",) + tuple(name for name, _ in passes())

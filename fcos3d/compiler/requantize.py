@@ -33,9 +33,14 @@ def emit_requantize(bb: relax.BlockBuilder, x: relax.Expr, multiplier, shift, ch
     consts = [relax.const(a.astype(np.int32), "int32") for a in (m, ls, rs)]
     # is_lshift_required is a compile-time flag for all channels: false skips every left shift.
     return bb.emit_te(
-        topi.fixed_point_multiply_per_axis, x, *consts, int(np.any(ls > 0)), 1, (1,),
+        topi.fixed_point_multiply_per_axis,
+        x,
+        *consts,
+        int(np.any(ls > 0)),
+        1,
+        (1,),
         primfunc_name_hint="requantize",
-    )  # fmt: skip
+    )
 
 
 def emit_saturate_int8(bb: relax.BlockBuilder, x: relax.Expr, relu: bool) -> relax.Var:

@@ -58,8 +58,9 @@ def _commit_default(database, task_mod: IRModule, target) -> None:
     apply_default_schedule(sch, target)
     args_info = ms.arg_info.ArgInfo.from_prim_func(task_mod["main"])
     seconds = _measure(default_build(sch.mod, target, None), args_info)
-    database.commit_tuning_record(ms.database.TuningRecord(
-        sch.trace, database.commit_workload(task_mod), seconds, target, args_info))  # fmt: skip
+    database.commit_tuning_record(
+        ms.database.TuningRecord(sch.trace, database.commit_workload(task_mod), seconds, target, args_info)
+    )
 
 
 def _in_process_measure():
@@ -110,8 +111,11 @@ def _tasks(mod: IRModule, target):
     arrive already scheduled (kernels.py's im2col and padding)."""
     from tvm.s_tir import meta_schedule as ms
 
-    return [t for t in ms.relax_integration.extract_tasks(mod, target)
-            if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False)]  # fmt: skip
+    return [
+        t
+        for t in ms.relax_integration.extract_tasks(mod, target)
+        if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False)
+    ]
 
 
 def apply_tuning(mod: IRModule, target, tuning: Tuning | None) -> IRModule:
@@ -136,21 +140,30 @@ def apply_tuning(mod: IRModule, target, tuning: Tuning | None) -> IRModule:
             apply_default_schedule(sch, target)
             return sch
 
-        space = ms.space_generator.SpaceGeneratorUnion([ms.space_generator.PostOrderApply(),
-                                                         ms.space_generator.ScheduleFn(default)])  # fmt: skip
+        space = ms.space_generator.SpaceGeneratorUnion(
+            [ms.space_generator.PostOrderApply(), ms.space_generator.ScheduleFn(default)]
+        )
         per_task = max(1, -(-tuning.trials // len(tasks)))
         # A population in proportion to the trials: the default (512 samples, 4 generations per round) spends
         # minutes of search per task before the first measurement.
-        strategy = ms.search_strategy.EvolutionarySearch(population_size=min(512, max(32, 8 * per_task)),
-                                                         genetic_num_iters=2 if per_task < 64 else 4)  # fmt: skip
+        strategy = ms.search_strategy.EvolutionarySearch(
+            population_size=min(512, max(32, 8 * per_task)), genetic_num_iters=2 if per_task < 64 else 4
+        )
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-            tasks, str(work_dir), space=space, strategy=strategy, seed=0)
+            tasks, str(work_dir), space=space, strategy=strategy, seed=0
+        )
         builder, runner = _in_process_measure()
         ms.tune.tune_tasks(
-            tasks=contexts, task_weights=weights, work_dir=str(work_dir), database=database,
-            builder=builder, runner=runner,  # no RemoveBuildArtifact: there are no artifact files
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=str(work_dir),
+            database=database,
+            builder=builder,
+            runner=runner,  # no RemoveBuildArtifact: there are no artifact files
             measure_callbacks=[ms.measure_callback.AddToDatabase(), ms.measure_callback.UpdateCostModel()],
-            max_trials_global=tuning.trials, max_trials_per_task=per_task, num_trials_per_iter=min(64, per_task),
-        )  # fmt: skip
+            max_trials_global=tuning.trials,
+            max_trials_per_task=per_task,
+            num_trials_per_iter=min(64, per_task),
+        )
     with target, database:
         return relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)

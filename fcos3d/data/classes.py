@@ -1,15 +1,28 @@
 """The nuScenes detection classes and attributes, in the order the model's outputs use (torch-free)."""
 
 CLASSES = (
-    "car", "truck", "trailer", "bus", "construction_vehicle",
-    "bicycle", "motorcycle", "pedestrian", "traffic_cone", "barrier",
+    "car",
+    "truck",
+    "trailer",
+    "bus",
+    "construction_vehicle",
+    "bicycle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "barrier",
 )
 
 # Index len(ATTRIBUTES) - 1 ("") means "no attribute"; the result JSON writes "" for it (the devkit's rule).
 ATTRIBUTES = (
-    "cycle.with_rider", "cycle.without_rider",
-    "pedestrian.moving", "pedestrian.standing", "pedestrian.sitting_lying_down",
-    "vehicle.moving", "vehicle.parked", "vehicle.stopped",
+    "cycle.with_rider",
+    "cycle.without_rider",
+    "pedestrian.moving",
+    "pedestrian.standing",
+    "pedestrian.sitting_lying_down",
+    "vehicle.moving",
+    "vehicle.parked",
+    "vehicle.stopped",
     "",
 )
 NO_ATTRIBUTE = len(ATTRIBUTES) - 1
@@ -17,10 +30,16 @@ NO_ATTRIBUTE = len(ATTRIBUTES) - 1
 # The attribute reported for a class when the predicted one does not belong to it (mmdet3d's rule):
 # the devkit scores attributes only for classes that have them.
 DEFAULT_ATTRIBUTE = {
-    "car": "vehicle.parked", "truck": "vehicle.parked", "trailer": "vehicle.parked",
-    "bus": "vehicle.moving", "construction_vehicle": "vehicle.parked",
-    "bicycle": "cycle.without_rider", "motorcycle": "cycle.without_rider",
-    "pedestrian": "pedestrian.moving", "traffic_cone": "", "barrier": "",
+    "car": "vehicle.parked",
+    "truck": "vehicle.parked",
+    "trailer": "vehicle.parked",
+    "bus": "vehicle.moving",
+    "construction_vehicle": "vehicle.parked",
+    "bicycle": "cycle.without_rider",
+    "motorcycle": "cycle.without_rider",
+    "pedestrian": "pedestrian.moving",
+    "traffic_cone": "",
+    "barrier": "",
 }
 
 # Which attributes a class may carry (the devkit's attribute groups).

@@ -74,7 +74,9 @@ def record_to_sample(rec: dict, where: str) -> dict:
         raise Fcos3dError(f"{where}: the JPEG does not decode: re-run `fcos3d data pack` for this split")
     h, w = img.shape[:2]
     if [h, w] != list(rec["img_shape"]):
-        raise Fcos3dError(f"{where}: the JPEG is {w}x{h} but sample_data.json says {rec['img_shape'][1]}x{rec['img_shape'][0]}: fix the table or the image, then re-pack")
+        raise Fcos3dError(
+            f"{where}: the JPEG is {w}x{h} but sample_data.json says {rec['img_shape'][1]}x{rec['img_shape'][0]}: fix the table or the image, then re-pack"
+        )
     return {
         "img": cv2.cvtColor(img, cv2.COLOR_BGR2RGB),  # (H, W, 3) uint8
         "cam_intrinsic": rec["cam_intrinsic"],
@@ -101,7 +103,9 @@ def _check_transforms(transforms) -> tuple:
     transforms = tuple(transforms)
     bad = [t for t in transforms if not callable(t)]
     if bad:
-        raise Fcos3dError(f"transforms must be callables taking and returning a sample dict; got {type(bad[0]).__name__}")
+        raise Fcos3dError(
+            f"transforms must be callables taking and returning a sample dict; got {type(bad[0]).__name__}"
+        )
     return transforms
 
 
@@ -141,13 +145,17 @@ class NuscenesMonoDataset(_MonoSamples):
     def __init__(self, data_path, transforms=None):
         self.data_path = Path(data_path).expanduser().absolute()
         if not (self.data_path / "data.mdb").is_file():
-            raise Fcos3dError(f"{self.data_path} is not an LMDB made by `fcos3d data pack` (no data.mdb there): pack the split first, or fix the path")
+            raise Fcos3dError(
+                f"{self.data_path} is not an LMDB made by `fcos3d data pack` (no data.mdb there): pack the split first, or fix the path"
+            )
         self.transforms = _check_transforms(transforms)
         env = _lmdb_env(self.data_path, recheck=True)
         with env.begin() as txn:
             raw_len, raw_meta = txn.get(LEN_KEY), txn.get(META_KEY)
         if raw_len is None or raw_meta is None:
-            raise Fcos3dError(f"{self.data_path} has no __len__/__meta__ key (packing did not finish): re-run `fcos3d data pack`")
+            raise Fcos3dError(
+                f"{self.data_path} has no __len__/__meta__ key (packing did not finish): re-run `fcos3d data pack`"
+            )
         try:
             self._len = int(raw_len)
             self._meta = decode_meta(raw_meta)
@@ -167,7 +175,9 @@ class NuscenesMonoDataset(_MonoSamples):
         try:
             return decode_record(raw)
         except RecordError as e:
-            raise Fcos3dError(f"{self.data_path}: record {index} is corrupt ({e}): re-run `fcos3d data pack` for this split") from None
+            raise Fcos3dError(
+                f"{self.data_path}: record {index} is corrupt ({e}): re-run `fcos3d data pack` for this split"
+            ) from None
 
     def __getitem__(self, index: int) -> dict:
         index = self._check_index(index)

@@ -18,13 +18,30 @@ from .record import RECORD_FORMAT
 from .splits import devkit_split_name, is_custom_version
 
 __all__ = [
-    "TABLES", "check_nuscenes_root", "load_nuscenes", "split_scenes", "split_image_infos", "check_images_exist", "split_meta",
+    "TABLES",
+    "check_nuscenes_root",
+    "load_nuscenes",
+    "split_scenes",
+    "split_image_infos",
+    "check_images_exist",
+    "split_meta",
 ]
 
 # The tables NuScenes() loads; a missing one is an AssertionError deep in the devkit otherwise.
 TABLES = (
-    "category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor",
-    "ego_pose", "log", "scene", "sample", "sample_data", "sample_annotation", "map",
+    "category",
+    "attribute",
+    "visibility",
+    "instance",
+    "sensor",
+    "calibrated_sensor",
+    "ego_pose",
+    "log",
+    "scene",
+    "sample",
+    "sample_data",
+    "sample_annotation",
+    "map",
 )
 _ATTR_INDEX = {name: i for i, name in enumerate(ATTRIBUTES) if name}
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
@@ -45,24 +62,36 @@ def check_nuscenes_root(dataroot, version: str, split: str | None = None) -> Pat
     """
     root = Path(dataroot).expanduser().absolute()
     if not root.is_dir():
-        raise Fcos3dError(f"nuScenes root {root} does not exist: pass the folder that holds <version>/ and samples/ (or make one with `fcos3d data synth`)")
+        raise Fcos3dError(
+            f"nuScenes root {root} does not exist: pass the folder that holds <version>/ and samples/ (or make one with `fcos3d data synth`)"
+        )
     table_dir = root / version
     if not table_dir.is_dir():
         found = _versions_in(root)
-        hint = f"versions found there: {', '.join(found)}" if found else "no version folder (with *.json tables) found there; is this the nuScenes root?"
+        hint = (
+            f"versions found there: {', '.join(found)}"
+            if found
+            else "no version folder (with *.json tables) found there; is this the nuScenes root?"
+        )
         raise Fcos3dError(f"version folder {table_dir} not found: --version must name a folder of {root} ({hint})")
     for name in TABLES:
         if not (table_dir / f"{name}.json").is_file():
-            raise Fcos3dError(f"missing table {table_dir / f'{name}.json'}: the {version} metadata is incomplete; re-extract the version folder from the download")
+            raise Fcos3dError(
+                f"missing table {table_dir / f'{name}.json'}: the {version} metadata is incomplete; re-extract the version folder from the download"
+            )
     map_json = table_dir / "map.json"
     try:
         maps = json.loads(map_json.read_text())
         filenames = [m["filename"] for m in maps]
     except (ValueError, KeyError, TypeError) as e:
-        raise Fcos3dError(f"{map_json} is not a nuScenes map table ({type(e).__name__}: {e}): re-extract the version folder") from None
+        raise Fcos3dError(
+            f"{map_json} is not a nuScenes map table ({type(e).__name__}: {e}): re-extract the version folder"
+        ) from None
     for fn in filenames:
         if not (root / fn).is_file():
-            raise Fcos3dError(f"missing map image {root / fn} (named in {map_json}): copy the maps/ folder of the download into {root}")
+            raise Fcos3dError(
+                f"missing map image {root / fn} (named in {map_json}): copy the maps/ folder of the download into {root}"
+            )
     if split is not None:
         try:
             devkit_split = devkit_split_name(version, split)
@@ -71,11 +100,15 @@ def check_nuscenes_root(dataroot, version: str, split: str | None = None) -> Pat
         if is_custom_version(version):
             splits_json = table_dir / "splits.json"
             if not splits_json.is_file():
-                raise Fcos3dError(f"missing {splits_json}: version {version!r} has no official splits, so it needs splits.json with the keys custom_train and custom_val (or use a version name ending in 'mini' or 'trainval')")
+                raise Fcos3dError(
+                    f"missing {splits_json}: version {version!r} has no official splits, so it needs splits.json with the keys custom_train and custom_val (or use a version name ending in 'mini' or 'trainval')"
+                )
             try:
                 names = json.loads(splits_json.read_text())[devkit_split]
             except (ValueError, KeyError, TypeError):
-                raise Fcos3dError(f"{splits_json} has no list {devkit_split!r}: add it (a list of scene names)") from None
+                raise Fcos3dError(
+                    f"{splits_json} has no list {devkit_split!r}: add it (a list of scene names)"
+                ) from None
             if not isinstance(names, list):
                 raise Fcos3dError(f"{splits_json}: {devkit_split!r} is not a list of scene names: fix the file")
     return root
@@ -89,10 +122,14 @@ def load_nuscenes(dataroot, version: str, split: str | None = None):
     try:
         return NuScenes(version=version, dataroot=str(root), verbose=False)
     except json.JSONDecodeError as e:
-        raise Fcos3dError(f"a table in {root / version} is not valid JSON ({e}): re-extract the version folder") from None
+        raise Fcos3dError(
+            f"a table in {root / version} is not valid JSON ({e}): re-extract the version folder"
+        ) from None
     except Exception as e:  # the devkit raises bare AssertionError/KeyError/Exception for inconsistent tables
         # e.g. a log that no map lists (KeyError of a log token): its own messages are terse.
-        raise Fcos3dError(f"the devkit could not load {root / version} ({type(e).__name__}: {e}): the tables do not match each other; re-extract the version folder") from None
+        raise Fcos3dError(
+            f"the devkit could not load {root / version} ({type(e).__name__}: {e}): the tables do not match each other; re-extract the version folder"
+        ) from None
 
 
 def split_scenes(nusc, version: str, split: str) -> tuple[str, list[dict]]:
@@ -162,7 +199,9 @@ def split_image_infos(nusc, scenes: list[dict]) -> list[dict]:
             boxes = _sample_boxes(nusc, sample)
             for cam in CAMERAS:
                 if cam not in sample["data"]:
-                    raise Fcos3dError(f"sample {token} has no {cam} image in {Path(nusc.dataroot) / nusc.version / 'sample_data.json'}: the tables are incomplete")
+                    raise Fcos3dError(
+                        f"sample {token} has no {cam} image in {Path(nusc.dataroot) / nusc.version / 'sample_data.json'}: the tables are incomplete"
+                    )
                 infos.append(image_info(nusc, sample["data"][cam], boxes))
             token = sample["next"]
     return infos
@@ -193,7 +232,9 @@ def find_image_info(image_path, version: str) -> dict:
     """The info of a key-frame camera JPEG that lies in a nuScenes dataroot (``<root>/samples/<CAM>/<file>``)."""
     image_path = Path(image_path).resolve()
     if len(image_path.parents) < 3 or image_path.parents[1].name != "samples":
-        raise Fcos3dError(f"{image_path}: not under <dataroot>/samples/<CAMERA>/; pass --intrinsics fx,fy,cx,cy for a lone image")
+        raise Fcos3dError(
+            f"{image_path}: not under <dataroot>/samples/<CAMERA>/; pass --intrinsics fx,fy,cx,cy for a lone image"
+        )
     root = image_path.parents[2]
     nusc = load_nuscenes(root, version)
     rel = f"samples/{image_path.parent.name}/{image_path.name}"
@@ -217,6 +258,12 @@ def check_images_exist(dataroot, infos: list[dict], split: str) -> None:
 def split_meta(version: str, split: str, devkit_split: str, dataroot, count: int) -> dict:
     """The ``__meta__`` dict of a packed split (keys: record.META_FIELDS); evaluation finds the GT from it."""
     return {
-        "version": version, "split": split, "devkit_split": devkit_split, "dataroot": str(Path(dataroot).absolute()),
-        "classes": list(CLASSES), "attributes": list(ATTRIBUTES), "format": RECORD_FORMAT, "count": int(count),
+        "version": version,
+        "split": split,
+        "devkit_split": devkit_split,
+        "dataroot": str(Path(dataroot).absolute()),
+        "classes": list(CLASSES),
+        "attributes": list(ATTRIBUTES),
+        "format": RECORD_FORMAT,
+        "count": int(count),
     }

@@ -39,7 +39,9 @@ def _encode_image(job: tuple[dict, str]) -> tuple[bytes, int]:
         with open(path, "rb") as f:
             img_bytes = f.read()
     except OSError as e:  # checked upfront, so only a file removed while packing gets here
-        raise Fcos3dError(f"cannot read image {path} ({e.strerror}): restore it and re-run `fcos3d data pack`") from None
+        raise Fcos3dError(
+            f"cannot read image {path} ({e.strerror}): restore it and re-run `fcos3d data pack`"
+        ) from None
     record = build_record(info, img_bytes)
     return encode_record(record), len(record["anns"]["labels"])
 
@@ -74,7 +76,9 @@ def _results(jobs: list, num_workers: int):
         yield from pool.imap(_encode_image, jobs, chunksize=4)
 
 
-def pack_nuscenes(src_data_dir, split_name: str, version: str, target_data_dir, num_workers: int = 2, progress=None) -> dict:
+def pack_nuscenes(
+    src_data_dir, split_name: str, version: str, target_data_dir, num_workers: int = 2, progress=None
+) -> dict:
     """Pack a split ("train" or "val") of a nuScenes root into ``<target_data_dir>/<split>_lmdb``.
 
     Every key-frame sample of the split's scenes gives 6 records (CAMERAS order), keyed
@@ -85,7 +89,9 @@ def pack_nuscenes(src_data_dir, split_name: str, version: str, target_data_dir, 
     """
     t0 = time.perf_counter()
     if not isinstance(num_workers, int) or num_workers < 0:
-        raise Fcos3dError(f"num_workers={num_workers!r}: use 0 (pack in this process) or a positive number of reader processes")
+        raise Fcos3dError(
+            f"num_workers={num_workers!r}: use 0 (pack in this process) or a positive number of reader processes"
+        )
     nusc = load_nuscenes(src_data_dir, version, split_name)
     root = Path(nusc.dataroot)
     devkit_split, scenes = split_scenes(nusc, version, split_name)
@@ -135,7 +141,13 @@ def pack_nuscenes(src_data_dir, split_name: str, version: str, target_data_dir, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "path": str(final), "records": total, "boxes": n_boxes, "samples": total // 6, "scenes": n_scenes,
-        "version": version, "split": split_name, "devkit_split": devkit_split,
+        "path": str(final),
+        "records": total,
+        "boxes": n_boxes,
+        "samples": total // 6,
+        "scenes": n_scenes,
+        "version": version,
+        "split": split_name,
+        "devkit_split": devkit_split,
         "seconds": round(time.perf_counter() - t0, 2),
     }

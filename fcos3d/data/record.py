@@ -91,7 +91,9 @@ def decode_record(raw: bytes) -> dict:
     if missing:
         raise RecordError(f"record misses field(s) {', '.join(missing)}")
     if rec.get("format") != RECORD_FORMAT:
-        raise RecordError(f"record format {rec.get('format')!r}, this library reads format {RECORD_FORMAT}: re-pack the data")
+        raise RecordError(
+            f"record format {rec.get('format')!r}, this library reads format {RECORD_FORMAT}: re-pack the data"
+        )
     for k, shape in (("cam_intrinsic", (3, 3)), ("cam2ego", (4, 4)), ("ego2global", (4, 4))):
         try:
             rec[k] = np.asarray(rec[k], dtype=np.float64).reshape(shape)
@@ -131,5 +133,7 @@ def decode_meta(raw: bytes) -> dict:
     if not isinstance(meta, dict) or any(k not in meta for k in META_FIELDS):
         raise RecordError("__meta__ is not a meta dict of this format: re-pack the data")
     if meta["format"] != RECORD_FORMAT:
-        raise RecordError(f"records of format {meta['format']!r}, this library reads format {RECORD_FORMAT}: re-pack the data")
+        raise RecordError(
+            f"records of format {meta['format']!r}, this library reads format {RECORD_FORMAT}: re-pack the data"
+        )
     return meta

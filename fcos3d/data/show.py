@@ -19,8 +19,16 @@ __all__ = ["show_record", "show_detections", "figure_size", "CLASS_COLORS"]
 
 # One colour per class (matplotlib's tab10, in CLASSES order) so pictures of any stage look alike.
 CLASS_COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 _MIN_HEIGHT = 540  # small images are drawn enlarged, so thin lines and labels stay readable
 _DPI = 100
@@ -69,10 +77,26 @@ def _draw_image_panel(ax, sample: dict, title: str) -> None:
         text = CLASSES[int(anns["labels"][i])]
         if "scores" in anns:  # predictions carry their score
             text = f"{text} {float(anns['scores'][i]):.2f}"
-        ax.text(x1, y1, text, color="white", fontsize=7, va="bottom",
-                bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.8}, clip_on=True)
-    ax.text(4, 4, title, color="white", fontsize=9, va="top", ha="left",
-            bbox={"facecolor": "black", "edgecolor": "none", "alpha": 0.6, "pad": 3})
+        ax.text(
+            x1,
+            y1,
+            text,
+            color="white",
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.8},
+            clip_on=True,
+        )
+    ax.text(
+        4,
+        4,
+        title,
+        color="white",
+        fontsize=9,
+        va="top",
+        ha="left",
+        bbox={"facecolor": "black", "edgecolor": "none", "alpha": 0.6, "pad": 3},
+    )
 
 
 def _draw_bev_panel(ax, sample: dict) -> None:
@@ -106,7 +130,13 @@ def _draw_bev_panel(ax, sample: dict) -> None:
         ax.plot([c[0], f[0]], [c[1], f[1]], color=color, linewidth=1.6)
         seen.setdefault(label, patch)
     if seen:
-        ax.legend([seen[k] for k in sorted(seen)], [CLASSES[k] for k in sorted(seen)], loc="upper right", fontsize=7, framealpha=0.8)
+        ax.legend(
+            [seen[k] for k in sorted(seen)],
+            [CLASSES[k] for k in sorted(seen)],
+            loc="upper right",
+            fontsize=7,
+            framealpha=0.8,
+        )
     ax.set_xlim(-r / 2, r / 2)
     ax.set_ylim(-0.05 * r, 0.95 * r)
     ax.set_aspect("equal")
@@ -131,14 +161,18 @@ def show_record(data_path, index: int, save_path) -> Path:
 
     ds = NuscenesMonoDataset(data_path)
     if not 0 <= index < len(ds):
-        raise Fcos3dError(f"--index {index} is out of range: {ds.data_path} holds {len(ds)} records (0 to {len(ds) - 1})")
+        raise Fcos3dError(
+            f"--index {index} is out of range: {ds.data_path} holds {len(ds)} records (0 to {len(ds) - 1})"
+        )
     sample = ds[index]
     h, w = sample["img"].shape[:2]
     out_w, out_h = figure_size(h, w)
     fig = Figure(figsize=(out_w / _DPI, out_h / _DPI), dpi=_DPI)
     FigureCanvasAgg(fig)
     panel_w = (out_w - out_h) / out_w
-    title = f"{sample['cam']}  sample {sample['sample_token'][:8]}  record {index}  {len(sample['anns']['labels'])} boxes"
+    title = (
+        f"{sample['cam']}  sample {sample['sample_token'][:8]}  record {index}  {len(sample['anns']['labels'])} boxes"
+    )
     _draw_image_panel(fig.add_axes((0.0, 0.0, panel_w, 1.0)), sample, title)
     bev_w = 1.0 - panel_w  # the square panel, with margins for the axis labels and title
     _draw_bev_panel(fig.add_axes((panel_w + 0.12 * bev_w, 0.08, 0.84 * bev_w, 0.86)), sample)

@@ -66,7 +66,9 @@ class Resize3D:
         out["img"] = resize_image(img, new_w, new_h)  # (new_h, new_w, 3)
         out["cam_intrinsic"] = scale_intrinsics(sample["cam_intrinsic"], sx, sy)  # (3, 3) copy
         anns = dict(sample["anns"])
-        anns["bboxes2d"] = (anns["bboxes2d"] * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)  # (N, 4)
+        anns["bboxes2d"] = (anns["bboxes2d"] * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(
+            np.float32
+        )  # (N, 4)
         anns["centers2d"] = (anns["centers2d"] * np.array([sx, sy], dtype=np.float32)).astype(np.float32)  # (N, 2)
         out["anns"] = anns
         out["img_shape"] = out["pad_shape"] = (new_h, new_w)
@@ -87,9 +89,15 @@ class Pad:
 
     def __post_init__(self):
         if (self.divisor is None) == (self.size is None):
-            raise Fcos3dError(f"Pad(divisor={self.divisor!r}, size={self.size!r}): give exactly one, e.g. Pad(divisor=32) or Pad(size=(896, 512))")
-        if self.divisor is not None and (not isinstance(self.divisor, int) or isinstance(self.divisor, bool) or self.divisor < 1):
-            raise Fcos3dError(f"Pad.divisor={self.divisor!r}: use a positive int such as 32 (the largest feature stride)")
+            raise Fcos3dError(
+                f"Pad(divisor={self.divisor!r}, size={self.size!r}): give exactly one, e.g. Pad(divisor=32) or Pad(size=(896, 512))"
+            )
+        if self.divisor is not None and (
+            not isinstance(self.divisor, int) or isinstance(self.divisor, bool) or self.divisor < 1
+        ):
+            raise Fcos3dError(
+                f"Pad.divisor={self.divisor!r}: use a positive int such as 32 (the largest feature stride)"
+            )
         if self.size is not None:
             object.__setattr__(self, "size", _size_pair("Pad", "size", self.size))
 
@@ -101,7 +109,9 @@ class Pad:
         else:
             pw, ph = self.size
             if w > pw or h > ph:
-                raise Fcos3dError(f"Pad(size={self.size}): the image is {w}x{h}, larger than that: resize first (Resize3D(img_scale={self.size}))")
+                raise Fcos3dError(
+                    f"Pad(size={self.size}): the image is {w}x{h}, larger than that: resize first (Resize3D(img_scale={self.size}))"
+                )
         out = dict(sample)
         out["img"] = pad_image(img, pw, ph)  # (ph, pw, 3)
         out["pad_shape"] = (ph, pw)
@@ -182,7 +192,9 @@ def collate_fn(batch: list[dict]) -> dict:
         raise Fcos3dError("collate_fn needs tensor images: end the transforms with ToTensor()")
     shapes = sorted({tuple(t.shape) for t in imgs})
     if len(shapes) > 1:
-        raise Fcos3dError(f"images of a batch differ in size {shapes}: add Pad(size=(W, H)) after Resize3D so all are the same")
+        raise Fcos3dError(
+            f"images of a batch differ in size {shapes}: add Pad(size=(W, H)) after Resize3D so all are the same"
+        )
     out = {"img": torch.stack(imgs)}  # (B, 3, H, W)
     for key, dtype in _MATRICES.items():
         out[key] = torch.as_tensor(np.stack([np.asarray(s[key]) for s in batch]), dtype=dtype)  # (B, 3|4, 3|4)

@@ -7,8 +7,8 @@ merges each sample's cameras, writes the official result JSON and runs the devki
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -48,7 +48,9 @@ class DetectionCollector:
         self.per_sample: dict[str, list] = defaultdict(list)
         self.images = 0
 
-    def add_image(self, raw: Mapping[str, Sequence[np.ndarray]], cam_intrinsic, cam2ego, ego2global, sample_token: str) -> dict:
+    def add_image(
+        self, raw: Mapping[str, Sequence[np.ndarray]], cam_intrinsic, cam2ego, ego2global, sample_token: str
+    ) -> dict:
         """Post-process one image's raw outputs {head: [(C, H, W) per level]}; returns its camera-frame boxes."""
         boxes = self.post.image_boxes(raw, self.strides, cam_intrinsic)
         if len(boxes["scores"]):
@@ -61,13 +63,17 @@ class DetectionCollector:
         """The nuScenes result dict covering every sample of the split."""
         tokens = split_sample_tokens(self.meta["dataroot"], self.meta["version"], self.meta["devkit_split"])
         merged = {t: merge_sample_cameras(cams) for t, cams in self.per_sample.items()}
-        return build_result_json(merged, tokens, CLASSES, ATTRIBUTES, DEFAULT_ATTRIBUTE, class_attributes=CLASS_ATTRIBUTES)
+        return build_result_json(
+            merged, tokens, CLASSES, ATTRIBUTES, DEFAULT_ATTRIBUTE, class_attributes=CLASS_ATTRIBUTES
+        )
 
     def evaluate(self, out_dir: str | Path) -> dict:
         """Write out_dir/results_nusc.json and metrics.json; return the metrics (NDS, mAP, ...)."""
         out_dir = Path(out_dir)
         result = self.result()
         path = write_result_json(result, out_dir / RESULT_FILE)
-        metrics = evaluate_detections(path, self.meta["dataroot"], self.meta["version"], self.meta["devkit_split"], out_dir)
+        metrics = evaluate_detections(
+            path, self.meta["dataroot"], self.meta["version"], self.meta["devkit_split"], out_dir
+        )
         metrics["result_file"] = str(path)
         return metrics

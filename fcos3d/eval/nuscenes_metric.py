@@ -98,7 +98,9 @@ def _load_result(result) -> dict:
 
 def _check_result(result: dict, split_tokens: list[str], eval_set: str) -> None:
     if "results" not in result or "meta" not in result:
-        raise Fcos3dError("the result has no 'results' or no 'meta' field: build it with fcos3d.boxes.results.build_result_json")
+        raise Fcos3dError(
+            "the result has no 'results' or no 'meta' field: build it with fcos3d.boxes.results.build_result_json"
+        )
     have, want = set(result["results"]), set(split_tokens)
     if have != want:
         missing, extra = want - have, have - want
@@ -113,9 +115,14 @@ def _placeholder_result(result: dict) -> dict:
     """A copy of an all-empty result with one box, only so that DetectionEval's loader accepts it."""
     token = next(iter(result["results"]))
     box = {
-        "sample_token": token, "translation": [0.0, 0.0, 0.0], "size": [1.0, 1.0, 1.0],
-        "rotation": [1.0, 0.0, 0.0, 0.0], "velocity": [0.0, 0.0], "detection_name": "car",
-        "detection_score": 0.0, "attribute_name": "",
+        "sample_token": token,
+        "translation": [0.0, 0.0, 0.0],
+        "size": [1.0, 1.0, 1.0],
+        "rotation": [1.0, 0.0, 0.0, 0.0],
+        "velocity": [0.0, 0.0],
+        "detection_name": "car",
+        "detection_score": 0.0,
+        "attribute_name": "",
     }
     return {"meta": result["meta"], "results": {**result["results"], token: [box]}}
 
@@ -162,8 +169,12 @@ def evaluate_detections(result, dataroot, version: str, eval_set: str, output_di
             # one-box placeholder, then score an empty prediction set with the devkit's own code.
             result_path = atomic_write_json(Path(tmp) / RESULT_FILE, _placeholder_result(res))
         ev = DetectionEval(
-            nusc, config=config_factory(CONFIG_NAME), result_path=str(result_path), eval_set=eval_set,
-            output_dir=str(output_dir), verbose=False,
+            nusc,
+            config=config_factory(CONFIG_NAME),
+            result_path=str(result_path),
+            eval_set=eval_set,
+            output_dir=str(output_dir),
+            verbose=False,
         )
         if num_pred == 0:
             ev.pred_boxes = EvalBoxes()

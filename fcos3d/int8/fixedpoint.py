@@ -130,9 +130,7 @@ def conv_multipliers(
     s_w = np.asarray(weight_scales, dtype=np.float64)
     s_out = np.float64(output_scale)
     if not s_out > 0:
-        raise ValueError(
-            f"conv_multipliers: output scale {s_out!r} must be > 0 (an int8 activation scale)"
-        )
+        raise ValueError(f"conv_multipliers: output scale {s_out!r} must be > 0 (an int8 activation scale)")
     return quantize_multiplier((s_in * s_w) / s_out)
 
 
@@ -147,9 +145,7 @@ def round_half_up_shift(x: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
     if np.any((n < 0) | (n > 63)):
-        raise ValueError(
-            f"round_half_up_shift: shift amounts must lie in [0, 63], got {n.min()}..{n.max()}"
-        )
+        raise ValueError(f"round_half_up_shift: shift amounts must lie in [0, 63], got {n.min()}..{n.max()}")
     half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), np.int64(0))
     return np.right_shift(x + half, n)
 
@@ -158,16 +154,13 @@ def _per_channel(param, name: str, acc: np.ndarray, axis: int | None) -> np.ndar
     """int64 view of a per-tensor (scalar) or per-channel (1-D along ``axis``) parameter, broadcastable."""
     arr = np.asarray(param)
     if arr.dtype.kind not in "iu":
-        raise TypeError(
-            f"requantize: {name} must be an integer array (from quantize_multiplier), got {arr.dtype}"
-        )
+        raise TypeError(f"requantize: {name} must be an integer array (from quantize_multiplier), got {arr.dtype}")
     arr = arr.astype(np.int64)
     if axis is None or arr.ndim == 0:
         return arr
     if arr.ndim != 1 or acc.ndim == 0:
         raise ValueError(
-            f"requantize: with axis={axis}, {name} must be 1-D and acc at least 1-D, "
-            f"got {arr.shape} and {acc.shape}"
+            f"requantize: with axis={axis}, {name} must be 1-D and acc at least 1-D, got {arr.shape} and {acc.shape}"
         )
     ax = axis % acc.ndim
     if arr.shape[0] not in (1, acc.shape[ax]):
@@ -205,9 +198,7 @@ def requantize(
     """
     acc = np.asarray(acc)
     if acc.dtype.kind not in "iu":
-        raise TypeError(
-            f"requantize: acc must be an integer array (int32 accumulators), got {acc.dtype}"
-        )
+        raise TypeError(f"requantize: acc must be an integer array (int32 accumulators), got {acc.dtype}")
     acc = acc.astype(np.int64)
     if acc.size and (acc.min() < INT32_MIN or acc.max() > INT32_MAX):
         raise ValueError(
@@ -217,9 +208,7 @@ def requantize(
     m = _per_channel(multiplier, "multiplier", acc, axis)
     s = _per_channel(shift, "shift", acc, axis)
     if np.any((m < 0) | (m > INT32_MAX)):
-        raise ValueError(
-            "requantize: multipliers must lie in [0, 2**31 - 1] (use quantize_multiplier)"
-        )
+        raise ValueError("requantize: multipliers must lie in [0, 2**31 - 1] (use quantize_multiplier)")
     if np.any((s < MIN_SHIFT) | (s > MAX_SHIFT)):
         raise ValueError(
             f"requantize: shifts must lie in [{MIN_SHIFT}, {MAX_SHIFT}] (TVM's int64 shifts are undefined "
@@ -231,9 +220,7 @@ def requantize(
     # prod << left must stay in [-2**62, 2**62): arithmetic prod >> (62 - left) is then 0 or -1.
     high = np.right_shift(prod, 62 - left)
     if np.any((high != 0) & (high != -1)):
-        raise ValueError(
-            "requantize: acc * multiplier * 2**shift leaves int32 (the scale is too large for acc)"
-        )
+        raise ValueError("requantize: acc * multiplier * 2**shift leaves int32 (the scale is too large for acc)")
     y = round_half_up_shift(np.left_shift(prod, left), 31 + right)
     if y.size and (y.min() < INT32_MIN or y.max() > INT32_MAX):
         raise ValueError(
@@ -312,9 +299,7 @@ def add_multipliers(scale_a: float, scale_b: float, scale_out: float) -> AddResc
     """
     s_a, s_b, s_o = (np.float64(v) for v in (scale_a, scale_b, scale_out))
     if not (s_a > 0 and s_b > 0 and s_o > 0):
-        raise ValueError(
-            f"add_multipliers: scales must be > 0, got a={s_a!r} b={s_b!r} out={s_o!r}"
-        )
+        raise ValueError(f"add_multipliers: scales must be > 0, got a={s_a!r} b={s_b!r} out={s_o!r}")
     s_c = np.ldexp(max(s_a, s_b), -ADD_COMMON_BITS)
     m_a, sh_a = quantize_multiplier(s_a / s_c)
     m_b, sh_b = quantize_multiplier(s_b / s_c)
@@ -322,9 +307,7 @@ def add_multipliers(scale_a: float, scale_b: float, scale_out: float) -> AddResc
     return AddRescale(int(m_a), int(sh_a), int(m_b), int(sh_b), int(m_o), int(sh_o))
 
 
-def add_requantize(
-    a: np.ndarray, b: np.ndarray, rescale: AddRescale, relu: bool = False
-) -> np.ndarray:
+def add_requantize(a: np.ndarray, b: np.ndarray, rescale: AddRescale, relu: bool = False) -> np.ndarray:
     """int8 a (scale s_a) + int8 b (scale s_b) -> int8 (scale s_out), optionally with a fused ReLU.
 
     Formula: ``a32 = requantize(a, m_a, sh_a)``, ``b32 = requantize(b, m_b, sh_b)`` (both in the common

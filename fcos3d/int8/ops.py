@@ -165,8 +165,12 @@ class Conv:
 
     def output_shape(self, x: tuple[int, ...]) -> tuple[int, ...]:
         o, _, kh, kw = self.weight.shape
-        return (x[0], o, conv_output_size(x[2], kh, self.strides[0], self.pads[0], self.pads[2]),
-                conv_output_size(x[3], kw, self.strides[1], self.pads[1], self.pads[3]))  # fmt: skip
+        return (
+            x[0],
+            o,
+            conv_output_size(x[2], kh, self.strides[0], self.pads[0], self.pads[2]),
+            conv_output_size(x[3], kw, self.strides[1], self.pads[1], self.pads[3]),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,8 +251,10 @@ class ResizeNearest:
         """
         oh, ow, sh, sw = self._output_hw(shape, like)
         h, w = shape[2:]
-        return (nearest_indices(h, oh, sh, self.coordinate_mode, self.nearest_mode),
-                nearest_indices(w, ow, sw, self.coordinate_mode, self.nearest_mode))  # fmt: skip
+        return (
+            nearest_indices(h, oh, sh, self.coordinate_mode, self.nearest_mode),
+            nearest_indices(w, ow, sw, self.coordinate_mode, self.nearest_mode),
+        )
 
     def output_shape(self, x: tuple[int, ...], like: tuple[int, ...] | None = None) -> tuple[int, ...]:
         oh, ow, _, _ = self._output_hw(x, like)
@@ -271,8 +277,12 @@ class MaxPool:
         return (self.input,)
 
     def output_shape(self, x: tuple[int, ...]) -> tuple[int, ...]:
-        return (x[0], x[1], conv_output_size(x[2], self.kernel[0], self.strides[0], self.pads[0], self.pads[2]),
-                conv_output_size(x[3], self.kernel[1], self.strides[1], self.pads[1], self.pads[3]))  # fmt: skip
+        return (
+            x[0],
+            x[1],
+            conv_output_size(x[2], self.kernel[0], self.strides[0], self.pads[0], self.pads[2]),
+            conv_output_size(x[3], self.kernel[1], self.strides[1], self.pads[1], self.pads[3]),
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -310,8 +310,9 @@ class _Parser:
             return None
         try:
             self.zero_point_is_zero(dq, np.int8, f"DequantizeLinear {self.name(dq)}")
-            same = (np.float32(self.scalar_scale(dq.input[1], "DequantizeLinear scale")) == np.float32(scale)
-                    and np.float32(self.q_scale(q2[0])) == np.float32(scale))
+            same = np.float32(self.scalar_scale(dq.input[1], "DequantizeLinear scale")) == np.float32(
+                scale
+            ) and np.float32(self.q_scale(q2[0])) == np.float32(scale)
         except _Reject:
             return None
         return [dq, relu[0], q2[0]] if same else None
@@ -324,9 +325,7 @@ class _Parser:
     def parse_inputs(self) -> None:
         for vi in self.graph_inputs:
             elem = vi.type.tensor_type.elem_type
-            shape = tuple(
-                d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim
-            )
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
             users = self.consumers.get(vi.name, [])
             try:
                 if elem == TensorProto.INT8:
@@ -390,8 +389,9 @@ class _Parser:
             raise _Reject(f"accumulator bound {bound} exceeds int32 (fan-in {fan_in}, |bias| too large)")
         out = node.output[0]
         if out in self.output_set and not self.consumers.get(out):
-            op = Conv(self.name(node), src, out, weight, bias, strides, pads, groups, False, s_in, s_w,
-                      None, None, None)  # fmt: skip
+            op = Conv(
+                self.name(node), src, out, weight, bias, strides, pads, groups, False, s_in, s_w, None, None, None
+            )
             self.heads[out] = op  # also in self.ops, in node order
         else:
             relu, q_out, s_out, tail = self.follow_to_q(out, allow_relu=True)
@@ -399,8 +399,7 @@ class _Parser:
                 m, sh = fx.conv_multipliers(s_in, s_w, s_out)
             except ValueError as e:
                 raise _Reject(str(e)) from None
-            op = Conv(self.name(node), src, q_out, weight, bias, strides, pads, groups, relu, s_in, s_w,
-                      s_out, m, sh)  # fmt: skip
+            op = Conv(self.name(node), src, q_out, weight, bias, strides, pads, groups, relu, s_in, s_w, s_out, m, sh)
             self.define_int8(q_out, s_out)
             nodes += tail
         self.accept(op, nodes)
@@ -477,8 +476,7 @@ class _Parser:
                 raise _Reject("a Concat of int8 tensors needs one shared (known) scale")
             scale = float(scales.pop())
             self.define_int8(node.output[0], scale)
-            op = Concat(self.name(node), tuple(xs), node.output[0], axis, (scale,) * len(xs), scale,
-                        (None,) * len(xs))  # fmt: skip
+            op = Concat(self.name(node), tuple(xs), node.output[0], axis, (scale,) * len(xs), scale, (None,) * len(xs))
             self.accept(op, [node])
             return
         views = [self.dq_view(t) for t in node.input]
@@ -491,8 +489,9 @@ class _Parser:
                 m, sh = fx.quantize_multiplier(np.float64(s_i) / np.float64(s_out))
                 rescales.append((int(m), int(sh)))
         self.define_int8(q_out, s_out)
-        op = Concat(self.name(node), tuple(v[0] for v in views), q_out, axis, tuple(v[1] for v in views), s_out,
-                    tuple(rescales))  # fmt: skip
+        op = Concat(
+            self.name(node), tuple(v[0] for v in views), q_out, axis, tuple(v[1] for v in views), s_out, tuple(rescales)
+        )
         self.accept(op, [node, *(v[2] for v in views), *tail])
 
     def accept(self, op: IntOp, nodes: list[onnx.NodeProto]) -> None:
@@ -527,8 +526,11 @@ class _Parser:
                 except _Reject as e:
                     self.problem(node, str(e))
             elif node.op_type == "QuantizeLinear":  # its op came earlier in node order and did not claim it
-                self.problem(node, "QuantizeLinear must follow a supported op (Conv/Add/Resize/MaxPool/Concat, "
-                                   "optionally with Relu for Conv/Add) or the float graph input")  # fmt: skip
+                self.problem(
+                    node,
+                    "QuantizeLinear must follow a supported op (Conv/Add/Resize/MaxPool/Concat, "
+                    "optionally with Relu for Conv/Add) or the float graph input",
+                )
             elif node.op_type == "Relu":
                 self.problem(node, "a Relu is supported only fused between Conv/Add and QuantizeLinear")
             # DequantizeLinear nodes are claimed by their consumers; report_leftovers checks the rest.

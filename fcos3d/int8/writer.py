@@ -81,8 +81,7 @@ def _conv(g: _Graph, op: Conv, names: dict[str, str], scales: Mapping[str, float
     bz = g.const(f"{op.name}.bias_zero_point", np.zeros(o, dtype=np.int32))
     bd = g.node("DequantizeLinear", [b, bs, bz], g.uid(f"{op.name}.bias_dq"), f"{op.name}.dq_b", axis=0)
     kh, kw = op.weight.shape[2:]
-    attrs = dict(kernel_shape=[kh, kw], strides=list(op.strides), pads=list(op.pads), group=op.groups,
-                 dilations=[1, 1])  # fmt: skip
+    attrs = dict(kernel_shape=[kh, kw], strides=list(op.strides), pads=list(op.pads), group=op.groups, dilations=[1, 1])
     if op.int32_output:  # head: the float conv result is the graph output (int32 acc * s_in * s_w)
         g.node("Conv", [x, wd, bd], op.output, op.name, **attrs)
         names[op.output] = op.output
@@ -121,8 +120,15 @@ def _resize(g: _Graph, op: ResizeNearest, names: dict[str, str], scales: Mapping
 
 def _maxpool(g: _Graph, op: MaxPool, names: dict[str, str], scales: Mapping[str, float], shapes) -> None:
     x = g.dq(names[op.input], scales[op.input], op.name)
-    y = g.node("MaxPool", [x], g.uid(f"{op.name}.pool_out"), op.name, kernel_shape=list(op.kernel),
-               strides=list(op.strides), pads=list(op.pads))  # fmt: skip
+    y = g.node(
+        "MaxPool",
+        [x],
+        g.uid(f"{op.name}.pool_out"),
+        op.name,
+        kernel_shape=list(op.kernel),
+        strides=list(op.strides),
+        pads=list(op.pads),
+    )
     names[op.output] = g.q(y, scales[op.input], g.uid(op.output), op.name)
 
 

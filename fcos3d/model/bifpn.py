@@ -28,8 +28,9 @@ class BiFPNLayer(nn.Module):
     conv = separable dw3x3 -> pw1x1 -> BN -> ReLU.
     """
 
-    def __init__(self, num_levels: int, channels: int, activation: str = "relu", bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1):
+    def __init__(
+        self, num_levels: int, channels: int, activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1
+    ):
         super().__init__()
         L = num_levels
         conv = dict(act=activation, bn_eps=bn_eps, bn_momentum=bn_momentum)
@@ -80,18 +81,28 @@ class BiFPN(nn.Module):
     given a backbone that rounds odd sizes up (stride-2 convs with k // 2 padding do).
     """
 
-    def __init__(self, in_strides: Sequence[int] = (2, 4, 8, 16, 32),
-                 out_strides: Sequence[int] = (8, 16, 32, 64, 128),
-                 in_channels: Sequence[int] = (16, 24, 40, 112, 320), out_channels: int = 64, num_outs: int = 5,
-                 stack: int = 3, fusion: str = "bifpn_sum", activation: str = "relu", bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_strides: Sequence[int] = (2, 4, 8, 16, 32),
+        out_strides: Sequence[int] = (8, 16, 32, 64, 128),
+        in_channels: Sequence[int] = (16, 24, 40, 112, 320),
+        out_channels: int = 64,
+        num_outs: int = 5,
+        stack: int = 3,
+        fusion: str = "bifpn_sum",
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         in_strides, out_strides, in_channels = list(in_strides), list(out_strides), list(in_channels)
         if fusion != "bifpn_sum":
             raise Fcos3dError(f"BiFPN fusion={fusion!r} is not supported: use 'bifpn_sum' (plain sums, int8 friendly)")
         if len(in_strides) != len(in_channels):
-            raise Fcos3dError(f"BiFPN in_strides {in_strides} and in_channels {in_channels} differ in length: "
-                              f"give one channel count per stride")
+            raise Fcos3dError(
+                f"BiFPN in_strides {in_strides} and in_channels {in_channels} differ in length: "
+                f"give one channel count per stride"
+            )
         if num_outs != len(out_strides):
             raise Fcos3dError(f"BiFPN num_outs={num_outs} but out_strides has {len(out_strides)}: make them agree")
         if any(b != 2 * a for a, b in zip(out_strides, out_strides[1:])):
@@ -108,13 +119,14 @@ class BiFPN(nn.Module):
 
         # Laterals: 1x1 conv + BN (no activation) to out_channels for each used input.
         self.laterals = nn.ModuleList(
-            ConvBNAct(in_channels[i], out_channels, 1, act=None, **bn) for i in self.in_indices)
+            ConvBNAct(in_channels[i], out_channels, 1, act=None, **bn) for i in self.in_indices
+        )
         # Extra levels: channel-matching 1x1 conv + BN on the last used input, then max pools.
-        self.extra_conv = (ConvBNAct(in_channels[self.in_indices[-1]], out_channels, 1, act=None, **bn)
-                           if self.num_extra > 0 else None)
+        self.extra_conv = (
+            ConvBNAct(in_channels[self.in_indices[-1]], out_channels, 1, act=None, **bn) if self.num_extra > 0 else None
+        )
         self.extra_pools = nn.ModuleList(nn.MaxPool2d(3, 2, 1) for _ in range(self.num_extra))
-        self.layers = nn.ModuleList(
-            BiFPNLayer(num_outs, out_channels, activation, **bn) for _ in range(stack))
+        self.layers = nn.ModuleList(BiFPNLayer(num_outs, out_channels, activation, **bn) for _ in range(stack))
         self.out_channels = out_channels
         self._init_weights()
 

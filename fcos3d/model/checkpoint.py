@@ -46,7 +46,8 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     except Exception as e:  # torch raises several types for non-checkpoints and pickled objects
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise Fcos3dError(
-            f"{path}: not a weights-only torch checkpoint ({first}): re-save it as a dict of tensors") from None
+            f"{path}: not a weights-only torch checkpoint ({first}): re-save it as a dict of tensors"
+        ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -76,9 +77,14 @@ class LoadCheckpoint:
     momentum=None). After the call, ``self.report`` holds a LoadReport.
     """
 
-    def __init__(self, checkpoint_path, allow_miss: bool | Sequence[str] = False,
-                 ignore_extra: bool | Sequence[str] = False, key_mapping: KeyMapping | None = None,
-                 submodule: str | None = None):
+    def __init__(
+        self,
+        checkpoint_path,
+        allow_miss: bool | Sequence[str] = False,
+        ignore_extra: bool | Sequence[str] = False,
+        key_mapping: KeyMapping | None = None,
+        submodule: str | None = None,
+    ):
         self.checkpoint_path = Path(checkpoint_path)
         self.allow_miss = allow_miss
         self.ignore_extra = ignore_extra
@@ -99,8 +105,9 @@ class LoadCheckpoint:
         try:
             target = model.get_submodule(self.submodule) if self.submodule else model
         except AttributeError:
-            raise Fcos3dError(f"{path}: the model has no submodule {self.submodule!r} to load into: "
-                              f"fix submodule (e.g. 'backbone')") from None
+            raise Fcos3dError(
+                f"{path}: the model has no submodule {self.submodule!r} to load into: fix submodule (e.g. 'backbone')"
+            ) from None
         where = f"model.{self.submodule}" if self.submodule else "the model"
         report = LoadReport()
         mapped: dict[str, torch.Tensor] = {}
@@ -118,7 +125,8 @@ class LoadCheckpoint:
             elif own[key].shape != value.shape:
                 raise Fcos3dError(
                     f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but {tuple(own[key].shape)} in "
-                    f"{where}: the checkpoint is for another architecture (check model_type/channels or key_mapping)")
+                    f"{where}: the checkpoint is for another architecture (check model_type/channels or key_mapping)"
+                )
             else:
                 report.loaded.append(key)
         report.missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
@@ -128,15 +136,24 @@ class LoadCheckpoint:
         if bad_missing:
             raise Fcos3dError(
                 f"{path}: {len(bad_missing)} key(s) of {where} are not in the checkpoint (first: {bad_missing[0]}): "
-                f"set allow_miss=True (or prefixes) if they are meant to train from scratch, or fix key_mapping")
+                f"set allow_miss=True (or prefixes) if they are meant to train from scratch, or fix key_mapping"
+            )
         if bad_extra:
             raise Fcos3dError(
                 f"{path}: {len(bad_extra)} checkpoint key(s) have no place in {where} (first: {bad_extra[0]}): "
-                f"set ignore_extra=True (or prefixes) to skip them, or fix key_mapping/submodule")
+                f"set ignore_extra=True (or prefixes) to skip them, or fix key_mapping/submodule"
+            )
 
         target.load_state_dict({k: mapped[k] for k in report.loaded}, strict=False)
-        log.info("%s: loaded %d key(s) into %s; %d missing, %d unexpected, %d dropped", path, len(report.loaded),
-                 where, len(report.missing), len(report.unexpected), len(report.dropped))
+        log.info(
+            "%s: loaded %d key(s) into %s; %d missing, %d unexpected, %d dropped",
+            path,
+            len(report.loaded),
+            where,
+            len(report.missing),
+            len(report.unexpected),
+            len(report.dropped),
+        )
         if report.missing:
             log.info("missing (kept as initialised): %s", ", ".join(report.missing))
         if report.unexpected:
@@ -148,10 +165,14 @@ class LoadCheckpoint:
 # Block index of the reference EfficientNet (a flat list of 16 blocks for b0/lite0) -> (stage, block).
 _LITE0_BLOCKS = [(s, j) for s, row in enumerate(B0_STAGES) for j in range(row[0])]
 _LITE0_PARTS = {
-    "_expand_conv": "expand.conv", "_bn0": "expand.bn",
-    "_depthwise_conv": "dw.conv", "_bn1": "dw.bn",
-    "_se_reduce": "se.reduce", "_se_expand": "se.expand",
-    "_project_conv": "project.conv", "_bn2": "project.bn",
+    "_expand_conv": "expand.conv",
+    "_bn0": "expand.bn",
+    "_depthwise_conv": "dw.conv",
+    "_bn1": "dw.bn",
+    "_se_reduce": "se.reduce",
+    "_se_expand": "se.expand",
+    "_project_conv": "project.conv",
+    "_bn2": "project.bn",
 }
 _LITE0_TOP = {"_conv_stem": "stem.conv", "_bn0": "stem.bn", "_conv_head": "head.conv", "_bn1": "head.bn", "_fc": "fc"}
 _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
@@ -203,7 +224,9 @@ class RGBInputToYUV:
         try:
             conv = model.get_submodule(self.conv)
         except AttributeError:
-            raise Fcos3dError(f"RGBInputToYUV: the model has no module {self.conv!r}: give the path of its first conv") from None
+            raise Fcos3dError(
+                f"RGBInputToYUV: the model has no module {self.conv!r}: give the path of its first conv"
+            ) from None
         if not isinstance(conv, nn.Conv2d) or conv.in_channels != 3 or conv.groups != 1:
             raise Fcos3dError(f"RGBInputToYUV: {self.conv} is not a dense conv with 3 input channels")
         with torch.no_grad():

@@ -41,10 +41,16 @@ FEATURE_STAGES = (0, 1, 2, 4, 6)
 # model_type -> (width coefficient, depth coefficient, lite). Lite models keep stem/head and the
 # first/last stage repeats unscaled.
 MODEL_SCALES = {
-    "b0": (1.0, 1.0, False), "b1": (1.0, 1.1, False), "b2": (1.1, 1.2, False),
-    "b3": (1.2, 1.4, False), "b4": (1.4, 1.8, False),
-    "lite0": (1.0, 1.0, True), "lite1": (1.0, 1.1, True), "lite2": (1.1, 1.2, True),
-    "lite3": (1.2, 1.4, True), "lite4": (1.4, 1.8, True),
+    "b0": (1.0, 1.0, False),
+    "b1": (1.0, 1.1, False),
+    "b2": (1.1, 1.2, False),
+    "b3": (1.2, 1.4, False),
+    "b4": (1.4, 1.8, False),
+    "lite0": (1.0, 1.0, True),
+    "lite1": (1.0, 1.1, True),
+    "lite2": (1.1, 1.2, True),
+    "lite3": (1.2, 1.4, True),
+    "lite4": (1.4, 1.8, True),
 }
 
 
@@ -81,9 +87,20 @@ class MBConv(nn.Module):
     drops the whole residual branch per sample during training only.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, expand_ratio: int,
-                 use_se: bool, activation: str, padding: str, bn_eps: float, bn_momentum: float,
-                 drop_connect_rate: float = 0.0):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        stride: int,
+        expand_ratio: int,
+        use_se: bool,
+        activation: str,
+        padding: str,
+        bn_eps: float,
+        bn_momentum: float,
+        drop_connect_rate: float = 0.0,
+    ):
         super().__init__()
         mid = in_ch * expand_ratio
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding)
@@ -129,9 +146,18 @@ class EfficientNet(nn.Module):
     ``out_strides``; odd sizes round up at each stride-2 layer).
     """
 
-    def __init__(self, model_type: str = "b0", use_se_block: bool = False, activation: str = "relu",
-                 include_top: bool = False, num_classes: int = 1000, padding: str = "symmetric",
-                 drop_connect_rate: float = 0.0, bn_eps: float = 1e-3, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        model_type: str = "b0",
+        use_se_block: bool = False,
+        activation: str = "relu",
+        include_top: bool = False,
+        num_classes: int = 1000,
+        padding: str = "symmetric",
+        drop_connect_rate: float = 0.0,
+        bn_eps: float = 1e-3,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         if model_type not in MODEL_SCALES:
             raise Fcos3dError(f"EfficientNet model_type={model_type!r} is unknown: use one of {sorted(MODEL_SCALES)}")
@@ -153,9 +179,21 @@ class EfficientNet(nn.Module):
         for repeats, k, s, e, cin, cout in rows:
             blocks = []
             for j in range(repeats):
-                blocks.append(MBConv(cin if j == 0 else cout, cout, k, s if j == 0 else 1, e, use_se_block,
-                                     activation, padding, bn_eps, bn_momentum,
-                                     drop_connect_rate * block_idx / num_blocks))
+                blocks.append(
+                    MBConv(
+                        cin if j == 0 else cout,
+                        cout,
+                        k,
+                        s if j == 0 else 1,
+                        e,
+                        use_se_block,
+                        activation,
+                        padding,
+                        bn_eps,
+                        bn_momentum,
+                        drop_connect_rate * block_idx / num_blocks,
+                    )
+                )
                 block_idx += 1
             self.stages.append(nn.Sequential(*blocks))
 

@@ -37,8 +37,14 @@ class FCOS3D(nn.Module):
     C = 10, 2, 1, 3, 1, 2, 2, 9, 1 for the default head. ``group(flat)`` gives {head: [per level]}.
     """
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module,
-                 target: FCOS3DTarget | None = None, loss: FCOS3DLoss | None = None):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: nn.Module,
+        target: FCOS3DTarget | None = None,
+        loss: FCOS3DLoss | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.neck = neck
@@ -49,8 +55,10 @@ class FCOS3D(nn.Module):
         self.target = target if target is not None else FCOS3DTarget(strides=self.strides, num_classes=head.num_classes)
         self.loss_fn = loss if loss is not None else FCOS3DLoss(num_classes=head.num_classes)
         if tuple(self.target.strides) != self.strides:
-            raise Fcos3dError(f"FCOS3D target strides {self.target.strides} differ from the head's {self.strides}: "
-                              f"build FCOS3DTarget with strides={self.strides}")
+            raise Fcos3dError(
+                f"FCOS3D target strides {self.target.strides} differ from the head's {self.strides}: "
+                f"build FCOS3DTarget with strides={self.strides}"
+            )
 
     def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, ...]:  # (N, 3, H, W)
         out = self.head(self.neck(self.backbone(img)))
@@ -60,8 +68,9 @@ class FCOS3D(nn.Module):
         """Flat forward outputs -> {head: [one tensor per level]}."""
         return group_outputs(flat, self.strides, self.output_heads)
 
-    def loss(self, raw: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]],
-             anns: Sequence[Mapping]) -> dict[str, torch.Tensor]:
+    def loss(
+        self, raw: Sequence[torch.Tensor] | Mapping[str, Sequence[torch.Tensor]], anns: Sequence[Mapping]
+    ) -> dict[str, torch.Tensor]:
         """Named losses of the raw outputs (flat tuple or grouped) against per-image annotations.
 
         anns: one dict per image of the record's annotation fields in network-input pixels

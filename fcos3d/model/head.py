@@ -34,10 +34,22 @@ def _branch(in_ch: int, channels: Sequence[int], bn: dict) -> tuple[nn.Sequentia
 class HeadLevel(nn.Module):
     """The whole head for one pyramid level; levels > 0 share every conv Parameter with level 0."""
 
-    def __init__(self, num_classes: int, in_channels: int, feat_channels: int, stacked_convs: int,
-                 group_reg_dims: Sequence[int], cls_branch: Sequence[int], reg_branch: Sequence[Sequence[int]],
-                 dir_branch: Sequence[int] | None, attr_branch: Sequence[int] | None, num_attrs: int,
-                 centerness_branch: Sequence[int], num_dir_bins: int, bn: dict):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        feat_channels: int,
+        stacked_convs: int,
+        group_reg_dims: Sequence[int],
+        cls_branch: Sequence[int],
+        reg_branch: Sequence[Sequence[int]],
+        dir_branch: Sequence[int] | None,
+        attr_branch: Sequence[int] | None,
+        num_attrs: int,
+        centerness_branch: Sequence[int],
+        num_dir_bins: int,
+        bn: dict,
+    ):
         super().__init__()
         self.cls_convs, _ = _branch(in_channels, [feat_channels] * stacked_convs, bn)
         self.reg_convs, _ = _branch(in_channels, [feat_channels] * stacked_convs, bn)
@@ -96,23 +108,38 @@ class FCOS3DHead(nn.Module):
     (N, 3), rot (N, 1), velo (N, 2), dir_cls (N, 2), attr (N, num_attrs), centerness (N, 1).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 64, feat_channels: int = 256, stacked_convs: int = 2,
-                 strides: Sequence[int] = (8, 16, 32, 64, 128), group_reg_dims: Sequence[int] = (2, 1, 3, 1, 2),
-                 cls_branch: Sequence[int] = (256,),
-                 reg_branch: Sequence[Sequence[int]] = ((256,), (256,), (256,), (256,), ()),
-                 pred_attrs: bool = True, num_attrs: int = 9, pred_velo: bool = True,
-                 use_direction_classifier: bool = True, num_dir_bins: int = 2,
-                 dir_branch: Sequence[int] = (256,), attr_branch: Sequence[int] = (256,),
-                 centerness_branch: Sequence[int] = (64,), prior_prob: float = 0.01,
-                 depth_bias_init: float | None = None, size_bias_init: Sequence[float] | None = None, bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 64,
+        feat_channels: int = 256,
+        stacked_convs: int = 2,
+        strides: Sequence[int] = (8, 16, 32, 64, 128),
+        group_reg_dims: Sequence[int] = (2, 1, 3, 1, 2),
+        cls_branch: Sequence[int] = (256,),
+        reg_branch: Sequence[Sequence[int]] = ((256,), (256,), (256,), (256,), ()),
+        pred_attrs: bool = True,
+        num_attrs: int = 9,
+        pred_velo: bool = True,
+        use_direction_classifier: bool = True,
+        num_dir_bins: int = 2,
+        dir_branch: Sequence[int] = (256,),
+        attr_branch: Sequence[int] = (256,),
+        centerness_branch: Sequence[int] = (64,),
+        prior_prob: float = 0.01,
+        depth_bias_init: float | None = None,
+        size_bias_init: Sequence[float] | None = None,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         group_reg_dims = tuple(group_reg_dims)
         n_reg = 5 if pred_velo else 4
         if len(group_reg_dims) != n_reg or len(reg_branch) != n_reg:
             raise Fcos3dError(
                 f"FCOS3DHead group_reg_dims {group_reg_dims} / reg_branch ({len(reg_branch)} entries) need {n_reg} "
-                f"groups ({', '.join(REG_NAMES[:n_reg])}) with pred_velo={pred_velo}")
+                f"groups ({', '.join(REG_NAMES[:n_reg])}) with pred_velo={pred_velo}"
+            )
         if group_reg_dims[:4] != (2, 1, 3, 1) or (pred_velo and group_reg_dims[4] != 2):
             raise Fcos3dError(f"FCOS3DHead group_reg_dims {group_reg_dims}: the decoder reads (2, 1, 3, 1, 2)")
         self.num_classes = num_classes
@@ -121,9 +148,21 @@ class FCOS3DHead(nn.Module):
         absent = {"velo": not pred_velo, "dir_cls": not use_direction_classifier, "attr": not pred_attrs}
         self.output_heads = tuple(h for h in HEAD_OUTPUTS if not absent.get(h, False))
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        args = (num_classes, in_channels, feat_channels, stacked_convs, group_reg_dims, cls_branch, reg_branch,
-                dir_branch if use_direction_classifier else None, attr_branch if pred_attrs else None, num_attrs,
-                centerness_branch, num_dir_bins, bn)
+        args = (
+            num_classes,
+            in_channels,
+            feat_channels,
+            stacked_convs,
+            group_reg_dims,
+            cls_branch,
+            reg_branch,
+            dir_branch if use_direction_classifier else None,
+            attr_branch if pred_attrs else None,
+            num_attrs,
+            centerness_branch,
+            num_dir_bins,
+            bn,
+        )
         self.levels = nn.ModuleList(HeadLevel(*args) for _ in self.strides)
         self._init_weights(prior_prob)
         reg_outs = dict(zip(self.reg_names, self.levels[0].reg_outs))

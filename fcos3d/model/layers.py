@@ -51,8 +51,9 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s, d in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride),
-                                 reversed(self.dilation)):
+        for size, k, s, d in zip(
+            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)
+        ):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]  # F.pad order: (left, right, top, bottom)
         if any(pads):
@@ -60,8 +61,15 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1, bias: bool = False,
-          padding: str = "symmetric") -> nn.Conv2d:
+def _conv(
+    in_ch: int,
+    out_ch: int,
+    kernel_size: int,
+    stride: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+    padding: str = "symmetric",
+) -> nn.Conv2d:
     if padding == "symmetric":
         return nn.Conv2d(in_ch, out_ch, kernel_size, stride, kernel_size // 2, groups=groups, bias=bias)
     if padding == "tf_same":
@@ -72,9 +80,18 @@ def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: in
 class ConvBNAct(nn.Module):
     """conv (no bias) -> BatchNorm -> activation (None: no activation). Keys: conv.weight, bn.*."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, stride: int = 1, groups: int = 1,
-                 act: str | None = "relu", padding: str = "symmetric", bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: str | None = "relu",
+        padding: str = "symmetric",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         self.conv = _conv(in_ch, out_ch, kernel_size, stride, groups, bias=False, padding=padding)
         self.bn = nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum)
@@ -91,8 +108,15 @@ class SeparableConvBNAct(nn.Module):
     BN folds into the pointwise conv only (one conv-BN-act pattern per separable conv).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, act: str | None = "relu",
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        act: str | None = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         self.dw = nn.Conv2d(in_ch, in_ch, kernel_size, 1, kernel_size // 2, groups=in_ch, bias=False)
         self.pw = ConvBNAct(in_ch, out_ch, 1, act=act, bn_eps=bn_eps, bn_momentum=bn_momentum)

@@ -22,8 +22,9 @@ PRETRAIN_CODE_WEIGHTS = (1.0, 1.0, 0.2, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)
 EXP_CLAMP = 8.0
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0,
-                       alpha: float = 0.25) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float = 0.25
+) -> torch.Tensor:
     """Summed focal loss: sum of -alpha_t (1 - p_t)^gamma log(p_t) over all elements.
 
     logits and targets (0/1 floats) of the same shape; p_t = p for targets 1 and 1 - p for 0,
@@ -68,12 +69,20 @@ class FCOS3DLoss:
     Depth and size are compared in metres: exp(raw) against the metre targets (mmdet3d's coder).
     """
 
-    def __init__(self, num_classes: int = 10, gamma: float = 2.0, alpha: float = 0.25, beta: float = 1.0 / 9.0,
-                 code_weights: Sequence[float] = PRETRAIN_CODE_WEIGHTS, loss_weights: Mapping[str, float] | None = None,
-                 skip_no_attribute: bool = True):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        beta: float = 1.0 / 9.0,
+        code_weights: Sequence[float] = PRETRAIN_CODE_WEIGHTS,
+        loss_weights: Mapping[str, float] | None = None,
+        skip_no_attribute: bool = True,
+    ):
         if len(code_weights) != 9:
             raise Fcos3dError(
-                f"code_weights has {len(code_weights)} values; give 9 (offset 2, depth, size 3, rot, velo 2)")
+                f"code_weights has {len(code_weights)} values; give 9 (offset 2, depth, size 3, rot, velo 2)"
+            )
         self.num_classes = num_classes
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
         self.code_weights = tuple(float(w) for w in code_weights)
@@ -108,7 +117,9 @@ class FCOS3DLoss:
         num_pos = int(pos.sum())
 
         onehot = F.one_hot(labels.clamp(max=self.num_classes), self.num_classes + 1)[..., :-1].to(cls.dtype)
-        losses = {"loss_cls": sigmoid_focal_loss(cls, onehot, self.gamma, self.alpha) / self._global_mean(num_pos + N, cls)}
+        losses = {
+            "loss_cls": sigmoid_focal_loss(cls, onehot, self.gamma, self.alpha) / self._global_mean(num_pos + N, cls)
+        }
 
         heads = {h: flatten_levels(raw[h])[pos] for h in raw if h != "cls_score"}  # {h: (num_pos, C_h)}
         # Every process must run the same collectives in the same order, positives or not.
@@ -118,8 +129,16 @@ class FCOS3DLoss:
                 self._global_mean(0.0, cls)
             # Zero losses that still touch every output, so DDP sees gradients for all parameters.
             zero = {h: flatten_levels(raw[h]).sum() * 0.0 for h in raw}
-            names = {"offset": "loss_offset", "depth": "loss_depth", "size": "loss_size", "rot": "loss_rot",
-                     "velo": "loss_velo", "dir_cls": "loss_dir", "attr": "loss_attr", "centerness": "loss_centerness"}
+            names = {
+                "offset": "loss_offset",
+                "depth": "loss_depth",
+                "size": "loss_size",
+                "rot": "loss_rot",
+                "velo": "loss_velo",
+                "dir_cls": "loss_dir",
+                "attr": "loss_attr",
+                "centerness": "loss_centerness",
+            }
             losses.update({names[h]: zero[h] for h in names if h in raw})
             return self._weighted(losses)
 
@@ -129,8 +148,9 @@ class FCOS3DLoss:
         losses["loss_depth"] = self._reg(torch.exp(heads["depth"].clamp(max=EXP_CLAMP)), bbox[:, 2:3], slice(2, 3), n)
         losses["loss_size"] = self._reg(torch.exp(heads["size"].clamp(max=EXP_CLAMP)), bbox[:, 3:6], slice(3, 6), n)
         # sin(p - t) = sin p cos t - cos p sin t: zero at p = t and p = t + pi (the dir bin decides).
-        losses["loss_rot"] = self._reg(torch.sin(heads["rot"] - bbox[:, 6:7]), torch.zeros_like(bbox[:, 6:7]),
-                                       slice(6, 7), n)
+        losses["loss_rot"] = self._reg(
+            torch.sin(heads["rot"] - bbox[:, 6:7]), torch.zeros_like(bbox[:, 6:7]), slice(6, 7), n
+        )
         if "velo" in heads:
             losses["loss_velo"] = self._reg(heads["velo"], bbox[:, 7:9], slice(7, 9), n)
         if "dir_cls" in heads:
@@ -143,7 +163,9 @@ class FCOS3DLoss:
             ce = F.cross_entropy(heads["attr"], attr_t.clamp(min=0), reduction="none")  # (num_pos,)
             w = ctr_t * keep
             losses["loss_attr"] = (ce * w).sum() / self._global_mean(w.sum(), ce).clamp(min=1e-6)
-        losses["loss_centerness"] = F.binary_cross_entropy_with_logits(heads["centerness"][:, 0], ctr_t, reduction="sum") / n
+        losses["loss_centerness"] = (
+            F.binary_cross_entropy_with_logits(heads["centerness"][:, 0], ctr_t, reduction="sum") / n
+        )
         return self._weighted(losses)
 
     def _weighted(self, losses: dict) -> dict:

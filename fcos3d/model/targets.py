@@ -75,13 +75,22 @@ class FCOS3DTarget:
     depths, centers3d, dims, rot_y, velo_cam, labels, attr_labels (numpy arrays or tensors).
     """
 
-    def __init__(self, strides: Sequence[int] = (8, 16, 32, 64, 128),
-                 regress_ranges: Sequence[tuple[float, float]] = REGRESS_RANGES, center_sample_radius: float = 1.5,
-                 centerness_alpha: float = 2.5, norm_on_bbox: bool = True, num_classes: int = 10,
-                 dir_offset: float = math.pi / 4, num_dir_bins: int = 2):
+    def __init__(
+        self,
+        strides: Sequence[int] = (8, 16, 32, 64, 128),
+        regress_ranges: Sequence[tuple[float, float]] = REGRESS_RANGES,
+        center_sample_radius: float = 1.5,
+        centerness_alpha: float = 2.5,
+        norm_on_bbox: bool = True,
+        num_classes: int = 10,
+        dir_offset: float = math.pi / 4,
+        num_dir_bins: int = 2,
+    ):
         if len(strides) != len(regress_ranges):
-            raise Fcos3dError(f"FCOS3DTarget has {len(strides)} strides but {len(regress_ranges)} regress_ranges: "
-                              f"give one (lo, hi) per stride")
+            raise Fcos3dError(
+                f"FCOS3DTarget has {len(strides)} strides but {len(regress_ranges)} regress_ranges: "
+                f"give one (lo, hi) per stride"
+            )
         self.strides = tuple(strides)
         self.regress_ranges = tuple(tuple(r) for r in regress_ranges)
         self.center_sample_radius = center_sample_radius
@@ -130,8 +139,11 @@ class FCOS3DTarget:
         dims = _as_tensor(ann["dims"], f32, device).reshape(G, 3)
         rot_y = _as_tensor(ann["rot_y"], f32, device).reshape(G)
         velo = _as_tensor(ann["velo_cam"], f32, device).reshape(G, 2)
-        attrs = (_as_tensor(ann["attr_labels"], torch.long, device).reshape(G) if "attr_labels" in ann
-                 else torch.full((G,), NO_ATTRIBUTE, dtype=torch.long, device=device))
+        attrs = (
+            _as_tensor(ann["attr_labels"], torch.long, device).reshape(G)
+            if "attr_labels" in ann
+            else torch.full((G,), NO_ATTRIBUTE, dtype=torch.long, device=device)
+        )
 
         px, py = points[:, 0:1], points[:, 1:2]  # (P, 1)
         # Level choice by the 2D box: the largest distance from the point to a box edge.
@@ -162,6 +174,5 @@ class FCOS3DTarget:
         out["bbox"] = torch.where(pos[:, None], bbox, out["bbox"])
         out["centerness"] = torch.where(pos, centerness, out["centerness"])
         out["attr_labels"] = torch.where(pos, attrs[g], out["attr_labels"])
-        out["dir_labels"] = torch.where(pos, direction_bin(yaw, self.dir_offset, self.num_dir_bins),
-                                        out["dir_labels"])
+        out["dir_labels"] = torch.where(pos, direction_bin(yaw, self.dir_offset, self.num_dir_bins), out["dir_labels"])
         return out

@@ -21,8 +21,9 @@ QAT_MODES = ("fuse_bn",)
 
 
 def _conv(conv: nn.Conv2d, bn, act, qconfig: QConfig, int32_output: bool = False) -> QConv2d:
-    return QConv2d.from_float(conv, bn, act, qconfig.weight(conv.out_channels),
-                              None if int32_output else qconfig.activation("calibration"))
+    return QConv2d.from_float(
+        conv, bn, act, qconfig.weight(conv.out_channels), None if int32_output else qconfig.activation("calibration")
+    )
 
 
 def _swap(module: nn.Module, qconfig: QConfig, prefix: str) -> None:
@@ -46,8 +47,10 @@ def _swap(module: nn.Module, qconfig: QConfig, prefix: str) -> None:
         elif isinstance(child, nn.MaxPool2d):
             new = QMaxPool2d(child)
         elif isinstance(child, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)) or type(child).__name__ == "SqueezeExcite":
-            raise Fcos3dError(f"{path} ({type(child).__name__}) has no int8 form: build the model without SE blocks "
-                              "and include_top=False (HAT's int8 settings)")
+            raise Fcos3dError(
+                f"{path} ({type(child).__name__}) has no int8 form: build the model without SE blocks "
+                "and include_top=False (HAT's int8 settings)"
+            )
         else:
             _swap(child, qconfig, f"{path}.")
             continue

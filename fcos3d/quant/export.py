@@ -37,20 +37,25 @@ def simplify_keeping_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     per-consumer DQs that QDQ consumers expect). Raises if the op counts still change."""
     import onnxsim
 
-    simplified, ok = onnxsim.simplify(model, skip_constant_folding=True, skip_fuse_bn=True,
-                                      skipped_optimizers=["eliminate_common_subexpression"])
+    simplified, ok = onnxsim.simplify(
+        model, skip_constant_folding=True, skip_fuse_bn=True, skipped_optimizers=["eliminate_common_subexpression"]
+    )
     if not ok:
         raise Fcos3dError("onnxsim could not validate the simplified QDQ graph; export with simplify=False")
     if _qdq_counts(simplified) != _qdq_counts(model):
-        raise Fcos3dError(f"onnxsim changed the QDQ graph ({_qdq_counts(model)} -> {_qdq_counts(simplified)}); "
-                          "export with simplify=False")
+        raise Fcos3dError(
+            f"onnxsim changed the QDQ graph ({_qdq_counts(model)} -> {_qdq_counts(simplified)}); "
+            "export with simplify=False"
+        )
     del simplified.metadata_props[:]
     simplified.metadata_props.extend(model.metadata_props)
     onnx.checker.check_model(simplified)
     return simplified
 
 
-def export_qdq_onnx(model, input_shape, path: str | Path, *, class_names=None, simplify: bool = True) -> onnx.ModelProto:
+def export_qdq_onnx(
+    model, input_shape, path: str | Path, *, class_names=None, simplify: bool = True
+) -> onnx.ModelProto:
     """Write the int8 QDQ ONNX of an IntModel (or a QAT QuantFCOS3D, converted first) to ``path``.
 
     metadata_props: ``class_names`` (JSON list), ``strides`` (JSON), ``output_scales`` (JSON {output:

@@ -26,7 +26,9 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tens
         return w.float().clone(), (b.float().clone() if b is not None else None)
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("fold_conv_bn: the BatchNorm tracks no running statistics (track_running_stats=False)")
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)
+    gamma = (
+        bn.weight.detach().double() if bn.weight is not None else torch.ones_like(bn.running_var, dtype=torch.float64)
+    )
     beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(bn.running_mean, dtype=torch.float64)
     k = gamma / torch.sqrt(bn.running_var.double() + bn.eps)  # (O,)
     w_f = w * k.reshape(-1, 1, 1, 1)

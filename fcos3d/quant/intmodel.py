@@ -106,8 +106,9 @@ class IntModel(nn.Module):
             raise Fcos3dError(f"IntModel runs graphs with one image input, got {[i.name for i in graph.inputs]}")
         not_heads = [o.name for o in graph.outputs if o.dtype != "int32"]
         if not_heads:
-            raise Fcos3dError(f"outputs {not_heads[:3]} are not int32 head convs: the model must end at the raw "
-                              "prediction convs")
+            raise Fcos3dError(
+                f"outputs {not_heads[:3]} are not int32 head convs: the model must end at the raw prediction convs"
+            )
         self.graph = graph
         self.input_name = graph.inputs[0].tensor
         self.input_scale = graph.inputs[0].scale
@@ -183,8 +184,10 @@ class _Tracer:
     def name(self, t: torch.Tensor, user: str) -> str:
         n = self.names.get(id(t))
         if n is None:
-            raise Fcos3dError(f"{user} reads a tensor that no quantised op made: the model computes something "
-                              "outside conv/add/resize/maxpool (is every op a module converted by Float2Calibration?)")
+            raise Fcos3dError(
+                f"{user} reads a tensor that no quantised op made: the model computes something "
+                "outside conv/add/resize/maxpool (is every op a module converted by Float2Calibration?)"
+            )
         return n
 
     def define(self, t: torch.Tensor, name: str, scale: float | None) -> str:
@@ -207,8 +210,12 @@ class _Tracer:
             raise Fcos3dError(f"{m.qname} reads an int32 head output: only the last convs may be int32")
         # The constants of docs/int8.md 4.2, from the one function the QAT forward uses too (a channel whose
         # int32 bias would not fit gets a wider weight scale there; see conv_int_constants).
-        w_int, b_int, s_w_t, wide = conv_int_constants(m.quantized_weight().detach().cpu(), m.weight_scale().detach().cpu(),
-                                                       None if m.bias is None else m.bias.detach().cpu(), s_in)
+        w_int, b_int, s_w_t, wide = conv_int_constants(
+            m.quantized_weight().detach().cpu(),
+            m.weight_scale().detach().cpu(),
+            None if m.bias is None else m.bias.detach().cpu(),
+            s_in,
+        )
         if bool(wide.any()):
             self.widened.append(m.qname)
         s_w = s_w_t.numpy().astype(np.float32).astype(np.float64)  # (O,): the float32 scales the ONNX stores
@@ -230,8 +237,10 @@ class _Tracer:
         else:
             s_out = _f32(m.act_observer.scale().item())
             if m.act == "relu6" and s_out * 127 > 6.0 * (1 + 2**-20):
-                raise Fcos3dError(f"{m.qname}: ReLU6 is exported as ReLU + saturation, which needs an output range "
-                                  f"<= 6 (scale {s_out} gives {s_out * 127}); use relu or recalibrate")
+                raise Fcos3dError(
+                    f"{m.qname}: ReLU6 is exported as ReLU + saturation, which needs an output range "
+                    f"<= 6 (scale {s_out} gives {s_out * 127}); use relu or recalibrate"
+                )
             mult, shift = fx.conv_multipliers(s_in, s_w, s_out)
             out = self.define(y, m.qname, s_out)
             op = Conv(m.qname, src, out, weight, bias, m.stride, pads, m.groups, relu, s_in, s_w, s_out, mult, shift)
@@ -291,8 +300,9 @@ class QAT2Quantize:
             ops[k] = dataclasses.replace(ops[k], output=name)  # the head's int32 output carries the output's name
             heads.append(GraphOutput(name, name, "int32", ops[k].accumulator_scale))
         channels = self.input_shape[1]
-        image = GraphInput(tracer.input_name, tracer.input_name, tracer.scales[tracer.input_name], False,
-                           (None, channels, None, None))  # any batch and size: resizes follow ``like``
+        image = GraphInput(
+            tracer.input_name, tracer.input_name, tracer.scales[tracer.input_name], False, (None, channels, None, None)
+        )  # any batch and size: resizes follow ``like``
         scales = {k: v for k, v in tracer.scales.items() if v is not None}
         int_model = IntModel(IntGraph((image,), tuple(ops), tuple(heads), scales), model.strides, model.output_heads)
         int_model.widened_weight_scales = list(tracer.widened)

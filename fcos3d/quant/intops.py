@@ -60,7 +60,9 @@ def add_requantize(a: torch.Tensor, b: torch.Tensor, rescale, relu: bool = False
     return saturate_int8(y, relu)
 
 
-def conv_int8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, pads, groups: int) -> torch.Tensor:
+def conv_int8(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, pads, groups: int
+) -> torch.Tensor:
     """int8 conv + int32 bias -> exact int64 accumulator (docs/int8.md 4.2), zero padding.
 
     Formula: ``acc = bias[o] + sum x * w`` over the window. The products are summed in a float conv:

@@ -81,8 +81,10 @@ class Observer(nn.Module):
     def scale(self) -> torch.Tensor:
         """float32 (C,): ``max(|min|, |max|) / 127``, at least MIN_SCALE. Raises before any observation."""
         if not bool(self.initialized):
-            raise Fcos3dError("an activation observer has seen no data: run the calibration stage first "
-                              "(fcos3d train --stage calibration) or load a calibration/qat checkpoint")
+            raise Fcos3dError(
+                "an activation observer has seen no data: run the calibration stage first "
+                "(fcos3d train --stage calibration) or load a calibration/qat checkpoint"
+            )
         amax = torch.maximum(self.min_val.abs(), self.max_val.abs())
         # A tensor divisor, not the Python int: torch's CUDA kernels divide by a scalar as a multiplication by
         # its reciprocal, which can land 1 ulp away from the CPU's division, and the scale must not depend on
@@ -102,7 +104,9 @@ class MovingAverageMinMaxObserver(Observer):
 
     def __init__(self, num_channels: int = 1, averaging_constant: float | None = 0.01):
         if averaging_constant is None:
-            raise Fcos3dError("MovingAverageMinMaxObserver needs an averaging_constant in [0, 1]; use min_max for running extremes")
+            raise Fcos3dError(
+                "MovingAverageMinMaxObserver needs an averaging_constant in [0, 1]; use min_max for running extremes"
+            )
         super().__init__(num_channels, averaging_constant)
 
 
@@ -175,7 +179,9 @@ class QConfig:
             if value not in OBSERVERS:
                 raise Fcos3dError(f"qconfig_params.{name}={value!r} is unknown: use one of {sorted(OBSERVERS)}")
         if self.weight_observer == "percentile":
-            raise Fcos3dError("qconfig_params.weight_observer='percentile' is not supported: weights are per channel, use min_max")
+            raise Fcos3dError(
+                "qconfig_params.weight_observer='percentile' is not supported: weights are per channel, use min_max"
+            )
 
     def activation(self, stage: str) -> Observer:
         if stage == "calibration":

@@ -123,8 +123,11 @@ def _requantize(acc: torch.Tensor, multiplier, shift) -> torch.Tensor:
     if max(-float(lo), float(hi)) < 2.0**22:
         r = np.asarray(multiplier, dtype=np.float64) * np.exp2(np.asarray(shift, dtype=np.float64) - 31)  # exact
         return round_half_up(acc.to(torch.float64) * per_channel(r))
-    q = intops.requantize(acc.to(torch.int64), per_channel(np.asarray(multiplier, dtype=np.int64)),
-                          per_channel(np.asarray(shift, dtype=np.int64)))
+    q = intops.requantize(
+        acc.to(torch.int64),
+        per_channel(np.asarray(multiplier, dtype=np.int64)),
+        per_channel(np.asarray(shift, dtype=np.int64)),
+    )
     return q.to(torch.float64)
 
 
@@ -197,8 +200,10 @@ class QuantModule(nn.Module):
         """The output scale of the module whose output is this one's input ``i`` (linked by ``link_sources``)."""
         src = self.__dict__.get("_source")
         if src is None:
-            raise Fcos3dError(f"{self.qname or type(self).__name__}: its input's quantiser is unknown; run the module "
-                              "inside its QuantFCOS3D (which links every op to the modules it reads)")
+            raise Fcos3dError(
+                f"{self.qname or type(self).__name__}: its input's quantiser is unknown; run the module "
+                "inside its QuantFCOS3D (which links every op to the modules it reads)"
+            )
         scale = src[i].output_scale()
         if scale is None:
             raise Fcos3dError(f"{self.qname}: reads an int32 head output: only the last convs may be int32")
@@ -237,8 +242,17 @@ class QConv2d(QuantModule):
     Parameters: ``weight`` (O, C/groups, kh, kw), ``bias`` (O,) or None; observers as submodules.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, groups: int,
-                 act: str | None, weight_observer: Observer, act_observer: Observer | None):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride,
+        padding,
+        groups: int,
+        act: str | None,
+        weight_observer: Observer,
+        act_observer: Observer | None,
+    ):
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone())
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
@@ -250,11 +264,19 @@ class QConv2d(QuantModule):
         self.act_observer = act_observer
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, act: str | None, weight_observer: Observer,
-                   act_observer: Observer | None) -> "QConv2d":
+    def from_float(
+        cls,
+        conv: nn.Conv2d,
+        bn: nn.BatchNorm2d | None,
+        act: str | None,
+        weight_observer: Observer,
+        act_observer: Observer | None,
+    ) -> QConv2d:
         if type(conv) is not nn.Conv2d:
-            raise Fcos3dError(f"{type(conv).__name__} cannot be quantised: build the model with padding='symmetric' "
-                              "(plain nn.Conv2d with k // 2 padding)")
+            raise Fcos3dError(
+                f"{type(conv).__name__} cannot be quantised: build the model with padding='symmetric' "
+                "(plain nn.Conv2d with k // 2 padding)"
+            )
         if tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise Fcos3dError("only convs with dilation 1, zero padding and integer pads can be quantised")
         w, b = fold_conv_bn(conv, bn)
@@ -273,7 +295,7 @@ class QConv2d(QuantModule):
     def quantized_weight(self) -> torch.Tensor:
         return fake_quant_per_channel(self.weight, self.weight_scale())
 
-    def train(self, mode: bool = True) -> "QConv2d":
+    def train(self, mode: bool = True) -> QConv2d:
         self.__dict__.pop("_int_cache", None)  # switching modes (e.g. after loading weights) drops the constants
         return super().train(mode)
 
@@ -349,9 +371,13 @@ class QConv2d(QuantModule):
         change (storage or in-place version) or ``train()``/``eval()`` is called: an evaluation computes them
         once, not per image (the int model's constants are fixed the same way at QAT2Quantize)."""
         params = [t for t in (self.weight, self.bias) if t is not None]
-        key = (device, *((t.data_ptr(), t._version) for t in params),
-               *((b.data_ptr(), b._version) for b in self.weight_observer.buffers()), self.scale_key(),
-               self._source_key())
+        key = (
+            device,
+            *((t.data_ptr(), t._version) for t in params),
+            *((b.data_ptr(), b._version) for b in self.weight_observer.buffers()),
+            self.scale_key(),
+            self._source_key(),
+        )
         cached = self.__dict__.get("_int_cache")
         if cached is not None and cached[0] == key and not self.training:
             return cached[1]
@@ -359,21 +385,33 @@ class QConv2d(QuantModule):
         s_w = self.weight_scale()
         w_int, b_int, s_w, _ = conv_int_constants(fake_quant_per_channel(self.weight, s_w), s_w, self.bias, s_in)
         fan_in = w_int.shape[1] * w_int.shape[2] * w_int.shape[3]
-        exact = torch.float32 if device.type == "cpu" and fan_in * 128 * int(w_int.abs().max()) <= 2**24 else torch.float64
+        exact = (
+            torch.float32 if device.type == "cpu" and fan_in * 128 * int(w_int.abs().max()) <= 2**24 else torch.float64
+        )
         s_w = s_w.to(device)
         mult = shift = s_out = None
         if not self.int32_output:
             s_out = self.act_observer.scale().to(device)
             mult, shift = fx.conv_multipliers(float(s_in), s_w.cpu().numpy().astype(np.float32), float(s_out))
-        value = (s_in, w_int.to(device=device, dtype=exact), b_int.to(device).reshape(1, -1, 1, 1), s_w, exact,
-                 mult, shift, s_out)
+        value = (
+            s_in,
+            w_int.to(device=device, dtype=exact),
+            b_int.to(device).reshape(1, -1, 1, 1),
+            s_w,
+            exact,
+            mult,
+            shift,
+            s_out,
+        )
         self.__dict__["_int_cache"] = (key, value)
         return value
 
     def extra_repr(self) -> str:
         o, c, kh, kw = self.weight.shape
-        return (f"{c * self.groups}, {o}, kernel=({kh}, {kw}), stride={self.stride}, padding={self.padding}, "
-                f"groups={self.groups}, act={self.act}, int32_output={self.int32_output}")
+        return (
+            f"{c * self.groups}, {o}, kernel=({kh}, {kw}), stride={self.stride}, padding={self.padding}, "
+            f"groups={self.groups}, act={self.act}, int32_output={self.int32_output}"
+        )
 
 
 class QAdd(QuantModule):
@@ -498,8 +536,10 @@ class _SourceTracer:
     def _link(self, m: QuantModule, *inputs: torch.Tensor) -> None:
         srcs = tuple(self.made.get(id(x)) for x in inputs)
         if any(src is None for src in srcs):
-            raise Fcos3dError(f"{m.qname} reads a tensor that no quantised op made: the model computes something "
-                              "outside conv/add/resize/maxpool (is every op a module converted by Float2Calibration?)")
+            raise Fcos3dError(
+                f"{m.qname} reads a tensor that no quantised op made: the model computes something "
+                "outside conv/add/resize/maxpool (is every op a module converted by Float2Calibration?)"
+            )
         m.__dict__["_source"] = srcs  # a plain attribute: not a child module, not in the state dict
 
     def on_input(self, m, x):

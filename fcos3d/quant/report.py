@@ -79,8 +79,12 @@ def layer_names(model: QuantFCOS3D | IntModel) -> dict[str, str]:
     if isinstance(model, IntInferModel):
         model = model.int_model
     if isinstance(model, IntModel):
-        return {op.name.removeprefix(PREFIX): "head" if isinstance(op, IntConv) and op.output_scale is None
-                else _INT_KINDS[type(op)] for op in model.ops}
+        return {
+            op.name.removeprefix(PREFIX): "head"
+            if isinstance(op, IntConv) and op.output_scale is None
+            else _INT_KINDS[type(op)]
+            for op in model.ops
+        }
     if not isinstance(model, QuantFCOS3D):
         raise Fcos3dError(f"layer_names needs a converted QuantFCOS3D or an IntModel, got {type(model).__name__}")
     return {n.removeprefix(PREFIX): k for n, m in model.named_modules() if (k := _kind(m)) is not None}
@@ -107,8 +111,9 @@ def module_outputs(model: nn.Module, names: Sequence[str], img: torch.Tensor) ->
             try:
                 m = model.get_submodule(prefix + name)
             except AttributeError:
-                raise Fcos3dError(f"{type(model).__name__} has no module {prefix + name}: compare models built "
-                                  "from the same config") from None
+                raise Fcos3dError(
+                    f"{type(model).__name__} has no module {prefix + name}: compare models built from the same config"
+                ) from None
             # the output itself (no_grad: no graph to drop), so that the raw outputs can be found by identity
             handles.append(m.register_forward_hook(lambda _m, _a, y, n=name: outs.__setitem__(_keyed(n, seen), y)))
         param = next(model.parameters(), None)
@@ -164,9 +169,15 @@ class QuantReport:
         return sorted(self.rows, key=lambda r: r["index"])
 
 
-def quant_report(float_model: nn.Module, stages: Mapping[str, nn.Module], images: Sequence[torch.Tensor] | torch.Tensor,
-                 *, names: Mapping[str, str] | None = None, sort_stage: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> QuantReport:
+def quant_report(
+    float_model: nn.Module,
+    stages: Mapping[str, nn.Module],
+    images: Sequence[torch.Tensor] | torch.Tensor,
+    *,
+    names: Mapping[str, str] | None = None,
+    sort_stage: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> QuantReport:
     """Per-layer SQNR of every model in ``stages`` ({name: QuantFCOS3D, IntModel/IntInferModel or a float model of
     the same config}) against ``float_model`` on ``images`` (normalised (N, 3, H, W), run one image at a time).
 
@@ -183,7 +194,7 @@ def quant_report(float_model: nn.Module, stages: Mapping[str, nn.Module], images
     sort_stage = sort_stage or ("int" if "int" in stages else list(stages)[-1])
     batch = images if torch.is_tensor(images) else torch.cat([t.reshape(-1, *t.shape[-3:]) for t in images])
     batch = batch.reshape(-1, *batch.shape[-3:])  # (N, 3, H, W)
-    imgs = [batch[i:i + 1] for i in range(len(batch))]
+    imgs = [batch[i : i + 1] for i in range(len(batch))]
     float_model.eval()
     for m in stages.values():
         m.eval()
@@ -235,8 +246,14 @@ def quant_report(float_model: nn.Module, stages: Mapping[str, nn.Module], images
 
 
 @torch.no_grad()
-def qat_int_lsb(qat_model: QuantFCOS3D, int_model: IntModel | IntInferModel, images, *, local: bool = False,
-                training_form: bool = False) -> list[dict]:
+def qat_int_lsb(
+    qat_model: QuantFCOS3D,
+    int_model: IntModel | IntInferModel,
+    images,
+    *,
+    local: bool = False,
+    training_form: bool = False,
+) -> list[dict]:
     """Per layer (int model order): how far the QAT model's output is from the int model's, in output steps.
 
     int8 layers: ``round(qat / s) - q_int`` (an integer: the LSB difference); head convs: ``qat / (s_in * s_w)
@@ -315,16 +332,29 @@ def write_report(report: QuantReport, out_dir: str | Path, *, annotate: int = 5)
     def plain(v):
         return _fmt(v) if isinstance(v, float) and math.isinf(v) else v
 
-    doc = dict(stages=list(report.stages), images=report.images, sort_stage=report.sort_stage,
-               unit="dB, SQNR against the float model: 10*log10(sum(ref^2) / sum((ref - x)^2))",
-               layers=[{k: plain(v) for k, v in r.items()} for r in report.rows])
+    doc = dict(
+        stages=list(report.stages),
+        images=report.images,
+        sort_stage=report.sort_stage,
+        unit="dB, SQNR against the float model: 10*log10(sum(ref^2) / sum((ref - x)^2))",
+        layers=[{k: plain(v) for k, v in r.items()} for r in report.rows],
+    )
     paths["json"].write_text(json.dumps(doc, indent=1) + "\n")
     with paths["csv"].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rank", "index", "layer", "kind", "output", "shape", *report.stages])
         for rank, r in enumerate(report.rows):
-            w.writerow([rank, r["index"], r["layer"], r["kind"], r["output"], "x".join(map(str, r["shape"])),
-                        *[_fmt(r[s]) for s in report.stages]])
+            w.writerow(
+                [
+                    rank,
+                    r["index"],
+                    r["layer"],
+                    r["kind"],
+                    r["output"],
+                    "x".join(map(str, r["shape"])),
+                    *[_fmt(r[s]) for s in report.stages],
+                ]
+            )
     _plot(report, paths["png"], annotate)
     return paths
 
@@ -347,12 +377,20 @@ def _plot(report: QuantReport, path: Path, annotate: int) -> None:
         ax.plot(x, y, styles[k % 3], marker=".", markersize=3, linewidth=1.6 - 0.3 * (k % 3), label=stage)
     for k, r in enumerate(report.rows[:annotate]):
         v = min(max(r[report.sort_stage], bottom), top)
-        ax.annotate(r["layer"], (r["index"], v), xytext=(10, -12 - 11 * k), textcoords="offset points", fontsize=7,
-                    arrowprops=dict(arrowstyle="-", linewidth=0.5))
+        ax.annotate(
+            r["layer"],
+            (r["index"], v),
+            xytext=(10, -12 - 11 * k),
+            textcoords="offset points",
+            fontsize=7,
+            arrowprops=dict(arrowstyle="-", linewidth=0.5),
+        )
     ax.set_xlabel("layer (network order)")
     ax.set_ylabel("SQNR vs float (dB)")
-    ax.set_title(f"per-layer SQNR on {report.images} image(s); worst {annotate} by {report.sort_stage} annotated; "
-                 f"identical drawn at {top:.0f} dB")
+    ax.set_title(
+        f"per-layer SQNR on {report.images} image(s); worst {annotate} by {report.sort_stage} annotated; "
+        f"identical drawn at {top:.0f} dB"
+    )
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

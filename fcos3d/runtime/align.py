@@ -63,15 +63,19 @@ class AlignReport:
             elif o.equal:
                 lines.append(f"{o.name}: bit-exact ({o.total} values)")
             else:
-                lines.append(f"{o.name}: {o.mismatches}/{o.total} differ (max |diff| {o.max_abs_diff}), first at "
-                             f"{o.first_index}: board {o.board_value}, simulator {o.sim_value}")  # fmt: skip
+                lines.append(
+                    f"{o.name}: {o.mismatches}/{o.total} differ (max |diff| {o.max_abs_diff}), first at "
+                    f"{o.first_index}: board {o.board_value}, simulator {o.sim_value}"
+                )
         return "\n".join(lines)
 
 
 def _compare(name: str, b: np.ndarray, s: np.ndarray) -> OutputAlignment:
     b, s = np.asarray(b), np.asarray(s)
     if b.dtype != s.dtype or b.shape != s.shape:
-        return OutputAlignment(name, 0, s.size, problem=f"board gives {b.dtype} {b.shape}, simulator {s.dtype} {s.shape}")
+        return OutputAlignment(
+            name, 0, s.size, problem=f"board gives {b.dtype} {b.shape}, simulator {s.dtype} {s.shape}"
+        )
     differ = b != s
     n = int(np.count_nonzero(differ))
     if n == 0:

@@ -25,8 +25,16 @@ __all__ = ["Artifact", "ArtifactError", "DeviceError", "ElfInfo", "load_artifact
 # ELF e_machine values (System V gABI) of the architectures a board can have, and the names
 # platform.machine() / a target triple use for them.
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm", 243: "riscv64", 3: "i386"}
-_ARCH_ALIASES = {"amd64": "x86_64", "x86-64": "x86_64", "arm64": "aarch64", "armv7": "arm", "armv7l": "arm",
-                 "armv8": "aarch64", "i686": "i386", "x86": "i386"}  # fmt: skip
+_ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x86-64": "x86_64",
+    "arm64": "aarch64",
+    "armv7": "arm",
+    "armv7l": "arm",
+    "armv8": "aarch64",
+    "i686": "i386",
+    "x86": "i386",
+}
 
 
 class DeviceError(Fcos3dError):
@@ -76,15 +84,24 @@ def read_elf(path: Path) -> ElfInfo:
             if at + phentsize > size:
                 break  # the header table itself is cut: `needed` already exceeds the size
             if is_64:
-                p_offset, p_filesz = struct.unpack_from(e + "Q", data, at + 8)[0], struct.unpack_from(e + "Q", data, at + 32)[0]
+                p_offset, p_filesz = (
+                    struct.unpack_from(e + "Q", data, at + 8)[0],
+                    struct.unpack_from(e + "Q", data, at + 32)[0],
+                )
             else:
-                p_offset, p_filesz = struct.unpack_from(e + "I", data, at + 4)[0], struct.unpack_from(e + "I", data, at + 16)[0]
+                p_offset, p_filesz = (
+                    struct.unpack_from(e + "I", data, at + 4)[0],
+                    struct.unpack_from(e + "I", data, at + 16)[0],
+                )
             needed = max(needed, p_offset + p_filesz)
     except struct.error:
-        raise ArtifactError(f"{path}: the ELF header is cut short ({size} bytes): the library is truncated; {_FIX}") from None
+        raise ArtifactError(
+            f"{path}: the ELF header is cut short ({size} bytes): the library is truncated; {_FIX}"
+        ) from None
     if needed > size:
-        raise ArtifactError(f"{path}: truncated library ({size} bytes, its headers need {needed}): "
-                            f"copy it again or {_FIX}")  # fmt: skip
+        raise ArtifactError(
+            f"{path}: truncated library ({size} bytes, its headers need {needed}): copy it again or {_FIX}"
+        )
     return ElfInfo(_ELF_MACHINES.get(machine, f"machine-{machine}"), is_64, needed, size)
 
 
@@ -94,19 +111,24 @@ def read_elf(path: Path) -> ElfInfo:
 def _check_library(meta: dict, meta_path: Path, lib_path: Path, board: str | None, local: bool) -> ElfInfo:
     """model.so is whole, and built for the machine meta.json's target names (and, run locally, for this one)."""
     if board is not None and meta["board"] != board:
-        raise ArtifactError(f"{meta_path}: compiled for board {meta['board']!r}, not {board!r}: "
-                            f"{_FIX} --target {board}")  # fmt: skip
+        raise ArtifactError(
+            f"{meta_path}: compiled for board {meta['board']!r}, not {board!r}: {_FIX} --target {board}"
+        )
     if not lib_path.is_file():
         raise ArtifactError(f"{lib_path} is missing; {_FIX}")
     elf = read_elf(lib_path)
     triple = str((meta.get("target") or {}).get("mtriple", ""))
     if triple and _arch(triple) != elf.arch:
-        raise ArtifactError(f"{lib_path} is an {elf.arch} library but {meta_path} says board {meta['board']!r} "
-                            f"({triple}): the two do not belong together; {_FIX} --target {meta['board']}")  # fmt: skip
+        raise ArtifactError(
+            f"{lib_path} is an {elf.arch} library but {meta_path} says board {meta['board']!r} "
+            f"({triple}): the two do not belong together; {_FIX} --target {meta['board']}"
+        )
     if local and elf.arch != _arch(platform.machine()):
-        raise ArtifactError(f"{lib_path} is an {elf.arch} library (board {meta['board']!r}), this machine is "
-                            f"{platform.machine()}: run it on the board (device='HOST:PORT', TVM RPC) or "
-                            f"{_FIX} --target host")  # fmt: skip
+        raise ArtifactError(
+            f"{lib_path} is an {elf.arch} library (board {meta['board']!r}), this machine is "
+            f"{platform.machine()}: run it on the board (device='HOST:PORT', TVM RPC) or "
+            f"{_FIX} --target host"
+        )
     return elf
 
 
@@ -119,8 +141,10 @@ def parse_device(device: str | None) -> tuple[str, int] | None:
         return None
     host, sep, port = str(device).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise Fcos3dError(f"device={device!r}: use 'local' or 'HOST:PORT' of a running "
-                          "`python -m tvm.exec.rpc_server --host HOST --port PORT`")  # fmt: skip
+        raise Fcos3dError(
+            f"device={device!r}: use 'local' or 'HOST:PORT' of a running "
+            "`python -m tvm.exec.rpc_server --host HOST --port PORT`"
+        )
     return host, int(port)
 
 
@@ -139,8 +163,10 @@ def _connect(host: str, port: int):
     try:
         session = rpc.connect(host, port)
     except Exception as exc:  # tvm raises its own error classes (InternalError, TVMError) for socket failures
-        raise DeviceError(f"cannot reach a TVM RPC server at {host}:{port} ({type(exc).__name__}): start "
-                          f"`python -m tvm.exec.rpc_server --host {host} --port {port}` on the board") from None
+        raise DeviceError(
+            f"cannot reach a TVM RPC server at {host}:{port} ({type(exc).__name__}): start "
+            f"`python -m tvm.exec.rpc_server --host {host} --port {port}` on the board"
+        ) from None
     _SESSIONS[key] = session
     return session
 
@@ -193,19 +219,25 @@ class Artifact:
         except Exception as exc:
             if self._session is None:
                 raise
-            raise DeviceError(f"{self.device}: running {self.path / self.meta['library']} failed on the board: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None  # fmt: skip
+            raise DeviceError(
+                f"{self.device}: running {self.path / self.meta['library']} failed on the board: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
         result = result if isinstance(result, (tuple, list)) else (result,)
         specs = self.meta["outputs"]
         if len(result) != len(specs):
-            raise ArtifactError(f"{self.path / 'meta.json'} lists {len(specs)} outputs, {self.meta['library']} returns "
-                                f"{len(result)}: the two do not belong together; {_FIX}")  # fmt: skip
+            raise ArtifactError(
+                f"{self.path / 'meta.json'} lists {len(specs)} outputs, {self.meta['library']} returns "
+                f"{len(result)}: the two do not belong together; {_FIX}"
+            )
         out = {}
         for spec, r in zip(specs, result, strict=True):
             a = r.numpy()
             if str(a.dtype) != spec["dtype"] or list(a.shape) != list(spec["shape"]):
-                raise ArtifactError(f"{self.path / 'meta.json'}: output {spec['name']!r} is {spec['dtype']} "
-                                    f"{spec['shape']}, the library returns {a.dtype} {list(a.shape)}; {_FIX}")  # fmt: skip
+                raise ArtifactError(
+                    f"{self.path / 'meta.json'}: output {spec['name']!r} is {spec['dtype']} "
+                    f"{spec['shape']}, the library returns {a.dtype} {list(a.shape)}; {_FIX}"
+                )
             out[spec["name"]] = a
         return out
 
@@ -240,8 +272,9 @@ def load_artifact(
         try:
             lib = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:  # a library that passes the header checks but still does not load
-            raise ArtifactError(f"{lib_path} does not load ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
-                                f"{_FIX}") from None  # fmt: skip
+            raise ArtifactError(
+                f"{lib_path} does not load ({str(exc).splitlines()[0] if str(exc) else exc!r}); {_FIX}"
+            ) from None
         dev = tvm.cpu()
         return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, "local", elf)
 
@@ -254,8 +287,10 @@ def load_artifact(
         lib = session.load_module(remote_name)
     except Exception as exc:
         first = str(exc).strip().splitlines()
-        raise DeviceError(f"{host}:{port}: the board could not load {lib_path} ({elf.arch}, board {meta['board']!r}): "
-                          f"{first[-1] if first else type(exc).__name__}; is it the board this artifact was "
-                          f"compiled for? Otherwise {_FIX} --target <board>") from None  # fmt: skip
+        raise DeviceError(
+            f"{host}:{port}: the board could not load {lib_path} ({elf.arch}, board {meta['board']!r}): "
+            f"{first[-1] if first else type(exc).__name__}; is it the board this artifact was "
+            f"compiled for? Otherwise {_FIX} --target <board>"
+        ) from None
     dev = session.cpu()
     return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, f"{host}:{port}", elf, session)

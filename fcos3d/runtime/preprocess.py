@@ -39,11 +39,15 @@ def input_size_from_meta(meta: dict, name: str | None = None) -> tuple[int, int]
     return int(spec["shape"][3]), int(spec["shape"][2])
 
 
-def prepare_image(rgb: np.ndarray, cam_intrinsic, input_size: tuple[int, int], keep_ratio: bool = True) -> PreparedInput:
+def prepare_image(
+    rgb: np.ndarray, cam_intrinsic, input_size: tuple[int, int], keep_ratio: bool = True
+) -> PreparedInput:
     """(h, w, 3) uint8 RGB + intrinsics -> the int8 model input of size input_size = (W, H) and scaled intrinsics."""
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise Fcos3dError(f"prepare_image needs an (h, w, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
-                          f"{getattr(rgb, 'shape', '')}")  # fmt: skip
+        raise Fcos3dError(
+            f"prepare_image needs an (h, w, 3) uint8 RGB image, got {getattr(rgb, 'dtype', type(rgb))} "
+            f"{getattr(rgb, 'shape', '')}"
+        )
     h, w = rgb.shape[:2]
     W, H = input_size
     new_w, new_h = keep_ratio_size(w, h, (W, H), keep_ratio)

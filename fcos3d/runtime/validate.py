@@ -48,8 +48,10 @@ def model_strides(onnx_path, output_names: Sequence[str]) -> tuple[int, ...]:
     found = [int(m.group(1)) for n in output_names if (m := re.search(r"_s(\d+)$", n))]
     strides = tuple(dict.fromkeys(found))  # first-seen order, unique
     if not strides:
-        raise Fcos3dError(f"{onnx_path}: no 'strides' metadata and no '_s<stride>' output names; export it with "
-                          "`fcos3d export` (fcos3d.quant.export.export_qdq_onnx)")  # fmt: skip
+        raise Fcos3dError(
+            f"{onnx_path}: no 'strides' metadata and no '_s<stride>' output names; export it with "
+            "`fcos3d export` (fcos3d.quant.export.export_qdq_onnx)"
+        )
     return strides
 
 
@@ -133,14 +135,17 @@ def align_bpu(
     meta_of_split, infos = camera_images(root, version, split, limit)
     collector = DetectionCollector(meta_of_split, strides, post)
 
-    stats = {n: {"name": n, "mismatches": 0, "total": 0, "max_abs_diff": 0, "problem": None, "first": None}
-             for n in sim.output_names}  # fmt: skip
+    stats = {
+        n: {"name": n, "mismatches": 0, "total": 0, "max_abs_diff": 0, "problem": None, "first": None}
+        for n in sim.output_names
+    }
     for i, info in enumerate(infos):
         prepared = prepare_jpeg((root / info["file_name"]).read_bytes(), info["cam_intrinsic"], size, keep_ratio)
         board, want = artifact.run(prepared.x), sim.run(prepared.x)
         for o in compare_outputs(board, want).outputs:
-            st = stats.setdefault(o.name, {"name": o.name, "mismatches": 0, "total": 0, "max_abs_diff": 0,
-                                           "problem": None, "first": None})  # fmt: skip
+            st = stats.setdefault(
+                o.name, {"name": o.name, "mismatches": 0, "total": 0, "max_abs_diff": 0, "problem": None, "first": None}
+            )
             st["total"] += o.total
             if o.problem is not None:
                 st["mismatches"] += o.total
@@ -149,8 +154,13 @@ def align_bpu(
             st["mismatches"] += o.mismatches
             st["max_abs_diff"] = max(st["max_abs_diff"], o.max_abs_diff)
             if o.mismatches and st["first"] is None:
-                st["first"] = {"image": i, "file_name": info["file_name"], "index": list(o.first_index),
-                               "board": o.board_value, "sim": o.sim_value}  # fmt: skip
+                st["first"] = {
+                    "image": i,
+                    "file_name": info["file_name"],
+                    "index": list(o.first_index),
+                    "board": o.board_value,
+                    "sim": o.sim_value,
+                }
         if all(n in board for n in names):  # the board's accuracy, from its own integers
             raw = group_outputs(dequantize(board, artifact.meta["outputs"]), strides)
             K = collector_intrinsics(prepared.cam_intrinsic)

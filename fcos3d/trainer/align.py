@@ -80,14 +80,25 @@ def run_align_bpu(
     work_dir = work_dir_of(cfg)
     onnx_path = Path(onnx_path) if onnx_path is not None else onnx_of(cfg)
     if "val_data_loader" not in cfg:
-        raise Fcos3dError(f"{cfg.get('__file__', 'the config')}: no val_data_loader; add one "
-                          "(its LMDB's meta names the nuScenes root)")
+        raise Fcos3dError(
+            f"{cfg.get('__file__', 'the config')}: no val_data_loader; add one "
+            "(its LMDB's meta names the nuScenes root)"
+        )
     split_meta = build(cfg["val_data_loader"]["dataset"], "val_data_loader.dataset").meta
     post = build(cfg["post_process"], "post_process") if "post_process" in cfg else None
     if artifact_dir is None:
         artifact_dir = default_artifact(onnx_path, work_dir, echo)
     out_dir = Path(out_dir) if out_dir is not None else work_dir / REPORT_DIR
-    report = align_bpu(artifact_dir, onnx_path, split_meta["dataroot"], split_meta["version"],
-                       split=split_meta.get("split", "val"), device=device, limit=limit, out_dir=out_dir,
-                       progress=progress, post=post)
+    report = align_bpu(
+        artifact_dir,
+        onnx_path,
+        split_meta["dataroot"],
+        split_meta["version"],
+        split=split_meta.get("split", "val"),
+        device=device,
+        limit=limit,
+        out_dir=out_dir,
+        progress=progress,
+        post=post,
+    )
     return report | {"out_dir": str(out_dir)}

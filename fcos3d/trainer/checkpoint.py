@@ -52,9 +52,11 @@ def check_activations(ckpt: dict, model: torch.nn.Module, path: str | Path) -> N
     would load and the model would silently compute something else. Checkpoints without the record pass."""
     saved = ckpt.get("activations")
     if saved is not None and dict(saved) != activation_counts(model):
-        raise Fcos3dError(f"{path}: trained with activations {dict(saved)} but the config builds "
-                          f"{activation_counts(model)}; build the model it was trained with "
-                          "(e.g. --set backbone_activation=relu for a ReLU backbone)")
+        raise Fcos3dError(
+            f"{path}: trained with activations {dict(saved)} but the config builds "
+            f"{activation_counts(model)}; build the model it was trained with "
+            "(e.g. --set backbone_activation=relu for a ReLU backbone)"
+        )
 
 
 def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict:
@@ -66,9 +68,13 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise Fcos3dError(f"{path}: not a loadable checkpoint ({first[:160]}); pass a file written by `fcos3d train`") from None
+        raise Fcos3dError(
+            f"{path}: not a loadable checkpoint ({first[:160]}); pass a file written by `fcos3d train`"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise Fcos3dError(f"{path}: not an fcos3d checkpoint (no '{FORMAT}' marker); pass a file written by `fcos3d train`")
+        raise Fcos3dError(
+            f"{path}: not an fcos3d checkpoint (no '{FORMAT}' marker); pass a file written by `fcos3d train`"
+        )
     if expected_stage is not None and ckpt.get("stage") != expected_stage:
         raise Fcos3dError(
             f"{path}: a {ckpt.get('stage')!r}-stage checkpoint where a {expected_stage!r} one is needed; "
@@ -88,7 +94,6 @@ def checkpoint_metrics(metrics: dict) -> dict:
     return out
 
 
-
 class LoadStageCheckpoint:
     """Load a checkpoint written by ``fcos3d train --stage <stage>`` into the model (all keys must fit)."""
 
@@ -104,6 +109,8 @@ class LoadStageCheckpoint:
         except RuntimeError as e:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             first = "; ".join(lines[1:2] or lines[:1])[:300]  # torch's first line is only a header
-            raise Fcos3dError(f"{self.checkpoint_path}: the {self.stage} weights do not fit this model ({first}); "
-                              "check the converters order and the config the checkpoint was trained with") from None
+            raise Fcos3dError(
+                f"{self.checkpoint_path}: the {self.stage} weights do not fit this model ({first}); "
+                "check the converters order and the config the checkpoint was trained with"
+            ) from None
         return model

@@ -44,7 +44,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> di
     """
     path = Path(path)
     if not path.is_file():
-        raise Fcos3dError(f"{path}: config file not found; pass a file from configs/, e.g. configs/fcos3d_efficientnetb0_synthetic.py")
+        raise Fcos3dError(
+            f"{path}: config file not found; pass a file from configs/, e.g. configs/fcos3d_efficientnetb0_synthetic.py"
+        )
     _OVERRIDES.clear()
     _OVERRIDES.update(overrides or {})
     _USED.clear()
@@ -80,13 +82,17 @@ def build(spec: Any, _where: str = "config", **overrides: Any) -> Any:
         if "type" in spec:
             fn = spec["type"]
             if not callable(fn):
-                raise Fcos3dError(f"{_where}.type is {fn!r}, not a class or function: give the object itself, not its name")
+                raise Fcos3dError(
+                    f"{_where}.type is {fn!r}, not a class or function: give the object itself, not its name"
+                )
             kwargs = {k: build(v, f"{_where}.{k}") for k, v in spec.items() if k != "type"}
             kwargs.update(overrides)
             try:
                 inspect.signature(fn).bind(**kwargs)
             except TypeError as e:
-                raise Fcos3dError(f"{_where}: {getattr(fn, '__name__', fn)} {e}; check the keys of this dict in the config") from None
+                raise Fcos3dError(
+                    f"{_where}: {getattr(fn, '__name__', fn)} {e}; check the keys of this dict in the config"
+                ) from None
             except ValueError:  # builtins without a signature
                 pass
             return fn(**kwargs)

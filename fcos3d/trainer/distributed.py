@@ -76,7 +76,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
-        var = stats[c:2 * c] / n - mean * mean  # biased, as BN normalises with
+        var = stats[c : 2 * c] / n - mean * mean  # biased, as BN normalises with
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
@@ -98,7 +98,9 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     def convert(module: nn.Module) -> nn.Module:
         out = module
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNorm):
-            out = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            out = SyncBatchNorm(
+                module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+            )
             if module.affine:
                 with torch.no_grad():
                     out.weight.copy_(module.weight)

@@ -34,22 +34,40 @@ def _intrinsics(text: str) -> np.ndarray:
     try:
         fx, fy, cx, cy = (float(v) for v in text.split(","))
     except ValueError:
-        raise Fcos3dError(f"--intrinsics {text!r}: give fx,fy,cx,cy in pixels, e.g. 1266.4,1266.4,816.3,491.5") from None
+        raise Fcos3dError(
+            f"--intrinsics {text!r}: give fx,fy,cx,cy in pixels, e.g. 1266.4,1266.4,816.3,491.5"
+        ) from None
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
 
 
 def _as_drawable(boxes: dict, K: np.ndarray) -> dict:
     """Camera-frame boxes -> the annotation fields the picture code draws (in the original image's pixels)."""
     uv, _ = project_points(K, boxes["centers3d"])  # (N, 2)
-    return {"labels": boxes["labels"], "centers3d": boxes["centers3d"], "dims": boxes["dims"], "rot_y": boxes["rot_y"],
-            "centers2d": uv, "bboxes2d": np.concatenate([uv, uv], axis=1), "depths": boxes["centers3d"][:, 2],
-            **({"scores": boxes["scores"]} if "scores" in boxes else {})}
+    return {
+        "labels": boxes["labels"],
+        "centers3d": boxes["centers3d"],
+        "dims": boxes["dims"],
+        "rot_y": boxes["rot_y"],
+        "centers2d": uv,
+        "bboxes2d": np.concatenate([uv, uv], axis=1),
+        "depths": boxes["centers3d"][:, 2],
+        **({"scores": boxes["scores"]} if "scores" in boxes else {}),
+    }
 
 
 @torch.no_grad()
-def infer_image(cfg: dict, image: str | Path, *, stage: str = "float", score_th: float = 0.3,
-                save_path: str | Path, with_gt: bool = False, version: str = "v1.0-mini",
-                intrinsics: str | None = None, ckpt: str | Path | None = None) -> dict:
+def infer_image(
+    cfg: dict,
+    image: str | Path,
+    *,
+    stage: str = "float",
+    score_th: float = 0.3,
+    save_path: str | Path,
+    with_gt: bool = False,
+    version: str = "v1.0-mini",
+    intrinsics: str | None = None,
+    ckpt: str | Path | None = None,
+) -> dict:
     """Predict one image and draw it; returns the camera-frame boxes and the picture's path.
 
     The intrinsics come from --intrinsics, or from the devkit when the image lies in a nuScenes dataroot
@@ -67,10 +85,25 @@ def infer_image(cfg: dict, image: str | Path, *, stage: str = "float", score_th:
         info = find_image_info(image, version)
 
     transforms = build(cfg["val_data_loader"]["dataset"]["transforms"], "val_data_loader.dataset.transforms")
-    sample = {"img": rgb, "cam_intrinsic": K, "img_shape": rgb.shape[:2], "ori_shape": rgb.shape[:2],
-              "anns": {k: np.zeros((0,) + s, dtype=np.float32) for k, s in
-                       (("bboxes2d", (4,)), ("centers2d", (2,)), ("depths", ()), ("centers3d", (3,)), ("dims", (3,)),
-                        ("rot_y", ()), ("velo_cam", (2,)))} | {"labels": np.zeros(0, np.int64), "attr_labels": np.zeros(0, np.int64)}}
+    sample = {
+        "img": rgb,
+        "cam_intrinsic": K,
+        "img_shape": rgb.shape[:2],
+        "ori_shape": rgb.shape[:2],
+        "anns": {
+            k: np.zeros((0,) + s, dtype=np.float32)
+            for k, s in (
+                ("bboxes2d", (4,)),
+                ("centers2d", (2,)),
+                ("depths", ()),
+                ("centers3d", (3,)),
+                ("dims", (3,)),
+                ("rot_y", ()),
+                ("velo_cam", (2,)),
+            )
+        }
+        | {"labels": np.zeros(0, np.int64), "attr_labels": np.zeros(0, np.int64)},
+    }
     for t in transforms:
         sample = t(sample)
     model = load_stage_model(cfg, stage, ckpt)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,14 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..data.transforms import collate_fn, unbatch_anns
 from ..errors import Fcos3dError
-from .checkpoint import (activation_counts, check_activations, checkpoint_metrics, checkpoint_path, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (
+    activation_counts,
+    check_activations,
+    checkpoint_metrics,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import build
 from .distributed import DistInfo, convert_sync_batchnorm, init_distributed
 from .schedule import LrSchedule
@@ -61,7 +68,7 @@ class _ResumeSampler(Sampler):
         self.inner, self.skip = inner, skip
 
     def __iter__(self):
-        return iter(list(self.inner)[self.skip:])
+        return iter(list(self.inner)[self.skip :])
 
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)
@@ -84,7 +91,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_loader(spec: dict, dist_info: DistInfo, *, shuffle: bool, seed: int, drop_last: bool) -> tuple[DataLoader, DistributedSampler]:
+def build_loader(
+    spec: dict, dist_info: DistInfo, *, shuffle: bool, seed: int, drop_last: bool
+) -> tuple[DataLoader, DistributedSampler]:
     """A DataLoader from a config dict (dataset, batch_size, num_workers) with a DistributedSampler.
 
     The sampler is used in one process too (num_replicas=1): the epoch's order then depends only on
@@ -96,16 +105,31 @@ def build_loader(spec: dict, dist_info: DistInfo, *, shuffle: bool, seed: int, d
     num_workers = spec.pop("num_workers", 0)
     if spec:
         raise Fcos3dError(f"data loader config has unknown keys {sorted(spec)}: use dataset, batch_size, num_workers")
-    sampler = DistributedSampler(dataset, num_replicas=dist_info.world_size, rank=dist_info.rank,
-                                 shuffle=shuffle, seed=seed, drop_last=drop_last)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        collate_fn=collate_fn, drop_last=drop_last, persistent_workers=False)
+    sampler = DistributedSampler(
+        dataset, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )
     return loader, sampler
 
 
-def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: str | Path | None = None,
-          reporter: Reporter | None = None, validate: Callable[[torch.nn.Module, int], dict] | None = None,
-          build_model: Callable[[dict, DistInfo], torch.nn.Module] | None = None) -> dict[str, Any]:
+def train(
+    cfg: dict,
+    stage: str = "float",
+    *,
+    resume: bool = False,
+    work_dir: str | Path | None = None,
+    reporter: Reporter | None = None,
+    validate: Callable[[torch.nn.Module, int], dict] | None = None,
+    build_model: Callable[[dict, DistInfo], torch.nn.Module] | None = None,
+) -> dict[str, Any]:
     """Train ``stage`` as the config says; return a summary (steps, last losses, best metric, paths).
 
     validate(model, epoch) -> metrics (with "NDS") is called every ``val_interval`` epochs on the
@@ -129,7 +153,9 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
     model.to(device)
     net = model
     if dist_info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     # 3. data
     loader, sampler = build_loader(cfg["data_loader"], dist_info, shuffle=True, seed=tcfg.seed, drop_last=True)
@@ -166,12 +192,21 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
 
     def save(path: Path, **extra) -> None:
         if dist_info.is_main:
-            save_checkpoint(path, stage=stage, state_dict=model.state_dict(), activations=activation_counts(model),
-                            optimizer=optimizer.state_dict(),
-                            scaler=scaler.state_dict() if use_amp else {}, step=step, epoch=step // steps_per_epoch,
-                            best=best, rng_cpu=torch.get_rng_state(),
-                            rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                            config_file=cfg.get("__file__", ""), **extra)
+            save_checkpoint(
+                path,
+                stage=stage,
+                state_dict=model.state_dict(),
+                activations=activation_counts(model),
+                optimizer=optimizer.state_dict(),
+                scaler=scaler.state_dict() if use_amp else {},
+                step=step,
+                epoch=step // steps_per_epoch,
+                best=best,
+                rng_cpu=torch.get_rng_state(),
+                rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                config_file=cfg.get("__file__", ""),
+                **extra,
+            )
 
     writer = None
     if dist_info.is_main:
@@ -224,8 +259,10 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
         # 7. end of an epoch: validate, keep the best
         epoch_done = step // steps_per_epoch
         at_epoch_end = step % steps_per_epoch == 0
-        if validate is not None and dist_info.is_main and (
-            (at_epoch_end and tcfg.val_interval and epoch_done % tcfg.val_interval == 0) or step == total_steps
+        if (
+            validate is not None
+            and dist_info.is_main
+            and ((at_epoch_end and tcfg.val_interval and epoch_done % tcfg.val_interval == 0) or step == total_steps)
         ):
             metrics = validate(model, epoch_done)
             reporter.on_validation(epoch_done, metrics)
@@ -234,7 +271,12 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
                     if isinstance(v, (int, float)):
                         writer.add_scalar(f"val/{k}", v, step)
             if metrics.get("NDS", -math.inf) > best["NDS"]:
-                best = {"NDS": float(metrics["NDS"]), "mAP": float(metrics.get("mAP", 0.0)), "epoch": epoch_done, "step": step}
+                best = {
+                    "NDS": float(metrics["NDS"]),
+                    "mAP": float(metrics.get("mAP", 0.0)),
+                    "epoch": epoch_done,
+                    "step": step,
+                }
                 save(checkpoint_path(work_dir, stage, "best"), metrics=checkpoint_metrics(metrics))
             save(last_path)
 
@@ -242,5 +284,11 @@ def train(cfg: dict, stage: str = "float", *, resume: bool = False, work_dir: st
         writer.close()
     if dist_info.enabled:
         torch.distributed.barrier()
-    return dict(steps=step, last_losses=losses_f, best=best, last=str(last_path),
-                best_path=str(checkpoint_path(work_dir, stage, "best")), model=model)
+    return dict(
+        steps=step,
+        last_losses=losses_f,
+        best=best,
+        last=str(last_path),
+        best_path=str(checkpoint_path(work_dir, stage, "best")),
+        model=model,
+    )

@@ -6,8 +6,8 @@ the metric are the torch-free DetectionCollector, which the board runtime uses t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -17,9 +17,14 @@ from ..eval.collect import DetectionCollector
 
 
 @torch.no_grad()
-def predict_split(forward: Callable[[torch.Tensor], Sequence[torch.Tensor]], loader, strides: Sequence[int],
-                  out_dir: str | Path, post: PostProcess | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+def predict_split(
+    forward: Callable[[torch.Tensor], Sequence[torch.Tensor]],
+    loader,
+    strides: Sequence[int],
+    out_dir: str | Path,
+    post: PostProcess | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """forward(img (B, 3, H, W)) -> flat raw outputs (FCOS3D order); returns the metrics dict."""
     collector = DetectionCollector(loader.dataset.meta, strides, post)
     total, done = len(loader.dataset), 0
@@ -28,8 +33,9 @@ def predict_split(forward: Callable[[torch.Tensor], Sequence[torch.Tensor]], loa
         K = batch["cam_intrinsic"].numpy()
         for i in range(len(K)):
             raw = group_outputs([a[i] for a in flat], strides)
-            collector.add_image(raw, K[i], batch["cam2ego"][i].numpy(), batch["ego2global"][i].numpy(),
-                                batch["sample_token"][i])
+            collector.add_image(
+                raw, K[i], batch["cam2ego"][i].numpy(), batch["ego2global"][i].numpy(), batch["sample_token"][i]
+            )
         done += len(K)
         if progress:
             progress(done, total)
@@ -44,4 +50,3 @@ def model_forward(model: torch.nn.Module, device: torch.device | str = "cpu") ->
         return model(img.to(device))
 
     return forward
-

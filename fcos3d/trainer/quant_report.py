@@ -31,8 +31,9 @@ def stage_checkpoints(cfg: dict) -> dict[str, Path]:
     for stage in ("float", "calibration", "qat"):
         best, last = checkpoint_path(work_dir, stage, "best"), checkpoint_path(work_dir, stage, "last")
         if not best.is_file() and not last.is_file():
-            raise Fcos3dError(f"{best}: not found (nor {last.name}); make it with "
-                              f"`fcos3d train --stage {stage} --config {config}`")
+            raise Fcos3dError(
+                f"{best}: not found (nor {last.name}); make it with `fcos3d train --stage {stage} --config {config}`"
+            )
         found[stage] = best if best.is_file() else last
     return found
 
@@ -46,8 +47,9 @@ def val_images(cfg: dict, n: int) -> torch.Tensor:
     return torch.stack([dataset[i]["img"] for i in range(min(n, len(dataset)))])  # (N, 3, H, W)
 
 
-def run_quant_report(cfg: dict, *, images: int = 4, out: str | Path | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+def run_quant_report(
+    cfg: dict, *, images: int = 4, out: str | Path | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """The report of the config's float, calibration and qat checkpoints (best, else last) and the int model
     made from the qat one, on the first ``images`` val images; files in ``out`` (default <ckpt_dir>/quant_report).
 
@@ -58,8 +60,11 @@ def run_quant_report(cfg: dict, *, images: int = 4, out: str | Path | None = Non
     ckpts = stage_checkpoints(cfg)
     models = {stage: load_stage_model(cfg, stage, ckpts[stage]) for stage in ckpts}
     imgs = val_images(cfg, images)
-    stages = {"calibration": models["calibration"], "qat": models["qat"],
-              "int": QAT2Quantize((1, *imgs.shape[1:]))(models["qat"])}
+    stages = {
+        "calibration": models["calibration"],
+        "qat": models["qat"],
+        "int": QAT2Quantize((1, *imgs.shape[1:]))(models["qat"]),
+    }
     report = quant_report(models["float"], stages, imgs, progress=progress)
     paths = write_report(report, Path(out) if out else work_dir_of(cfg) / "quant_report")
     return dict(report=report, paths=paths, checkpoints=ckpts)

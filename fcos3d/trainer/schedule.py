@@ -35,7 +35,9 @@ class LrSchedule:
         if self.policy not in ("step", "cyclic", "constant"):
             raise ValueError(f"LrSchedule.policy={self.policy!r}: use 'step', 'cyclic' or 'constant'")
         if self.base_lr <= 0 or self.total_steps <= 0:
-            raise ValueError(f"LrSchedule needs base_lr > 0 and total_steps > 0, got {self.base_lr}, {self.total_steps}")
+            raise ValueError(
+                f"LrSchedule needs base_lr > 0 and total_steps > 0, got {self.base_lr}, {self.total_steps}"
+            )
         if not 0 < self.step_ratio_up < 1:
             raise ValueError(f"LrSchedule.step_ratio_up={self.step_ratio_up}: must lie in (0, 1)")
 

@@ -6,15 +6,21 @@ model); the quantised models come from fcos3d.quant's convert pipeline (the conf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..errors import Fcos3dError
-from .checkpoint import (activation_counts, check_activations, checkpoint_metrics, checkpoint_path, load_checkpoint,
-                         save_checkpoint)
+from .checkpoint import (
+    activation_counts,
+    check_activations,
+    checkpoint_metrics,
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import build
 from .distributed import DistInfo
 from .loop import Reporter, build_loader, train
@@ -37,8 +43,14 @@ def work_dir_of(cfg: dict) -> Path:
     return Path(cfg.get("ckpt_dir", f"work_dirs/{cfg.get('task_name', 'fcos3d')}"))
 
 
-def run_train(cfg: dict, stage: str, *, resume: bool = False, reporter: Reporter | None = None,
-              progress: Callable[[int, int], None] | None = None) -> dict:
+def run_train(
+    cfg: dict,
+    stage: str,
+    *,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Train a stage with validation every val_interval epochs; returns the loop's summary."""
     if stage not in TRAIN_STAGES:
         raise Fcos3dError(f"stage {stage!r} cannot be trained yet: use one of {TRAIN_STAGES}")
@@ -54,14 +66,26 @@ def run_train(cfg: dict, stage: str, *, resume: bool = False, reporter: Reporter
         val_loader = val_loader or _val_loader(cfg)
         device = next(model.parameters()).device
         was_training = model.training
-        metrics = predict_split(model_forward(model, device), val_loader, model.strides,
-                                work_dir / "eval" / f"{stage}-epoch{epoch:03d}", _post(cfg), progress)
+        metrics = predict_split(
+            model_forward(model, device),
+            val_loader,
+            model.strides,
+            work_dir / "eval" / f"{stage}-epoch{epoch:03d}",
+            _post(cfg),
+            progress,
+        )
         model.train(was_training)
         return metrics
 
-    return train(cfg, stage, resume=resume, work_dir=work_dir, reporter=reporter,
-                 validate=validate if "val_data_loader" in cfg else None,
-                 build_model=(lambda c, _dist: build(c["model"], "model")) if stage == "float" else _float_model)
+    return train(
+        cfg,
+        stage,
+        resume=resume,
+        work_dir=work_dir,
+        reporter=reporter,
+        validate=validate if "val_data_loader" in cfg else None,
+        build_model=(lambda c, _dist: build(c["model"], "model")) if stage == "float" else _float_model,
+    )
 
 
 def _float_model(cfg: dict, _dist=None) -> torch.nn.Module:
@@ -93,13 +117,16 @@ class CalibrationConfig:
         if self.num_steps < 1:
             raise Fcos3dError(f"calibration_trainer.num_steps={self.num_steps}: observe at least one batch")
         if not self.converters:
-            raise Fcos3dError("calibration_trainer.converters is empty: give a ModelConvertPipeline with "
-                              "LoadStageCheckpoint(<float best>, 'float') and Float2Calibration()")
+            raise Fcos3dError(
+                "calibration_trainer.converters is empty: give a ModelConvertPipeline with "
+                "LoadStageCheckpoint(<float best>, 'float') and Float2Calibration()"
+            )
 
 
 @torch.no_grad()
-def run_calibration(cfg: dict, *, reporter: Reporter | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> dict:
+def run_calibration(
+    cfg: dict, *, reporter: Reporter | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Observe ``num_steps`` training batches with the calibration model (no gradients, no fake quant), then
     save calibration-checkpoint-last/-best with the observer state (validated with fake quant when the
     config has a val loader)."""
@@ -134,15 +161,31 @@ def run_calibration(cfg: dict, *, reporter: Reporter | None = None,
     model.eval()
     metrics, best = {}, {"NDS": float("-inf")}
     if "val_data_loader" in cfg:
-        metrics = predict_split(model_forward(model), _val_loader(cfg), model.strides,
-                                work_dir / "eval" / "calibration", _post(cfg), progress)
+        metrics = predict_split(
+            model_forward(model),
+            _val_loader(cfg),
+            model.strides,
+            work_dir / "eval" / "calibration",
+            _post(cfg),
+            progress,
+        )
         reporter.on_validation(0, metrics)
         best = {"NDS": float(metrics["NDS"]), "mAP": float(metrics.get("mAP", 0.0)), "epoch": 0, "step": step}
-    state = dict(state_dict=model.state_dict(), activations=activation_counts(model), step=step, epoch=0, best=best,
-                 config_file=cfg.get("__file__", ""))
+    state = dict(
+        state_dict=model.state_dict(),
+        activations=activation_counts(model),
+        step=step,
+        epoch=0,
+        best=best,
+        config_file=cfg.get("__file__", ""),
+    )
     last = save_checkpoint(checkpoint_path(work_dir, "calibration", "last"), stage="calibration", **state)
-    best_path = save_checkpoint(checkpoint_path(work_dir, "calibration", "best"), stage="calibration",
-                                metrics=checkpoint_metrics(metrics), **state)
+    best_path = save_checkpoint(
+        checkpoint_path(work_dir, "calibration", "best"),
+        stage="calibration",
+        metrics=checkpoint_metrics(metrics),
+        **state,
+    )
     return dict(steps=step, last_losses={}, best=best, last=str(last), best_path=str(best_path), model=model)
 
 
@@ -175,7 +218,9 @@ def load_stage_model(cfg: dict, stage: str, ckpt: str | Path | None = None) -> t
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise Fcos3dError(f"{path}: weights do not fit the config's model ({first}); pass the config it was trained with") from None
+        raise Fcos3dError(
+            f"{path}: weights do not fit the config's model ({first}); pass the config it was trained with"
+        ) from None
     return model.eval()
 
 
@@ -204,12 +249,18 @@ def run_export(cfg: dict, *, out: str | Path | None = None, ckpt: str | Path | N
     counts: dict[str, int] = {}
     for n in model.graph.node:
         counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    return dict(path=str(path), input_shape=shape, outputs=len(model.graph.output), nodes=counts,
-                widened_weight_scales=list(int_model.widened_weight_scales))
+    return dict(
+        path=str(path),
+        input_shape=shape,
+        outputs=len(model.graph.output),
+        nodes=counts,
+        widened_weight_scales=list(int_model.widened_weight_scales),
+    )
 
 
-def run_predict(cfg: dict, stage: str, *, ckpt: str | Path | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict:
+def run_predict(
+    cfg: dict, stage: str, *, ckpt: str | Path | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Predict the val split with a stage's model and score it; writes the result and metrics JSON."""
     model = load_stage_model(cfg, stage, ckpt)
     loader = _val_loader(cfg)

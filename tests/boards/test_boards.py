@@ -12,8 +12,12 @@ from fcos3d.boards import ACCELERATOR_FIGURES, OPTIONAL_FIGURES, UnknownBoardErr
 def test_packaged_boards_load():
     assert {"host", "arm-npu"} <= set(board_names())
     arm = load_board("arm-npu")
-    assert arm.target_dict() == {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55",
-                                 "mattr": ["+neon", "+dotprod"]}  # fmt: skip
+    assert arm.target_dict() == {
+        "kind": "llvm",
+        "mtriple": "aarch64-linux-gnu",
+        "mcpu": "cortex-a55",
+        "mattr": ["+neon", "+dotprod"],
+    }
     assert arm.cross_compiler == "aarch64-linux-gnu-g++"
     assert load_board("host").cross_compiler is None
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -23,7 +27,9 @@ def test_packaged_boards_load():
 
 
 def test_unknown_board_error_lists_known_boards():
-    with pytest.raises(UnknownBoardError, match="known boards: arm-npu, ethos-u55-256, ethos-u65-512, host, journey5-bayes"):
+    with pytest.raises(
+        UnknownBoardError, match="known boards: arm-npu, ethos-u55-256, ethos-u65-512, host, journey5-bayes"
+    ):
         load_board("jetson")
 
 

@@ -36,15 +36,21 @@ def _scene(seed, K, n=6):
     boxes = []
     for c, d, r in zip(centers3d, dims, rot_y):
         corners, _ = project_points(K, camera_box_corners(c, d, r))
-        boxes.append(np.concatenate([np.clip(corners.min(0), 0, [WIDTH, HEIGHT]),
-                                     np.clip(corners.max(0), 0, [WIDTH, HEIGHT])]))
+        boxes.append(
+            np.concatenate([np.clip(corners.min(0), 0, [WIDTH, HEIGHT]), np.clip(corners.max(0), 0, [WIDTH, HEIGHT])])
+        )
     velo = rng.normal(size=(n, 2))
     velo[1] = np.nan
     return {
-        "bboxes2d": np.asarray(boxes, np.float32), "centers2d": uv.astype(np.float32),
-        "depths": z.astype(np.float32), "centers3d": centers3d.astype(np.float32),
-        "dims": dims.astype(np.float32), "rot_y": rot_y.astype(np.float32), "velo_cam": velo.astype(np.float32),
-        "labels": rng.integers(0, 10, n), "attr_labels": rng.integers(0, 9, n),
+        "bboxes2d": np.asarray(boxes, np.float32),
+        "centers2d": uv.astype(np.float32),
+        "depths": z.astype(np.float32),
+        "centers3d": centers3d.astype(np.float32),
+        "dims": dims.astype(np.float32),
+        "rot_y": rot_y.astype(np.float32),
+        "velo_cam": velo.astype(np.float32),
+        "labels": rng.integers(0, 10, n),
+        "attr_labels": rng.integers(0, 9, n),
     }
 
 

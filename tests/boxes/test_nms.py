@@ -28,7 +28,7 @@ def _greedy_nms_shapely(boxes, scores, thr, max_out=None):
         keep.append(i)
         if max_out is not None and len(keep) == max_out:
             break
-        for j in order[r + 1:]:
+        for j in order[r + 1 :]:
             if j not in suppressed and _shapely_iou(boxes[i], boxes[j]) > thr:
                 suppressed.add(j)
     return np.asarray(keep, dtype=np.int64)
@@ -124,7 +124,9 @@ def test_rotated_nms_equals_greedy_shapely(seed, thr):
     scores = np.round(rng.uniform(size=60), 1)
     ours = rotated_nms(boxes, scores, thr)
     np.testing.assert_array_equal(ours, _greedy_nms_shapely(boxes, scores, thr))
-    np.testing.assert_array_equal(rotated_nms(boxes, scores, thr, max_out=7), _greedy_nms_shapely(boxes, scores, thr, 7))
+    np.testing.assert_array_equal(
+        rotated_nms(boxes, scores, thr, max_out=7), _greedy_nms_shapely(boxes, scores, thr, 7)
+    )
 
 
 def test_rotated_nms_inputs_unchanged_and_edge_cases():

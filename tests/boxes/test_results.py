@@ -21,8 +21,13 @@ _CAM_AXES = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], dtype=float)  # camera
 
 
 def _camera(yaw_deg):
-    R = np.array([[np.cos(np.radians(yaw_deg)), -np.sin(np.radians(yaw_deg)), 0],
-                  [np.sin(np.radians(yaw_deg)), np.cos(np.radians(yaw_deg)), 0], [0, 0, 1]])
+    R = np.array(
+        [
+            [np.cos(np.radians(yaw_deg)), -np.sin(np.radians(yaw_deg)), 0],
+            [np.sin(np.radians(yaw_deg)), np.cos(np.radians(yaw_deg)), 0],
+            [0, 0, 1],
+        ]
+    )
     return pose_matrix([1.5, 0.0, 1.6], rotmat_to_quat(R @ _CAM_AXES))
 
 
@@ -55,7 +60,9 @@ def test_camera_to_global_agrees_with_frames_and_round_trips():
     velocities = rng.normal(size=(25, 2))
     cc, ry, vc = boxes_global_to_camera(centers, rotations, velocities, CAM_FRONT, EGO2GLOBAL)
     dims = rng.uniform(0.5, 4, size=(25, 3))
-    out = camera_boxes_to_global(cc, dims, ry, vc, np.ones(25), np.zeros(25, int), np.zeros(25, int), CAM_FRONT, EGO2GLOBAL)
+    out = camera_boxes_to_global(
+        cc, dims, ry, vc, np.ones(25), np.zeros(25, int), np.zeros(25, int), CAM_FRONT, EGO2GLOBAL
+    )
     np.testing.assert_allclose(out.translation, centers, atol=1e-9)
     np.testing.assert_allclose(out.velocity, velocities, atol=1e-9)
     np.testing.assert_allclose(np.abs(np.sum(out.rotation * rotations, axis=1)), 1.0, atol=1e-9)
@@ -72,8 +79,18 @@ def test_class_range_filter_uses_ego_distance():
     cc = np.array([[0.0, 0.0, 10.0], [0.0, 0.0, 39.0], [0.0, 0.0, 45.0]])  # 11.5, 40.5 and 46.5 m ahead of ego
     labels = np.array([0, 0, 7])  # car (50 m), car, pedestrian (40 m)
     ranges = [50.0 if c != "pedestrian" else 40.0 for c in CLASSES]
-    out = camera_boxes_to_global(cc, np.ones((3, 3)), np.zeros(3), np.zeros((3, 2)), np.ones(3), labels,
-                                 np.zeros(3, int), CAM_FRONT, EGO2GLOBAL, class_range=ranges)
+    out = camera_boxes_to_global(
+        cc,
+        np.ones((3, 3)),
+        np.zeros(3),
+        np.zeros((3, 2)),
+        np.ones(3),
+        labels,
+        np.zeros(3, int),
+        CAM_FRONT,
+        EGO2GLOBAL,
+        class_range=ranges,
+    )
     assert out.labels.tolist() == [0, 0]
 
 
@@ -106,7 +123,13 @@ def test_result_json_structure():
     rng = np.random.default_rng(2)
     boxes = camera_boxes_to_global(**_camera_boxes(rng, 12), cam2ego=CAM_FRONT, ego2global=EGO2GLOBAL)
     result = _build({"tok_a": boxes}, ["tok_a", "tok_b", "tok_c"], class_attributes=CLASS_ATTRIBUTES)
-    assert result["meta"] == {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
+    assert result["meta"] == {
+        "use_camera": True,
+        "use_lidar": False,
+        "use_radar": False,
+        "use_map": False,
+        "use_external": False,
+    }
     assert list(result["results"]) == ["tok_a", "tok_b", "tok_c"]
     assert result["results"]["tok_b"] == [] and result["results"]["tok_c"] == []
     entries = result["results"]["tok_a"]
@@ -114,9 +137,20 @@ def test_result_json_structure():
     scores = [e["detection_score"] for e in entries]
     assert scores == sorted(scores, reverse=True)
     for e in entries:
-        assert set(e) == {"sample_token", "translation", "size", "rotation", "velocity", "detection_name", "detection_score", "attribute_name"}
+        assert set(e) == {
+            "sample_token",
+            "translation",
+            "size",
+            "rotation",
+            "velocity",
+            "detection_name",
+            "detection_score",
+            "attribute_name",
+        }
         assert e["sample_token"] == "tok_a"
-        assert len(e["translation"]) == 3 and len(e["size"]) == 3 and len(e["rotation"]) == 4 and len(e["velocity"]) == 2
+        assert (
+            len(e["translation"]) == 3 and len(e["size"]) == 3 and len(e["rotation"]) == 4 and len(e["velocity"]) == 2
+        )
         assert all(type(x) is float for key in ("translation", "size", "rotation", "velocity") for x in e[key])
         assert type(e["detection_score"]) is float
         assert e["detection_name"] in CLASSES
@@ -150,8 +184,11 @@ def test_attribute_rules(explicit_table):
     ]
     n = len(cases)
     boxes = GlobalBoxes(
-        translation=np.zeros((n, 3)), size=np.ones((n, 3)), rotation=np.tile([1.0, 0, 0, 0], (n, 1)),
-        velocity=np.zeros((n, 2)), scores=np.linspace(1.0, 0.5, n),
+        translation=np.zeros((n, 3)),
+        size=np.ones((n, 3)),
+        rotation=np.tile([1.0, 0, 0, 0], (n, 1)),
+        velocity=np.zeros((n, 2)),
+        scores=np.linspace(1.0, 0.5, n),
         labels=[CLASSES.index(c) for c, _, _ in cases],
         attr_labels=[ATTRIBUTES.index(a) if a else NO_ATTRIBUTE for _, a, _ in cases],
     )
@@ -164,9 +201,13 @@ def test_velocity_nan_becomes_zero_and_cap_at_500():
     rng = np.random.default_rng(3)
     n = 700
     boxes = GlobalBoxes(
-        translation=rng.normal(size=(n, 3)), size=np.ones((n, 3)), rotation=np.tile([1.0, 0, 0, 0], (n, 1)),
-        velocity=np.where(rng.uniform(size=(n, 2)) < 0.3, np.nan, 1.0), scores=rng.uniform(size=n),
-        labels=np.zeros(n, int), attr_labels=np.full(n, NO_ATTRIBUTE),
+        translation=rng.normal(size=(n, 3)),
+        size=np.ones((n, 3)),
+        rotation=np.tile([1.0, 0, 0, 0], (n, 1)),
+        velocity=np.where(rng.uniform(size=(n, 2)) < 0.3, np.nan, 1.0),
+        scores=rng.uniform(size=n),
+        labels=np.zeros(n, int),
+        attr_labels=np.full(n, NO_ATTRIBUTE),
     )
     entries = _build({"s": boxes}, ["s"])["results"]["s"]
     assert len(entries) == 500

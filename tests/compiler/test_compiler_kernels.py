@@ -28,8 +28,9 @@ def test_weight_words_are_little_endian_groups_of_4_with_the_offset_correction()
     assert np.array_equal(correction, 128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
 
 
-@pytest.mark.parametrize(("pads", "stride"),
-                         [((1, 1, 1, 1), 1), ((1, 1, 1, 1), 2), ((2, 0, 1, 3), 2), ((0, 0, 0, 0), 1)])
+@pytest.mark.parametrize(
+    ("pads", "stride"), [((1, 1, 1, 1), 1), ((1, 1, 1, 1), 2), ((2, 0, 1, 3), 2), ((0, 0, 0, 0), 1)]
+)
 def test_pad_split_is_the_zero_padded_input_split_by_column_phase(pads, stride):
     x = np.random.default_rng(1).integers(-128, 128, size=(1, 3, 5, 9), dtype=np.int8)
     top, left, bottom, right = pads
@@ -53,8 +54,14 @@ def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise):
         x = rng.integers(-128, 128, size=(1, 3, 9, 11), dtype=np.int8)
         src = _run(pad_split(3, (9, 11), spec.pads, 2), x, out_shape=(3, 11, 2, 7), out_dtype=np.int8)
         xp = np.pad(x[0].astype(np.int32), ((0, 0), (1, 1), (1, 1)))
-        cols = np.stack([xp[c, ky:ky + 9:2, kx:kx + 11:2].reshape(-1)
-                         for c in range(3) for ky in range(3) for kx in range(3)])  # fmt: skip
+        cols = np.stack(
+            [
+                xp[c, ky : ky + 9 : 2, kx : kx + 11 : 2].reshape(-1)
+                for c in range(3)
+                for ky in range(3)
+                for kx in range(3)
+            ]
+        )
     want = np.full((spec.words * 4, spec.positions_padded), 128, dtype=np.int64)
     want[: cols.shape[0], : spec.positions] = cols + 128
     got = _run(im2col_words(spec), src, out_shape=(spec.words, spec.positions_padded), out_dtype=np.int32)

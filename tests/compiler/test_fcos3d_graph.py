@@ -35,8 +35,10 @@ def test_exported_fcos3d_compiles_bit_exact(tmp_path):
     compile_onnx(onnx_path, "host", tmp_path / "art")
     art, sim = load_artifact(tmp_path / "art"), Simulator(onnx_path)
     assert len(sim.output_names) == 45
-    xs = [torch.round(images(1, seed=7) * 128).clamp(-128, 127).to(torch.int8),
-          torch.randint(-128, 128, INPUT_SHAPE, generator=torch.Generator().manual_seed(8), dtype=torch.int8)]
+    xs = [
+        torch.round(images(1, seed=7) * 128).clamp(-128, 127).to(torch.int8),
+        torch.randint(-128, 128, INPUT_SHAPE, generator=torch.Generator().manual_seed(8), dtype=torch.int8),
+    ]
     mismatches = total = 0
     for x in xs:
         want, got = sim.run(x.numpy()), art.run(x.numpy())

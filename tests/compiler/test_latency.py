@@ -132,8 +132,15 @@ def test_report_files_are_written_and_parse(tmp_path):
     paths = write_report(est, tmp_path, measured=measured)
     d = json.loads(paths["json"].read_text())
     assert {"format", "board", "accelerator", "clock_hz", "macs_per_cycle", "totals", "layers", "measurement"} <= set(d)
-    assert set(d["totals"]) == {"cycles", "latency_ms", "fps", "gmacs", "weight_bytes", "peak_activation_bytes",
-                                "mac_utilisation"}  # fmt: skip
+    assert set(d["totals"]) == {
+        "cycles",
+        "latency_ms",
+        "fps",
+        "gmacs",
+        "weight_bytes",
+        "peak_activation_bytes",
+        "mac_utilisation",
+    }
     assert d["totals"]["cycles"] == 98_432
     assert [r["cycles"] for r in d["layers"]] == [73_792, 24_640]
     # estimates are half the measured layers and a quarter of the measured total
@@ -223,8 +230,11 @@ def test_perf_command_compares_boards(tmp_path):
     b = QDQGraphBuilder(seed=2)
     b.output(b.conv(b.input((1, 16, 64, 64)), 32, relu=True))
     onnx.save(b.build(), tmp_path / "m.onnx")
-    result = CliRunner().invoke(cli, ["perf", "--target", U55, "--target", "ethos-u65-512", "--out", str(tmp_path / "o"),
-                                      str(tmp_path / "m.onnx")], terminal_width=200)  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["perf", "--target", U55, "--target", "ethos-u65-512", "--out", str(tmp_path / "o"), str(tmp_path / "m.onnx")],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     assert "73,792" in result.output and "ethos-u65-512" in result.output
     assert (tmp_path / "o" / U55 / "perf.html").is_file()

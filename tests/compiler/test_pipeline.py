@@ -24,13 +24,16 @@ def test_pass_names_in_order():
     assert PASS_NAMES == ("import_int_graph", "legalize", "fuse", "tune", "schedule", "lower_to_vm")
 
 
-@pytest.mark.parametrize(("name", "expect"), [
-    ("import_int_graph", "R.nn.conv2d"),
-    ("legalize", "R.call_tir"),
-    ("fuse", "fused_conv2d_int8_add_requantize"),  # conv + bias + requantise (+ clip, cast) in one PrimFunc
-    ("schedule", "T.parallel"),  # threads (and vectors) over the loops
-    ("lower_to_vm", "R.vm.alloc_storage"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "expect"),
+    [
+        ("import_int_graph", "R.nn.conv2d"),
+        ("legalize", "R.call_tir"),
+        ("fuse", "fused_conv2d_int8_add_requantize"),  # conv + bias + requantise (+ clip, cast) in one PrimFunc
+        ("schedule", "T.parallel"),  # threads (and vectors) over the loops
+        ("lower_to_vm", "R.vm.alloc_storage"),
+    ],
+)
 def test_dump_ir_after_each_pass(name, expect):
     result = run_pipeline(_graph(), TARGET, dump_ir_after=name)
     assert expect in result.dumped_ir

@@ -25,9 +25,17 @@ def _float_cnn(rng, relu: bool = False) -> onnx.ModelProto:
     def w(name, shape):
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
-    inits = [w("w1", (8, 3, 3, 3)), w("b1", (8,)), w("w2", (8, 1, 3, 3)), w("b2", (8,)),
-             w("w3", (8, 8, 1, 1)), w("b3", (8,)), w("w4", (4, 8, 1, 1)), w("b4", (4,)),
-             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up")]  # fmt: skip
+    inits = [
+        w("w1", (8, 3, 3, 3)),
+        w("b1", (8,)),
+        w("w2", (8, 1, 3, 3)),
+        w("b2", (8,)),
+        w("w3", (8, 8, 1, 1)),
+        w("b3", (8,)),
+        w("w4", (4, 8, 1, 1)),
+        w("b4", (4,)),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up"),
+    ]
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1] * 4, strides=[2, 2]),
         *([helper.make_node("Relu", ["c1"], ["r1"])] if relu else []),
@@ -36,12 +44,23 @@ def _float_cnn(rng, relu: bool = False) -> onnx.ModelProto:
         helper.make_node("Conv", ["r2" if relu else "c2", "w3", "b3"], ["c3"]),
         helper.make_node("Add", ["c3", r1], ["s"]),
         helper.make_node("MaxPool", ["s"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Resize", ["p", "", "up"], ["u"], mode="nearest",
-                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),  # fmt: skip
+        helper.make_node(
+            "Resize",
+            ["p", "", "up"],
+            ["u"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
         helper.make_node("Conv", ["u", "w4", "b4"], ["y"]),
     ]
-    graph = helper.make_graph(nodes, "tiny_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 4, 8, 8))], inits)  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "tiny_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 4, 8, 8))],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -63,10 +82,15 @@ def _quantize(folder, relu: bool):
             return next(self.batches, None)
 
     quantize_static(
-        str(float_path), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+        str(float_path),
+        str(qdq_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-    )  # fmt: skip
+    )
     return qdq_path
 
 

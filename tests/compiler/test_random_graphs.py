@@ -37,8 +37,9 @@ def _compare(cases, host_compile) -> list[str]:
     return failures
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))  # fmt: skip
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 @given(
     singles=st.lists(single_op_graphs(), min_size=N_SINGLE, max_size=N_SINGLE),
     chains=st.lists(small_graphs(), min_size=N_CHAIN, max_size=N_CHAIN),

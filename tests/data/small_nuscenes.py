@@ -12,14 +12,14 @@ import tempfile
 from pathlib import Path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _workdir() -> Path:
     d = Path(tempfile.mkdtemp(prefix="fcos3d_packed_"))
     atexit.register(shutil.rmtree, d, ignore_errors=True)
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def packed_lmdb(root: Path, version: str, split: str) -> Path:
     """The LMDB of a split of the nuScenes root (treat as read-only: copy it before breaking it)."""
     from fcos3d.data.packer import pack_nuscenes

@@ -8,6 +8,7 @@ import lmdb
 import numpy as np
 import pytest
 import torch
+from small_nuscenes import packed_lmdb
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fcos3d.boxes.geometry import project_points
@@ -15,7 +16,6 @@ from fcos3d.data.dataset import NuscenesMonoDataset, NuscenesMonoFromImage
 from fcos3d.data.record import ANN_FIELDS, decode_record, encode_record, index_key
 from fcos3d.data.transforms import Pad, Resize3D, ToTensor, collate_fn
 from fcos3d.errors import Fcos3dError
-from small_nuscenes import packed_lmdb
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +111,14 @@ def _bad_bbox_field(raw):
     return encode_record(rec)
 
 
-@pytest.mark.parametrize("corrupt", [
-    lambda raw: b"\xc1" + raw[1:],  # 0xc1: a byte msgpack never uses
-    lambda raw: raw[: len(raw) // 2],  # truncated
-    _bad_bbox_field,  # valid msgpack, wrong shape
-])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda raw: b"\xc1" + raw[1:],  # 0xc1: a byte msgpack never uses
+        lambda raw: raw[: len(raw) // 2],  # truncated
+        _bad_bbox_field,  # valid msgpack, wrong shape
+    ],
+)
 def test_corrupt_record_names_path_and_index(val_path, tmp_path, corrupt):
     path = _corrupt_copy(val_path, tmp_path, 5, corrupt)
     ds = NuscenesMonoDataset(path)

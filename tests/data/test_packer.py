@@ -9,6 +9,7 @@ import lmdb
 import numpy as np
 import pytest
 from pyquaternion import Quaternion
+from small_nuscenes import packed_lmdb
 
 from fcos3d.data import packer
 from fcos3d.data.classes import ATTRIBUTES, CAMERAS, CATEGORY_TO_CLASS, CLASSES, NO_ATTRIBUTE
@@ -16,7 +17,6 @@ from fcos3d.data.dataset import close_lmdb_envs
 from fcos3d.data.packer import pack_nuscenes
 from fcos3d.data.record import LEN_KEY, META_KEY, decode_meta, decode_record, index_key
 from fcos3d.errors import Fcos3dError
-from small_nuscenes import packed_lmdb
 
 FCOS3D = Path(sys.executable).parent / "fcos3d"
 
@@ -107,7 +107,9 @@ def test_annotations_match_devkit(nusc, root, version, split):
             heading = box.orientation.rotation_matrix[:, 0]
             d = a["rot_y"][j] - np.arctan2(-heading[2], heading[0])
             assert abs((d + np.pi) % (2 * np.pi) - np.pi) < 1e-4
-            np.testing.assert_allclose(a["centers2d"][j], view_points(box.center[:, None], K, normalize=True)[:2, 0], atol=1e-2)
+            np.testing.assert_allclose(
+                a["centers2d"][j], view_points(box.center[:, None], K, normalize=True)[:2, 0], atol=1e-2
+            )
             np.testing.assert_allclose(a["velo_cam"][j], velo[[0, 2]], atol=1e-4)  # NaN == NaN here
             ann = nusc.get("sample_annotation", tok)
             assert CLASSES[a["labels"][j]] == CATEGORY_TO_CLASS[ann["category_name"]]
@@ -121,7 +123,11 @@ def test_annotations_match_devkit(nusc, root, version, split):
         for tok in nusc.get("sample", rec["sample_token"])["anns"]:
             ann = nusc.get("sample_annotation", tok)
             box, _ = _devkit_camera_box(nusc, tok, sd)
-            if ann["category_name"] in CATEGORY_TO_CLASS and box.center[2] > 0 and box_in_image(box, K, (w, h), BoxVisibility.ANY):
+            if (
+                ann["category_name"] in CATEGORY_TO_CLASS
+                and box.center[2] > 0
+                and box_in_image(box, K, (w, h), BoxVisibility.ANY)
+            ):
                 assert tok in kept
             if ann["category_name"] not in CATEGORY_TO_CLASS:
                 assert tok not in kept
@@ -186,17 +192,35 @@ def test_missing_src_dir_and_bad_split(root, version, tmp_path):
 
 def _cli_pack(src, version, out):
     return subprocess.run(
-        [str(FCOS3D), "data", "pack", "--src-data-dir", str(src), "--split-name", "val", "--version", version,
-         "--target-data-dir", str(out), "--num-workers", "0"],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(FCOS3D),
+            "data",
+            "pack",
+            "--src-data-dir",
+            str(src),
+            "--split-name",
+            "val",
+            "--version",
+            version,
+            "--target-data-dir",
+            str(out),
+            "--num-workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-@pytest.mark.parametrize("breakage, expected", [
-    ("table", "missing table .*sample_annotation.json"),
-    ("version", r"{v}x.*not found.*versions found there: {v}\)"),
-    ("map", r"missing map image .*\.png"),
-])
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        ("table", "missing table .*sample_annotation.json"),
+        ("version", r"{v}x.*not found.*versions found there: {v}\)"),
+        ("map", r"missing map image .*\.png"),
+    ],
+)
 def test_cli_bad_input_is_one_line(root_copy, version, tmp_path, breakage, expected):
     import re
 
@@ -225,7 +249,9 @@ def test_custom_version_reads_splits_json(root_copy, version, tmp_path):
         pack_nuscenes(root_copy, "val", "v1.0-custom", tmp_path / "out", num_workers=0)
     scenes = json.loads((root_copy / "v1.0-custom" / "scene.json").read_text())
     names = sorted(s["name"] for s in scenes)
-    (root_copy / "v1.0-custom" / "splits.json").write_text(json.dumps({"custom_train": names[:1], "custom_val": names[1:]}))
+    (root_copy / "v1.0-custom" / "splits.json").write_text(
+        json.dumps({"custom_train": names[:1], "custom_val": names[1:]})
+    )
     summary = pack_nuscenes(root_copy, "val", "v1.0-custom", tmp_path / "out", num_workers=0)
     assert summary["devkit_split"] == "custom_val" and summary["scenes"] == len(names) - 1
     meta = decode_meta(_read_all(summary["path"])[META_KEY])

@@ -3,15 +3,15 @@
 import cv2
 import numpy as np
 import pytest
+from small_nuscenes import packed_lmdb
 
 from fcos3d.data.dataset import NuscenesMonoDataset
 from fcos3d.data.show import CLASS_COLORS, figure_size, show_record
 from fcos3d.errors import Fcos3dError
-from small_nuscenes import packed_lmdb
 
 
 def _rgb(hex_colour):
-    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
 
 
 @pytest.fixture(scope="module")

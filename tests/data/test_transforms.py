@@ -21,17 +21,31 @@ def make_sample(seed=0, h=180, w=320, n=5):
     uv, depth = project_points(K, centers3d)
     bboxes = np.c_[uv - 10.0, uv + 10.0]
     anns = {
-        "bboxes2d": bboxes, "centers2d": uv, "depths": depth, "centers3d": centers3d,
-        "dims": rng.uniform(0.5, 5, (n, 3)), "rot_y": rng.uniform(-3, 3, n), "velo_cam": rng.normal(size=(n, 2)),
-        "labels": rng.integers(0, 10, n), "attr_labels": rng.integers(0, 9, n),
+        "bboxes2d": bboxes,
+        "centers2d": uv,
+        "depths": depth,
+        "centers3d": centers3d,
+        "dims": rng.uniform(0.5, 5, (n, 3)),
+        "rot_y": rng.uniform(-3, 3, n),
+        "velo_cam": rng.normal(size=(n, 2)),
+        "labels": rng.integers(0, 10, n),
+        "attr_labels": rng.integers(0, 9, n),
     }
     anns = {k: np.asarray(anns[k], dtype=dt).reshape(shape) for k, (dt, shape) in ANN_FIELDS.items()}
     anns["instance_tokens"] = [f"i{k}" for k in range(n)]
     anns["ann_tokens"] = [f"a{k}" for k in range(n)]
     return {
-        "img": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "cam_intrinsic": K,
-        "cam2ego": np.eye(4), "ego2global": np.eye(4), "anns": anns, "sample_token": f"s{seed}", "cam": "CAM_FRONT",
-        "ori_shape": (h, w), "img_shape": (h, w), "pad_shape": (h, w), "scale_factor": np.ones(2),
+        "img": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+        "cam_intrinsic": K,
+        "cam2ego": np.eye(4),
+        "ego2global": np.eye(4),
+        "anns": anns,
+        "sample_token": f"s{seed}",
+        "cam": "CAM_FRONT",
+        "ori_shape": (h, w),
+        "img_shape": (h, w),
+        "pad_shape": (h, w),
+        "scale_factor": np.ones(2),
     }
 
 
@@ -96,18 +110,21 @@ def test_to_tensor_and_normalize():
         Resize3D(img_scale=(64, 64))(t)
 
 
-@pytest.mark.parametrize("make, field", [
-    (lambda: Resize3D(img_scale=(0, 512)), "img_scale"),
-    (lambda: Resize3D(img_scale="896x512"), "img_scale"),
-    (lambda: Resize3D(img_scale=(896, 512), keep_ratio="yes"), "keep_ratio"),
-    (lambda: Pad(), "divisor"),
-    (lambda: Pad(divisor=32, size=(896, 512)), "divisor"),
-    (lambda: Pad(divisor=0), "divisor"),
-    (lambda: Pad(size=(896.5, 512)), "size"),
-    (lambda: ToTensor(to_yuv=1), "to_yuv"),
-    (lambda: Normalize(mean=(1.0, 2.0), std=1.0), "mean"),
-    (lambda: Normalize(mean=0.0, std=(1.0, 0.0, 1.0)), "std"),
-])
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: Resize3D(img_scale=(0, 512)), "img_scale"),
+        (lambda: Resize3D(img_scale="896x512"), "img_scale"),
+        (lambda: Resize3D(img_scale=(896, 512), keep_ratio="yes"), "keep_ratio"),
+        (lambda: Pad(), "divisor"),
+        (lambda: Pad(divisor=32, size=(896, 512)), "divisor"),
+        (lambda: Pad(divisor=0), "divisor"),
+        (lambda: Pad(size=(896.5, 512)), "size"),
+        (lambda: ToTensor(to_yuv=1), "to_yuv"),
+        (lambda: Normalize(mean=(1.0, 2.0), std=1.0), "mean"),
+        (lambda: Normalize(mean=0.0, std=(1.0, 0.0, 1.0)), "std"),
+    ],
+)
 def test_bad_arguments_name_the_field(make, field):
     with pytest.raises(Fcos3dError, match=field):
         make()

@@ -15,7 +15,9 @@ def _build(per_sample, tokens, **kw):
 
 
 def test_write_result_json_is_strict_and_atomic(tmp_path):
-    boxes = GlobalBoxes(np.zeros((1, 3)), np.ones((1, 3)), [[1.0, 0, 0, 0]], [[np.nan, 1.0]], [0.5], [0], [NO_ATTRIBUTE])
+    boxes = GlobalBoxes(
+        np.zeros((1, 3)), np.ones((1, 3)), [[1.0, 0, 0, 0]], [[np.nan, 1.0]], [0.5], [0], [NO_ATTRIBUTE]
+    )
     result = _build({"s": boxes}, ["s", "t"])
     path = write_result_json(result, tmp_path / "out" / "results.json")
     assert json.loads(path.read_text()) == result

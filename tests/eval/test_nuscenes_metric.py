@@ -15,7 +15,18 @@ from fcos3d.eval.nuscenes_metric import (
     split_sample_tokens,
 )
 
-CLASSES = ("car", "truck", "trailer", "bus", "construction_vehicle", "bicycle", "motorcycle", "pedestrian", "traffic_cone", "barrier")
+CLASSES = (
+    "car",
+    "truck",
+    "trailer",
+    "bus",
+    "construction_vehicle",
+    "bicycle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "barrier",
+)
 META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
 
 
@@ -33,12 +44,18 @@ def _gt_result(nusc, tokens, shift_x=0.0) -> dict:
                 continue
             attrs = [nusc.get("attribute", t)["name"] for t in ann["attribute_tokens"]]
             velocity = np.nan_to_num(nusc.box_velocity(ann_token)[:2]).tolist()
-            boxes.append({
-                "sample_token": token,
-                "translation": [ann["translation"][0] + shift_x, *ann["translation"][1:]],
-                "size": ann["size"], "rotation": ann["rotation"], "velocity": velocity,
-                "detection_name": name, "detection_score": 1.0, "attribute_name": attrs[0] if attrs else "",
-            })
+            boxes.append(
+                {
+                    "sample_token": token,
+                    "translation": [ann["translation"][0] + shift_x, *ann["translation"][1:]],
+                    "size": ann["size"],
+                    "rotation": ann["rotation"],
+                    "velocity": velocity,
+                    "detection_name": name,
+                    "detection_score": 1.0,
+                    "attribute_name": attrs[0] if attrs else "",
+                }
+            )
         results[token] = boxes
     return {"meta": META, "results": results}
 

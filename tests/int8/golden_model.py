@@ -31,8 +31,12 @@ class TinyBackbone(nn.Module):
         self.stem = ConvBNAct(3, channels[0], 3, 2)
         blocks = []
         for cin, cout in zip(channels[:-1], channels[1:]):
-            blocks.append(nn.Sequential(MBConv(cin, cout, 3, 2, 2, False, "relu", "symmetric", 1e-3, 0.1),
-                                        MBConv(cout, cout, 3, 1, 2, False, "relu", "symmetric", 1e-3, 0.1)))
+            blocks.append(
+                nn.Sequential(
+                    MBConv(cin, cout, 3, 2, 2, False, "relu", "symmetric", 1e-3, 0.1),
+                    MBConv(cout, cout, 3, 1, 2, False, "relu", "symmetric", 1e-3, 0.1),
+                )
+            )
         self.stages = nn.ModuleList(blocks)
         self.out_channels = list(channels)
 
@@ -54,9 +58,17 @@ def golden_float_model(seed: int = 0) -> nn.Module:
     model = FCOS3D(
         backbone=TinyBackbone(),
         neck=BiFPN(in_channels=(8, 8, 16, 16, 24), out_channels=8, stack=1),
-        head=FCOS3DHead(in_channels=8, feat_channels=feat, cls_branch=(feat,), reg_branch=((feat,),) * 4 + ((),),
-                        dir_branch=(feat,), attr_branch=(feat,), centerness_branch=(feat,), depth_bias_init=3.0,
-                        size_bias_init=(0.5, 1.2, 0.5)),
+        head=FCOS3DHead(
+            in_channels=8,
+            feat_channels=feat,
+            cls_branch=(feat,),
+            reg_branch=((feat,),) * 4 + ((),),
+            dir_branch=(feat,),
+            attr_branch=(feat,),
+            centerness_branch=(feat,),
+            depth_bias_init=3.0,
+            size_bias_init=(0.5, 1.2, 0.5),
+        ),
     )
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

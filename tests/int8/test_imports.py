@@ -26,6 +26,10 @@ def test_int8_imports_only_numpy_onnx_and_the_standard_library():
     for path in files:
         for name in _imports(path):
             root = name.split(".")[0]
-            ok = root in sys.stdlib_module_names or root in ("numpy", "onnx") or name.startswith("fcos3d.int8") \
-                or name == "fcos3d.errors"  # fmt: skip
+            ok = (
+                root in sys.stdlib_module_names
+                or root in ("numpy", "onnx")
+                or name.startswith("fcos3d.int8")
+                or name == "fcos3d.errors"
+            )
             assert ok, (path.name, name)

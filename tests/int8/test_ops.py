@@ -33,8 +33,10 @@ def test_like_resize_is_floor_of_dst_times_in_over_out():
 
 def test_scales_sizes_and_like_agree_on_x2():
     sh = (2, 3, 5, 7)
-    forms = [ResizeNearest("r", "x", "o", (Fraction(2), Fraction(2)), None),
-             ResizeNearest("r", "x", "o", None, (2, 3, 10, 14))]  # fmt: skip
+    forms = [
+        ResizeNearest("r", "x", "o", (Fraction(2), Fraction(2)), None),
+        ResizeNearest("r", "x", "o", None, (2, 3, 10, 14)),
+    ]
     like = ResizeNearest("r", "x", "o", None, None, like="y").index_maps(sh, (2, 3, 10, 14))
     for op in forms:
         assert op.output_shape(sh) == (2, 3, 10, 14)

@@ -82,8 +82,22 @@ def test_like_resizes_are_written_as_scales_or_sizes():
     m, s = fx.conv_multipliers(1 / 128, np.full(4, 0.01), 1 / 64)
 
     def conv(name, src, strides):
-        return Conv(name, src, name, w, np.zeros(4, np.int32), strides, (0, 0, 0, 0), 1, False, 1 / 128,
-                    np.full(4, 0.01), 1 / 64, m, s)  # fmt: skip
+        return Conv(
+            name,
+            src,
+            name,
+            w,
+            np.zeros(4, np.int32),
+            strides,
+            (0, 0, 0, 0),
+            1,
+            False,
+            1 / 128,
+            np.full(4, 0.01),
+            1 / 64,
+            m,
+            s,
+        )
 
     ops = (conv("half", "x", (2, 2)), ResizeNearest("up", "half", "up", None, None, like="x"))
     image = GraphInput("x", "x", 1 / 128, False, (1, 4, None, None))

@@ -63,13 +63,21 @@ class FloatNet:
         inputs = [x, self.weight((cout, cin // group, k, k), cin // group * k * k)]
         if bias:
             inputs.append(self.bias(cout))
-        return self.node("Conv", inputs, kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4, group=group,
-                         dilations=[dilation] * 2)
+        return self.node(
+            "Conv",
+            inputs,
+            kernel_shape=[k, k],
+            strides=[stride] * 2,
+            pads=[pad] * 4,
+            group=group,
+            dilations=[dilation] * 2,
+        )
 
     def conv_transpose(self, x, cin, cout, k=2, stride=2, pad=0) -> str:
         w = self.weight((cin, cout, k, k), cin * k * k // (stride * stride))
-        return self.node("ConvTranspose", [x, w, self.bias(cout)], kernel_shape=[k, k], strides=[stride] * 2,
-                         pads=[pad] * 4)
+        return self.node(
+            "ConvTranspose", [x, w, self.bias(cout)], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4
+        )
 
     def relu(self, x):
         return self.node("Relu", [x])
@@ -109,8 +117,14 @@ class FloatNet:
         return self.node("MaxPool", [x], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4, ceil_mode=ceil)
 
     def avgpool(self, x, k=2, stride=2, pad=0, count_include_pad=0):
-        return self.node("AveragePool", [x], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4,
-                         count_include_pad=count_include_pad)
+        return self.node(
+            "AveragePool",
+            [x],
+            kernel_shape=[k, k],
+            strides=[stride] * 2,
+            pads=[pad] * 4,
+            count_include_pad=count_include_pad,
+        )
 
     def gap(self, x):
         return self.node("GlobalAveragePool", [x])
@@ -148,8 +162,9 @@ class FloatNet:
         F.interpolate(size=like.shape[2:]) without constant folding."""
         shape = self.node("Shape", [like])
         hw = self.node("Slice", [shape, self.const(np.array([2], np.int64)), self.const(np.array([4], np.int64))])
-        nc = self.node("Slice", [self.node("Shape", [x]), self.const(np.array([0], np.int64)),
-                                 self.const(np.array([2], np.int64))])
+        nc = self.node(
+            "Slice", [self.node("Shape", [x]), self.const(np.array([0], np.int64)), self.const(np.array([2], np.int64))]
+        )
         sizes = self.node("Concat", [nc, hw], axis=0)
         attrs = dict(mode=mode, coordinate_transformation_mode=coord)
         if mode == "nearest":
@@ -210,8 +225,12 @@ def mobilenet_v3(shape=(1, 3, 32, 32), classes=10) -> onnx.ModelProto:
     g = FloatNet("mobilenet_v3", shape, seed=3)
     x = g.hardswish(g.conv("input", 3, 16, stride=2))
     cin = 16
-    for k, exp, c, se, act, s in ((3, 16, 16, True, "relu", 2), (3, 48, 24, False, "relu", 2),
-                                  (5, 64, 24, True, "hswish", 1), (5, 96, 32, True, "hswish", 2)):
+    for k, exp, c, se, act, s in (
+        (3, 16, 16, True, "relu", 2),
+        (3, 48, 24, False, "relu", 2),
+        (5, 64, 24, True, "hswish", 1),
+        (5, 96, 32, True, "hswish", 2),
+    ):
         a = g.relu if act == "relu" else g.hardswish
         y = a(g.conv(x, cin, exp, k=1))
         y = a(g.conv(y, exp, exp, k=k, stride=s, group=exp))

@@ -16,8 +16,10 @@ IN_CHANNELS = (16, 24, 40, 112, 320)
 
 def _feats(h, w, n=2, requires_grad=False):
     g = torch.Generator().manual_seed(0)
-    return [torch.randn(n, c, -(-h // s), -(-w // s), generator=g, requires_grad=requires_grad)
-            for c, s in zip(IN_CHANNELS, (2, 4, 8, 16, 32))]
+    return [
+        torch.randn(n, c, -(-h // s), -(-w // s), generator=g, requires_grad=requires_grad)
+        for c, s in zip(IN_CHANNELS, (2, 4, 8, 16, 32))
+    ]
 
 
 def test_shapes_320x192():
@@ -25,7 +27,12 @@ def test_shapes_320x192():
     with torch.no_grad():
         outs = neck(_feats(192, 320))
     assert [tuple(o.shape) for o in outs] == [
-        (2, 64, 24, 40), (2, 64, 12, 20), (2, 64, 6, 10), (2, 64, 3, 5), (2, 64, 2, 3)]
+        (2, 64, 24, 40),
+        (2, 64, 12, 20),
+        (2, 64, 6, 10),
+        (2, 64, 3, 5),
+        (2, 64, 2, 3),
+    ]
 
 
 def test_shapes_896x512():
@@ -49,8 +56,18 @@ def test_every_output_depends_on_every_used_input():
 
 def test_only_quantisation_friendly_layers():
     neck = BiFPN()
-    allowed = (BiFPN, nn.ModuleList, nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Identity,
-               nn.MaxPool2d, Add, ResizeNearest)
+    allowed = (
+        BiFPN,
+        nn.ModuleList,
+        nn.Sequential,
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.ReLU,
+        nn.Identity,
+        nn.MaxPool2d,
+        Add,
+        ResizeNearest,
+    )
     names = {"ConvBNAct", "SeparableConvBNAct", "BiFPNLayer"}
     for m in neck.modules():
         assert isinstance(m, allowed) or type(m).__name__ in names, type(m)

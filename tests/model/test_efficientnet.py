@@ -23,7 +23,12 @@ def test_feature_shapes_b0():
     with torch.no_grad():
         feats = net(torch.zeros(2, 3, 192, 320))
     assert [tuple(f.shape) for f in feats] == [
-        (2, 16, 96, 160), (2, 24, 48, 80), (2, 40, 24, 40), (2, 112, 12, 20), (2, 320, 6, 10)]
+        (2, 16, 96, 160),
+        (2, 24, 48, 80),
+        (2, 40, 24, 40),
+        (2, 112, 12, 20),
+        (2, 320, 6, 10),
+    ]
     with torch.no_grad():  # odd sizes round up at every stride-2 layer
         feats = net(torch.zeros(1, 3, 70, 100))
     assert [tuple(f.shape[-2:]) for f in feats] == [(35, 50), (18, 25), (9, 13), (5, 7), (3, 4)]

@@ -13,8 +13,16 @@ torch.set_num_threads(1)
 
 
 def _tiny():
-    head = FCOS3DHead(in_channels=32, feat_channels=32, stacked_convs=1, cls_branch=(32,),
-                      reg_branch=((32,),) * 4 + ((),), dir_branch=(32,), attr_branch=(32,), centerness_branch=(16,))
+    head = FCOS3DHead(
+        in_channels=32,
+        feat_channels=32,
+        stacked_convs=1,
+        cls_branch=(32,),
+        reg_branch=((32,),) * 4 + ((),),
+        dir_branch=(32,),
+        attr_branch=(32,),
+        centerness_branch=(16,),
+    )
     return FCOS3D(EfficientNet(), BiFPN(out_channels=32, stack=1), head)
 
 
@@ -23,14 +31,23 @@ def test_flat_output_order_320x192():
     with torch.no_grad():
         flat = model(torch.zeros(1, 3, 192, 320))
     assert isinstance(flat, tuple) and len(flat) == 45 == len(model.output_names)
-    assert model.output_names[:6] == ["cls_score_s8", "cls_score_s16", "cls_score_s32", "cls_score_s64",
-                                      "cls_score_s128", "offset_s8"]
+    assert model.output_names[:6] == [
+        "cls_score_s8",
+        "cls_score_s16",
+        "cls_score_s32",
+        "cls_score_s64",
+        "cls_score_s128",
+        "offset_s8",
+    ]
     assert model.output_names[-1] == "centerness_s128"
     grouped = model.group(flat)
     assert list(grouped) == list(HEAD_OUTPUTS)
     sizes = [(24, 40), (12, 20), (6, 10), (3, 5), (2, 3)]
     channels = dict(zip(HEAD_OUTPUTS, (10, 2, 1, 3, 1, 2, 2, 9, 1)))
-    for name, t, in zip(model.output_names, flat):
+    for (
+        name,
+        t,
+    ) in zip(model.output_names, flat):
         head, stride = name.rsplit("_s", 1)
         level = (8, 16, 32, 64, 128).index(int(stride))
         assert tuple(t.shape) == (1, channels[head], *sizes[level]), name

@@ -19,16 +19,30 @@ def test_shapes_320x192():
     head = FCOS3DHead().eval()
     with torch.no_grad():
         out = head(_feats())
-    channels = {"cls_score": 10, "offset": 2, "depth": 1, "size": 3, "rot": 1, "velo": 2, "dir_cls": 2,
-                "attr": 9, "centerness": 1}
+    channels = {
+        "cls_score": 10,
+        "offset": 2,
+        "depth": 1,
+        "size": 3,
+        "rot": 1,
+        "velo": 2,
+        "dir_cls": 2,
+        "attr": 9,
+        "centerness": 1,
+    }
     assert list(out) == list(channels)
     for name, c in channels.items():
         assert [tuple(t.shape) for t in out[name]] == [(2, c, h, w) for h, w in SIZES], name
 
 
 def test_optional_outputs():
-    head = FCOS3DHead(pred_attrs=False, pred_velo=False, use_direction_classifier=False,
-                      group_reg_dims=(2, 1, 3, 1), reg_branch=((256,),) * 4)
+    head = FCOS3DHead(
+        pred_attrs=False,
+        pred_velo=False,
+        use_direction_classifier=False,
+        group_reg_dims=(2, 1, 3, 1),
+        reg_branch=((256,),) * 4,
+    )
     assert head.output_heads == ("cls_score", "offset", "depth", "size", "rot", "centerness")
 
 
@@ -43,8 +57,7 @@ def test_conv_weights_shared_bn_per_level():
             elif isinstance(m, nn.BatchNorm2d):
                 assert m.weight is not l0[name].weight and m.running_mean is not l0[name].running_mean
     # unique parameters = level 0's convs + one set of BNs per level
-    conv_params = sum(p.numel() for m in head.levels[0].modules() if isinstance(m, nn.Conv2d)
-                      for p in m.parameters())
+    conv_params = sum(p.numel() for m in head.levels[0].modules() if isinstance(m, nn.Conv2d) for p in m.parameters())
     bn_params = sum(p.numel() for m in head.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
     assert sum(p.numel() for p in head.parameters()) == conv_params + bn_params
     # training statistics are gathered per level

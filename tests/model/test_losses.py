@@ -11,14 +11,25 @@ from fcos3d.model.targets import FCOS3DTarget
 torch.set_num_threads(1)
 
 SIZES = [(24, 40), (12, 20), (6, 10), (3, 5), (2, 3)]
-CHANNELS = {"cls_score": 10, "offset": 2, "depth": 1, "size": 3, "rot": 1, "velo": 2, "dir_cls": 2, "attr": 9,
-            "centerness": 1}
+CHANNELS = {
+    "cls_score": 10,
+    "offset": 2,
+    "depth": 1,
+    "size": 3,
+    "rot": 1,
+    "velo": 2,
+    "dir_cls": 2,
+    "attr": 9,
+    "centerness": 1,
+}
 
 
 def _raw(n=1, seed=0, requires_grad=True):
     g = torch.Generator().manual_seed(seed)
-    return {h: [torch.randn(n, c, hh, ww, generator=g).requires_grad_(requires_grad) for hh, ww in SIZES]
-            for h, c in CHANNELS.items()}
+    return {
+        h: [torch.randn(n, c, hh, ww, generator=g).requires_grad_(requires_grad) for hh, ww in SIZES]
+        for h, c in CHANNELS.items()
+    }
 
 
 def _targets(scene_anns):
@@ -36,7 +47,7 @@ def test_focal_loss_hand_computed():
 
 def test_smooth_l1_hand_computed():
     d = torch.tensor([0.05, -1.0, 0.0])
-    torch.testing.assert_close(smooth_l1(d, 1 / 9), torch.tensor([0.5 * 0.05 ** 2 * 9, 1 - 1 / 18, 0.0]))
+    torch.testing.assert_close(smooth_l1(d, 1 / 9), torch.tensor([0.5 * 0.05**2 * 9, 1 - 1 / 18, 0.0]))
 
 
 def test_named_losses_finite_and_normalised(scene):
@@ -44,8 +55,17 @@ def test_named_losses_finite_and_normalised(scene):
     t = _targets(anns)
     raw = _raw()
     losses = FCOS3DLoss()(raw, t)
-    assert set(losses) == {"loss_cls", "loss_offset", "loss_depth", "loss_size", "loss_rot", "loss_velo",
-                           "loss_dir", "loss_attr", "loss_centerness"}
+    assert set(losses) == {
+        "loss_cls",
+        "loss_offset",
+        "loss_depth",
+        "loss_size",
+        "loss_rot",
+        "loss_velo",
+        "loss_dir",
+        "loss_attr",
+        "loss_centerness",
+    }
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     # classification: summed focal loss / (positives + images)
     num_pos = int((t["labels"] < 10).sum())
@@ -72,8 +92,9 @@ def test_rotation_loss_ignores_half_turns_direction_loss_does_not(scene):
     yaw = t["bbox"][0, :, 6].split(P)
     bins = t["dir_labels"][0].split(P)
     perfect["rot"] = [y.reshape(1, 1, h, w) for y, (h, w) in zip(yaw, SIZES)]
-    perfect["dir_cls"] = [(torch.nn.functional.one_hot(b, 2).T.reshape(1, 2, h, w).float() * 30)
-                          for b, (h, w) in zip(bins, SIZES)]
+    perfect["dir_cls"] = [
+        (torch.nn.functional.one_hot(b, 2).T.reshape(1, 2, h, w).float() * 30) for b, (h, w) in zip(bins, SIZES)
+    ]
     c = FCOS3DLoss()(perfect, t)
     assert c["loss_rot"] < 1e-6 and c["loss_dir"] < 1e-6
 
@@ -92,11 +113,20 @@ def test_nan_velocity_masked_and_no_attribute_skipped(scene):
 
 
 def test_no_positives():
-    empty = {k: v[:0] for k, v in {
-        "bboxes2d": torch.zeros(1, 4), "centers2d": torch.zeros(1, 2), "depths": torch.zeros(1),
-        "centers3d": torch.zeros(1, 3), "dims": torch.zeros(1, 3), "rot_y": torch.zeros(1),
-        "velo_cam": torch.zeros(1, 2), "labels": torch.zeros(1, dtype=torch.long),
-        "attr_labels": torch.zeros(1, dtype=torch.long)}.items()}
+    empty = {
+        k: v[:0]
+        for k, v in {
+            "bboxes2d": torch.zeros(1, 4),
+            "centers2d": torch.zeros(1, 2),
+            "depths": torch.zeros(1),
+            "centers3d": torch.zeros(1, 3),
+            "dims": torch.zeros(1, 3),
+            "rot_y": torch.zeros(1),
+            "velo_cam": torch.zeros(1, 2),
+            "labels": torch.zeros(1, dtype=torch.long),
+            "attr_labels": torch.zeros(1, dtype=torch.long),
+        }.items()
+    }
     raw = _raw()
     losses = FCOS3DLoss()(raw, FCOS3DTarget()(SIZES, [empty]))
     assert losses["loss_cls"] > 0 and all(v == 0 for k, v in losses.items() if k != "loss_cls")

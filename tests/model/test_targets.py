@@ -15,10 +15,15 @@ SIZES = [(24, 40), (12, 20), (6, 10), (3, 5), (2, 3)]  # a 320x192 input
 
 def _ann(box, center2d, depth=20.0, x=1.0, dims=(1.8, 4.5, 1.6), rot_y=0.3, velo=(1.0, -2.0), label=3, attr=5):
     return {
-        "bboxes2d": np.array([box], np.float32), "centers2d": np.array([center2d], np.float32),
-        "depths": np.array([depth], np.float32), "centers3d": np.array([[x, 0.5, depth]], np.float32),
-        "dims": np.array([dims], np.float32), "rot_y": np.array([rot_y], np.float32),
-        "velo_cam": np.array([velo], np.float32), "labels": np.array([label]), "attr_labels": np.array([attr]),
+        "bboxes2d": np.array([box], np.float32),
+        "centers2d": np.array([center2d], np.float32),
+        "depths": np.array([depth], np.float32),
+        "centers3d": np.array([[x, 0.5, depth]], np.float32),
+        "dims": np.array([dims], np.float32),
+        "rot_y": np.array([rot_y], np.float32),
+        "velo_cam": np.array([velo], np.float32),
+        "labels": np.array([label]),
+        "attr_labels": np.array([attr]),
     }
 
 
@@ -96,12 +101,16 @@ def test_batch_empty_image_and_nan_velocity():
 
 def test_yaw_encoding():
     # straight ahead the local yaw is rot_y; 45 degrees to the right it is rot_y - pi/4; wrapped
-    torch.testing.assert_close(local_yaw(torch.tensor([0.3]), torch.tensor([0.0]), torch.tensor([10.0])),
-                               torch.tensor([0.3]))
-    torch.testing.assert_close(local_yaw(torch.tensor([0.3]), torch.tensor([5.0]), torch.tensor([5.0])),
-                               torch.tensor([0.3 - math.pi / 4]))
-    torch.testing.assert_close(local_yaw(torch.tensor([3.0]), torch.tensor([-5.0]), torch.tensor([5.0])),
-                               torch.tensor([3.0 + math.pi / 4 - 2 * math.pi]))
+    torch.testing.assert_close(
+        local_yaw(torch.tensor([0.3]), torch.tensor([0.0]), torch.tensor([10.0])), torch.tensor([0.3])
+    )
+    torch.testing.assert_close(
+        local_yaw(torch.tensor([0.3]), torch.tensor([5.0]), torch.tensor([5.0])), torch.tensor([0.3 - math.pi / 4])
+    )
+    torch.testing.assert_close(
+        local_yaw(torch.tensor([3.0]), torch.tensor([-5.0]), torch.tensor([5.0])),
+        torch.tensor([3.0 + math.pi / 4 - 2 * math.pi]),
+    )
     # two bins, boundary at pi/4 and 5 pi/4
     yaws = torch.tensor([0.0, math.pi / 2, math.pi, -math.pi / 2, math.pi / 4 + 1e-4, math.pi / 4 - 1e-4])
     assert direction_bin(yaws).tolist() == [1, 0, 0, 1, 0, 1]

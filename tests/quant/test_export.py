@@ -27,8 +27,13 @@ def test_onnx_is_clean_and_described(onnx_path, int_model):
     assert ops == {"QuantizeLinear", "DequantizeLinear", "Conv", "Relu", "Add", "Resize", "MaxPool"}
     # int8 weights with per-channel scales on axis 0, int32 biases.
     inits = {t.name: t for t in model.graph.initializer}
-    weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-               and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    weights = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+    ]
     assert weights and all(len(inits[n.input[1]].dims) == 1 for n in weights)
     # onnxsim kept the per-consumer DQs: every DQ output feeds exactly one node.
     consumers = {}

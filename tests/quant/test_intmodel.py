@@ -43,5 +43,7 @@ def test_tiny_weights_with_a_large_bias_widen_that_channel(qat_model, tmp_path):
     for n in int_model.output_names:
         np.testing.assert_array_equal(got[n], ref[n].numpy())
     # The widened channel still carries the bias: the float output is ~ -4.6 everywhere.
-    value = ref["cls_score_s8"].double() * torch.from_numpy(int_model.output_scales["cls_score_s8"]).reshape(1, -1, 1, 1)
+    value = ref["cls_score_s8"].double() * torch.from_numpy(int_model.output_scales["cls_score_s8"]).reshape(
+        1, -1, 1, 1
+    )
     torch.testing.assert_close(value, torch.full_like(value, -4.6), atol=1e-3, rtol=0)

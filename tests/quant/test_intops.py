@@ -14,8 +14,11 @@ def test_requantize_equals_fixedpoint():
     acc = rng.integers(-(2**20), 2**20, size=(64, scales.size))
     acc[:8] = np.arange(-4, 4)[:, None]  # small values: exact ties for the power-of-two scales
     want = fx.requantize(acc, m, sh, axis=1)
-    got = intops.requantize(torch.from_numpy(acc), torch.from_numpy(m.astype(np.int64)).reshape(1, -1),
-                            torch.from_numpy(sh.astype(np.int64)).reshape(1, -1))
+    got = intops.requantize(
+        torch.from_numpy(acc),
+        torch.from_numpy(m.astype(np.int64)).reshape(1, -1),
+        torch.from_numpy(sh.astype(np.int64)).reshape(1, -1),
+    )
     np.testing.assert_array_equal(got.numpy(), want)
 
 

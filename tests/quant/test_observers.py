@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.quant.observers import (MIN_SCALE, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver,
-                                    QConfig)
+from fcos3d.quant.observers import MIN_SCALE, MinMaxObserver, MovingAverageMinMaxObserver, PercentileObserver, QConfig
 
 
 def test_min_max_keeps_running_extremes():

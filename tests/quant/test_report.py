@@ -57,8 +57,9 @@ def test_int_sqnr_equals_qat_sqnr(report):
 
 
 def test_identical_model_gives_inf(float_model, qat_model):
-    same = quant_report(float_model, {"float again": copy.deepcopy(float_model)}, images(1, seed=3),
-                        names=layer_names(qat_model))
+    same = quant_report(
+        float_model, {"float again": copy.deepcopy(float_model)}, images(1, seed=3), names=layer_names(qat_model)
+    )
     assert same.rows and all(r["float again"] == math.inf for r in same.rows)
 
 
@@ -100,8 +101,9 @@ def test_cli_from_checkpoints(float_model, calib_model, qat_model, synth_lmdb, t
     ckpt_dir = tmp_path / "work"
     cfg = _config(tmp_path / "cfg.py", synth_lmdb, ckpt_dir)
     save_checkpoint(checkpoint_path(ckpt_dir, "float", "best"), stage="float", state_dict=float_model.state_dict())
-    save_checkpoint(checkpoint_path(ckpt_dir, "calibration", "last"), stage="calibration",
-                    state_dict=calib_model.state_dict())
+    save_checkpoint(
+        checkpoint_path(ckpt_dir, "calibration", "last"), stage="calibration", state_dict=calib_model.state_dict()
+    )
     runner = CliRunner()
     monkeypatch.setenv("COLUMNS", "200")  # rich: one table row per line
     missing = runner.invoke(cli, ["quant-report", "--config", str(cfg)])

@@ -16,20 +16,48 @@ from fcos3d.trainer.stages import load_stage_model, run_export, run_predict, run
 
 pytestmark = pytest.mark.slow
 
-QCONFIG = dict(activation_calibration_observer="min_max", activation_qat_observer="min_max",
-               activation_qkwargs=dict(averaging_constant=0), weight_qkwargs=dict(averaging_constant=1))
+QCONFIG = dict(
+    activation_calibration_observer="min_max",
+    activation_qat_observer="min_max",
+    activation_qkwargs=dict(averaging_constant=0),
+    weight_qkwargs=dict(averaging_constant=1),
+)
 
 
 def quant_config(lmdb, ckpt_dir):
     cfg = tiny_config(lmdb, ckpt_dir, batch_size=2, max_steps=2, size=(128, 64), val=True)
     cfg["val_data_loader"]["batch_size"] = 4
-    cfg["calibration_trainer"] = dict(num_steps=2, converters=(ModelConvertPipeline(
-        qat_mode="fuse_bn", qconfig_params=QCONFIG,
-        converters=[LoadStageCheckpoint(checkpoint_path(ckpt_dir, "float", "last"), "float"), Float2Calibration()]),))
-    cfg["qat_trainer"] = dict(epochs=1, optimizer=dict(type=AdamW, lr=1e-5), lr_schedule=dict(policy="constant"),
-                              val_interval=1, amp=False, max_steps=2, converters=(ModelConvertPipeline(
-        qat_mode="fuse_bn", qconfig_params=QCONFIG,
-        converters=[Float2QAT(), LoadStageCheckpoint(checkpoint_path(ckpt_dir, "calibration", "best"), "calibration")]),))
+    cfg["calibration_trainer"] = dict(
+        num_steps=2,
+        converters=(
+            ModelConvertPipeline(
+                qat_mode="fuse_bn",
+                qconfig_params=QCONFIG,
+                converters=[
+                    LoadStageCheckpoint(checkpoint_path(ckpt_dir, "float", "last"), "float"),
+                    Float2Calibration(),
+                ],
+            ),
+        ),
+    )
+    cfg["qat_trainer"] = dict(
+        epochs=1,
+        optimizer=dict(type=AdamW, lr=1e-5),
+        lr_schedule=dict(policy="constant"),
+        val_interval=1,
+        amp=False,
+        max_steps=2,
+        converters=(
+            ModelConvertPipeline(
+                qat_mode="fuse_bn",
+                qconfig_params=QCONFIG,
+                converters=[
+                    Float2QAT(),
+                    LoadStageCheckpoint(checkpoint_path(ckpt_dir, "calibration", "best"), "calibration"),
+                ],
+            ),
+        ),
+    )
     cfg["export_cfg"] = dict(input_shape=(1, 3, 64, 128))
     return cfg
 

@@ -102,8 +102,9 @@ class QDQGraphBuilder:
 
     # -- graph inputs / outputs --------------------------------------------------------------------------
 
-    def input(self, shape: tuple[int, int, int, int], scale: float = 1 / 128, float_input: bool = False,
-              name: str = "image") -> QTensor:  # fmt: skip
+    def input(
+        self, shape: tuple[int, int, int, int], scale: float = 1 / 128, float_input: bool = False, name: str = "image"
+    ) -> QTensor:
         """The image: an int8 graph input (read by DQ), or a float input followed by Q(scale)."""
         if float_input:
             self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
@@ -178,8 +179,15 @@ class QDQGraphBuilder:
             inputs.append(self.node("DequantizeLinear", [b, bs, bz], prefix="dq_b", axis=0)[0])
         ho = (h + 2 * pad - kernel) // stride + 1
         wo = (w + 2 * pad - kernel) // stride + 1
-        y = self.node("Conv", inputs, kernel_shape=[kernel, kernel], strides=[stride, stride],
-                      pads=[pad] * 4, group=groups, dilations=[1, 1])[0]  # fmt: skip
+        y = self.node(
+            "Conv",
+            inputs,
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+            group=groups,
+            dilations=[1, 1],
+        )[0]
         shape = (n, out_channels, ho, wo)
         if int32_output:
             self.outputs.append(helper.make_tensor_value_info(y, TensorProto.FLOAT, list(shape)))
@@ -236,8 +244,9 @@ class QDQGraphBuilder:
         y = self.node("MaxPool", [self.dq(x)], **attrs)[0]
         return self.q(y, x.scale, (n, c, ho, wo))
 
-    def concat(self, xs: list[QTensor], out_scale: float | None = None, axis: int = 1,
-               passthrough: bool = False) -> QTensor:  # fmt: skip
+    def concat(
+        self, xs: list[QTensor], out_scale: float | None = None, axis: int = 1, passthrough: bool = False
+    ) -> QTensor:
         """DQ(x_i) -> Concat -> Q(out_scale, default: the first input's scale), or on int8 with ``passthrough``."""
         shape = list(xs[0].shape)
         shape[axis] = sum(x.shape[axis] for x in xs)  # a negative axis counts from the end, as in ONNX
@@ -319,9 +328,14 @@ def _conv_params(draw, c_in: int, h: int, w: int) -> dict:
     if h + 2 * pad < kernel or w + 2 * pad < kernel:
         kernel, pad = 1, 0
     return dict(
-        out_channels=c_out, kernel=kernel, stride=stride, pad=pad, groups=groups,
-        relu=draw(st.booleans()), bias=draw(st.booleans()),
-    )  # fmt: skip
+        out_channels=c_out,
+        kernel=kernel,
+        stride=stride,
+        pad=pad,
+        groups=groups,
+        relu=draw(st.booleans()),
+        bias=draw(st.booleans()),
+    )
 
 
 def _new_case(b: QDQGraphBuilder, x_in: QTensor, float_input: bool, desc: str, ops: tuple[str, ...]) -> GraphCase:
@@ -370,8 +384,11 @@ def single_op_graphs(draw, ops=("conv", "head", "add", "resize", "maxpool", "con
             b.output(b.resize(x, factor=draw(st.sampled_from([2, 2, 3])), passthrough=passthrough))
             desc = f"resize x2/x3 asymmetric floor passthrough={passthrough}"
         else:
-            coord = draw(st.sampled_from(["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners",
-                                          "tf_half_pixel_for_nn"]))  # fmt: skip
+            coord = draw(
+                st.sampled_from(
+                    ["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "tf_half_pixel_for_nn"]
+                )
+            )
             nearest = draw(st.sampled_from(["floor", "ceil", "round_prefer_floor", "round_prefer_ceil"]))
             sizes = (draw(st.integers(1, 2 * h + 1)), draw(st.integers(1, 2 * w + 1)))
             b.output(b.resize(x, sizes=sizes, coordinate_mode=coord, nearest_mode=nearest, passthrough=passthrough))
@@ -392,8 +409,14 @@ def single_op_graphs(draw, ops=("conv", "head", "add", "resize", "maxpool", "con
         shared = draw(st.booleans())
         yb = b.conv(x, cb, kernel=3, out_scale=ya.scale if shared else None)
         passthrough = shared and draw(st.booleans())
-        b.output(b.concat([ya, yb], out_scale=None if shared else ya.scale * draw(st.floats(0.5, 2.0)),
-                          axis=axis, passthrough=passthrough))  # fmt: skip
+        b.output(
+            b.concat(
+                [ya, yb],
+                out_scale=None if shared else ya.scale * draw(st.floats(0.5, 2.0)),
+                axis=axis,
+                passthrough=passthrough,
+            )
+        )
         desc = f"concat axis={axis} shared={shared} passthrough={passthrough}"
     return _new_case(b, x, float_input, f"{desc} input={(n, c, h, w)} tie={tie} float_input={float_input}", (op,))
 

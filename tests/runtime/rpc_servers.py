@@ -77,8 +77,12 @@ def rpc_server(cmd: list[str], log_path: Path, timeout: float = 120.0):
     port = free_port()
     log = open(log_path, "wb")
     # The server forks a worker per session: a new session (process group) lets teardown end them all.
-    proc = subprocess.Popen([*cmd, "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [*cmd, "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -89,7 +93,9 @@ def rpc_server(cmd: list[str], log_path: Path, timeout: float = 120.0):
                 break
             except Exception:  # tvm's InternalError while nothing listens yet
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no RPC server on port {port} after {timeout} s: {log_path.read_text()[-2000:]}") from None
+                    raise TimeoutError(
+                        f"no RPC server on port {port} after {timeout} s: {log_path.read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:

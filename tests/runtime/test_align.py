@@ -9,8 +9,10 @@ from fcos3d.runtime.align import compare_outputs
 
 def _outputs(seed=0):
     rng = np.random.default_rng(seed)
-    return {"feat": rng.integers(-128, 128, (1, 4, 3, 5), dtype=np.int8),
-            "head": rng.integers(-(2**31), 2**31 - 1, (1, 2, 3, 5), dtype=np.int32)}  # fmt: skip
+    return {
+        "feat": rng.integers(-128, 128, (1, 4, 3, 5), dtype=np.int8),
+        "head": rng.integers(-(2**31), 2**31 - 1, (1, 2, 3, 5), dtype=np.int32),
+    }
 
 
 def test_equal():

@@ -15,11 +15,16 @@ from fcos3d.runtime.reference.simulator import Simulator
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 if arm_server_cmd() is None:
-    pytest.skip("no emulated Arm board: run scripts/make_arm_board.sh (about 1-2 minutes; needs debootstrap, "
-                "qemu-user-static and network) or set FCOS3D_ARM_BOARD to its folder", allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        "no emulated Arm board: run scripts/make_arm_board.sh (about 1-2 minutes; needs debootstrap, "
+        "qemu-user-static and network) or set FCOS3D_ARM_BOARD to its folder",
+        allow_module_level=True,
+    )
 if shutil.which("qemu-aarch64-static") is None or shutil.which("aarch64-linux-gnu-g++") is None:
-    pytest.skip("needs qemu-aarch64-static and aarch64-linux-gnu-g++ (apt-get install qemu-user-static "
-                "g++-aarch64-linux-gnu)", allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        "needs qemu-aarch64-static and aarch64-linux-gnu-g++ (apt-get install qemu-user-static g++-aarch64-linux-gnu)",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")

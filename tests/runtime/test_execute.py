@@ -76,7 +76,9 @@ def test_missing_library(copy_of):
 def test_wrong_onnx_sha(copy_of, host_artifact):
     _edit_meta(copy_of, lambda m: m["onnx"].update(sha256="0" * 64))
     # meta.json's own ONNX path is still there: checked without being asked
-    with pytest.raises(ArtifactError, match=r"meta\.json was compiled from an ONNX with sha256 000000000000.*fcos3d-compile"):
+    with pytest.raises(
+        ArtifactError, match=r"meta\.json was compiled from an ONNX with sha256 000000000000.*fcos3d-compile"
+    ):
         load_artifact(copy_of)
     with pytest.raises(ArtifactError, match="model.onnx"):
         load_artifact(copy_of, onnx_path=host_artifact[0])
@@ -114,7 +116,9 @@ def test_output_fields_checked(copy_of):
 
 def test_other_tvm_version(copy_of):
     _edit_meta(copy_of, lambda m: m["versions"].update({"apache-tvm": "0.19.0"}))
-    with pytest.raises(ArtifactError, match=r"compiled with apache-tvm 0\.19\.0, this machine has .*apache-tvm==0\.19\.0"):
+    with pytest.raises(
+        ArtifactError, match=r"compiled with apache-tvm 0\.19\.0, this machine has .*apache-tvm==0\.19\.0"
+    ):
         load_artifact(copy_of)
 
 

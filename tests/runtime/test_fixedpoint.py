@@ -101,9 +101,7 @@ def test_quantize_multiplier_within_2_pow_minus_31_relative(scale):
 
 
 def test_quantize_multiplier_edges():
-    m, s = fx.quantize_multiplier(
-        np.array([0.0, 2.0**-33, 2.0**-32, 1.0, 0.5, 2.0**20, 1.0 - 2.0**-40])
-    )
+    m, s = fx.quantize_multiplier(np.array([0.0, 2.0**-33, 2.0**-32, 1.0, 0.5, 2.0**20, 1.0 - 2.0**-40]))
     assert m.tolist() == [
         0,
         0,
@@ -163,9 +161,7 @@ def exact_ties(draw):
     """(acc, m, shift) with acc * m * 2**(shift - 31) == k + 1/2 exactly; acc int32, m in [2**30, 2**31)."""
     shift = draw(st.integers(-30, 0))
     total = 31 - shift  # acc * m must be an odd multiple of 2**(total - 1)
-    v = draw(
-        st.integers(max(0, total - 32), 29)
-    )  # trailing zero bits of m; acc supplies the other total-1-v
+    v = draw(st.integers(max(0, total - 32), 29))  # trailing zero bits of m; acc supplies the other total-1-v
     odd = draw(st.integers(2 ** (30 - v), 2 ** (31 - v) - 1).map(lambda o: o | 1))
     period = 2 ** (total - v)
     j = draw(st.integers(-(2**31) // period - 1, (2**31 - 1) // period))
@@ -186,9 +182,7 @@ def test_requantize_rounds_exact_ties_toward_plus_inf(case):
 @SETTINGS
 @given(st.integers(-(2**40), 2**40), st.integers(0, 40))
 def test_round_half_up_shift(x, n):
-    assert int(fx.round_half_up_shift(np.array([x]), n)[0]) == math.floor(
-        Fraction(x, 2**n) + Fraction(1, 2)
-    )
+    assert int(fx.round_half_up_shift(np.array([x]), n)[0]) == math.floor(Fraction(x, 2**n) + Fraction(1, 2))
 
 
 def test_worked_example_from_docs():
@@ -209,10 +203,7 @@ def test_requantize_per_channel_axis_equals_per_element():
     want = np.array(
         [
             [
-                [
-                    [exact(int(acc[n, c, h, w]), int(m[c]), int(s[c])) for w in range(4)]
-                    for h in range(3)
-                ]
+                [[exact(int(acc[n, c, h, w]), int(m[c]), int(s[c])) for w in range(4)] for h in range(3)]
                 for c in range(5)
             ]
             for n in range(2)
@@ -290,9 +281,7 @@ def test_add_rule_exhaustive_int8(s_a, s_b, s_o):
         want = min(127, max(-128, exact_add_rule(int(a[i, j]), int(b[i, j]), r)))
         assert int(y[i, j]) == want
     # and the result is the correctly rounded real sum except right at a tie (at most 1 LSB off)
-    real = (a * np.float64(np.float32(s_a)) + b * np.float64(np.float32(s_b))) / np.float64(
-        np.float32(s_o)
-    )
+    real = (a * np.float64(np.float32(s_a)) + b * np.float64(np.float32(s_b))) / np.float64(np.float32(s_o))
     ref = np.clip(np.floor(real + 0.5), -128, 127)
     diff = np.abs(y - ref)
     assert diff.max() <= 1
@@ -308,9 +297,7 @@ def _tvm():
         import tvm
         from tvm import te, topi
     except Exception as exc:  # noqa: BLE001 - any import failure means "no TVM here"
-        pytest.skip(
-            f"apache-tvm is not importable ({exc!r}); the TVM bit-exactness tests need apache-tvm 0.27"
-        )
+        pytest.skip(f"apache-tvm is not importable ({exc!r}); the TVM bit-exactness tests need apache-tvm 0.27")
     return tvm, te, topi
 
 
@@ -455,13 +442,9 @@ def test_tvm_scalar_fixed_point_multiply_equals_requantize():
     for scale in scales:
         m, s = (int(v) for v in fx.quantize_multiplier(scale))
         assert m != 2**30
-        acc = np.concatenate(
-            [base, rng.integers(INT32_MIN, INT32_MAX + 1, 2000), rng.integers(-999, 1000, 2000)]
-        )
+        acc = np.concatenate([base, rng.integers(INT32_MIN, INT32_MAX + 1, 2000), rng.integers(-999, 1000, 2000)])
         limit = INT32_MAX / max(scale, 1e-300)
-        acc = acc[
-            np.abs(acc) <= min(limit, 2.0**31)
-        ]  # results must fit int32 (the documented domain)
+        acc = acc[np.abs(acc) <= min(limit, 2.0**31)]  # results must fit int32 (the documented domain)
         got = _run1(tvm, _tvm_scalar(tvm, te, topi, m, s), acc)
         assert np.array_equal(got, fx.requantize(acc, m, s)), (scale, m, s)
 
@@ -471,9 +454,7 @@ def test_tvm_scalar_special_cases_multiplier_2_pow_30():
     shift path for that constant. Canary: if this starts failing, TVM changed and the note in
     quantize_multiplier / docs/int8.md should be revisited."""
     tvm, te, topi = _tvm()
-    with pytest.raises(
-        Exception, match="[Ss]hift"
-    ):  # shift == 1: `1 << -1`, rejected at compile time
+    with pytest.raises(Exception, match="[Ss]hift"):  # shift == 1: `1 << -1`, rejected at compile time
         _tvm_scalar(tvm, te, topi, 2**30, 1)
     got = _run1(tvm, _tvm_scalar(tvm, te, topi, 2**30, 0), [INT32_MAX, 3])
     ours = fx.requantize(np.array([INT32_MAX, 3]), 2**30, 0)
@@ -497,10 +478,7 @@ def test_tvm_add_rule_exhaustive_int8():
     y = topi.fixed_point_multiply(topi.add(a32, b32), r.multiplier_out, r.shift_out)
     z = topi.cast(topi.clip(y, 0, 127), "int8")  # with the fused ReLU
     lib = tvm.compile(te.create_prim_func([a, b, z]), target=_target(tvm))
-    av, bv = (
-        g.astype(np.int8)
-        for g in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij")
-    )
+    av, bv = (g.astype(np.int8) for g in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij"))
     dev = tvm.cpu()
     arrs = [tvm.runtime.tensor(v, dev) for v in (av, bv, np.zeros(shape, np.int8))]
     lib(*arrs)

@@ -192,8 +192,13 @@ def test_uint8_quantize_is_reported():
 def test_scale_changing_resize_and_pool_options_are_reported():
     b = QDQGraphBuilder(seed=0)
     x = b.input((1, 2, 4, 4))
-    up = b.node("Resize", [b.dq(x), "", b.const("scales", np.array([1, 1, 2, 2], np.float32))], mode="nearest",
-                coordinate_transformation_mode="asymmetric", nearest_mode="floor")[0]  # fmt: skip
+    up = b.node(
+        "Resize",
+        [b.dq(x), "", b.const("scales", np.array([1, 1, 2, 2], np.float32))],
+        mode="nearest",
+        coordinate_transformation_mode="asymmetric",
+        nearest_mode="floor",
+    )[0]
     b.output(b.q(up, 0.25, (1, 2, 8, 8)))  # another scale than the input's 1/128
     lin = b.node("Resize", [b.dq(x), "", b.const("scales", np.array([1, 1, 2, 2], np.float32))], mode="linear")[0]
     b.output(b.q(lin, x.scale, (1, 2, 8, 8)))

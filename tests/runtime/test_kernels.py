@@ -19,6 +19,7 @@ from fcos3d.runtime.reference import kernels
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 
+
 def conv_loops(x, w, b, strides, pads, groups):
     """Direct definition: one Python dot product per output element, int64, padding by index checks."""
     n, c, h, wd = x.shape
@@ -123,9 +124,13 @@ def test_conv2d_int8_rejects_accumulators_beyond_int32():
 
 @SETTINGS
 @given(
-    st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
-    st.tuples(*[st.integers(0, 3)] * 4), st.integers(0, 2**32 - 1),
-)  # fmt: skip
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.tuples(*[st.integers(0, 3)] * 4),
+    st.integers(0, 2**32 - 1),
+)
 def test_maxpool2d_int8_equals_onnx_definition(kh, kw, sh, sw, pads, seed):
     """Padding with -128 equals ONNX's -inf padding (even for windows made of padding only)."""
     rng = np.random.default_rng(seed)

@@ -61,6 +61,8 @@ def test_input_size_from_meta():
 
 
 def test_runtime_imports_no_torch():
-    code = ("import sys; import fcos3d.runtime.execute, fcos3d.runtime.preprocess, fcos3d.runtime.align; "
-            "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad")  # fmt: skip
+    code = (
+        "import sys; import fcos3d.runtime.execute, fcos3d.runtime.preprocess, fcos3d.runtime.align; "
+        "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

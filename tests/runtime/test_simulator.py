@@ -217,8 +217,16 @@ def test_exact_tie_rounds_half_up():
     """r = s_in * s_w / s_out = 1/2 exactly: y = floor(x / 2 + 1/2); 3 -> 2 and -3 -> -1 (ORT: 2 and -2)."""
     b = QDQGraphBuilder()
     x = b.input((1, 1, 1, 8))
-    y = b.conv(x, 1, 1, pad=0, bias=False, weight=np.ones((1, 1, 1, 1), np.int8),
-               weight_scales=np.array([0.5]), out_scale=1 / 128)  # fmt: skip
+    y = b.conv(
+        x,
+        1,
+        1,
+        pad=0,
+        bias=False,
+        weight=np.ones((1, 1, 1, 1), np.int8),
+        weight_scales=np.array([0.5]),
+        out_scale=1 / 128,
+    )
     b.output(y)
     xs = np.array([-5, -3, -1, 0, 1, 3, 5, 127], np.int8).reshape(1, 1, 1, 8)
     got = Simulator(b.build()).run(xs)[y.name].ravel()

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quant"))
@@ -48,8 +47,10 @@ def compiled(synth_nusc, tmp_path_factory):
 def test_validate_imports_no_torch():
     import subprocess
 
-    code = ("import sys; import fcos3d.runtime.validate; "
-            "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad")  # fmt: skip
+    code = (
+        "import sys; import fcos3d.runtime.validate; "
+        "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -61,8 +62,12 @@ def _int_infer_metrics(int_model, lmdb_root: Path, out_dir: Path) -> dict:
     from fcos3d.trainer.predict import model_forward, predict_split
     from fcos3d.trainer.stages import _val_loader
 
-    transforms = [Resize3D(img_scale=SIZE, keep_ratio=True), Pad(size=SIZE), ToTensor(to_yuv=True),
-                  Normalize(mean=128.0, std=128.0)]
+    transforms = [
+        Resize3D(img_scale=SIZE, keep_ratio=True),
+        Pad(size=SIZE),
+        ToTensor(to_yuv=True),
+        Normalize(mean=128.0, std=128.0),
+    ]
     dataset = dict(type=NuscenesMonoDataset, data_path=f"{lmdb_root}/val_lmdb", transforms=transforms)
     cfg = {"val_data_loader": dict(dataset=dataset, batch_size=4, num_workers=0)}
     model = IntInferModel(int_model)
@@ -75,14 +80,21 @@ def test_align_bpu_bit_exact_and_board_nds_equals_simulator_and_int_infer(compil
     from fcos3d.eval.collect import DetectionCollector
     from fcos3d.runtime.preprocess import prepare_jpeg
     from fcos3d.runtime.reference.simulator import Simulator
-    from fcos3d.runtime.validate import (REPORT_FILE, align_bpu, camera_images, collector_intrinsics, dequantize,
-                                         model_strides)
+    from fcos3d.runtime.validate import (
+        REPORT_FILE,
+        align_bpu,
+        camera_images,
+        collector_intrinsics,
+        dequantize,
+        model_strides,
+    )
 
     onnx_path, art_dir, int_model = compiled
     root, version = synth_nusc
     done = []
-    report = align_bpu(art_dir, onnx_path, root, version, "val", out_dir=tmp_path / "board",
-                       progress=lambda d, t: done.append((d, t)))  # fmt: skip
+    report = align_bpu(
+        art_dir, onnx_path, root, version, "val", out_dir=tmp_path / "board", progress=lambda d, t: done.append((d, t))
+    )
     n = report["images"]
     assert n == 18 and done[-1] == (n, n)  # 1 val scene x 3 key frames x 6 cameras
     assert report["mismatches"] == 0 and report["equal"]
@@ -106,8 +118,10 @@ def test_align_bpu_bit_exact_and_board_nds_equals_simulator_and_int_infer(compil
 
     board = report["metrics"]
     assert board["num_pred_boxes"] > 0  # something was decoded, so equal metrics are not vacuous
-    results = {k: json.loads(Path(m["result_file"]).read_text())["results"] for k, m in
-               (("board", board), ("sim", sim_metrics), ("int_infer", int_infer))}  # fmt: skip
+    results = {
+        k: json.loads(Path(m["result_file"]).read_text())["results"]
+        for k, m in (("board", board), ("sim", sim_metrics), ("int_infer", int_infer))
+    }
     assert results["board"] == results["sim"] == results["int_infer"]
     for key in ("NDS", "mAP", "num_pred_boxes"):
         assert board[key] == sim_metrics[key] == int_infer[key], key
@@ -159,8 +173,8 @@ export_cfg = dict(path={str(onnx_path)!r})
 def test_cli_exit_codes_and_tables(compiled, synth_lmdb, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from fcos3d.runtime import execute
     from fcos3d.cli.validate import validate_cmd
+    from fcos3d.runtime import execute
 
     onnx_path, art_dir, _ = compiled
     ckpt = tmp_path / "work"

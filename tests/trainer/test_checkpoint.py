@@ -11,7 +11,9 @@ from fcos3d.trainer.checkpoint import checkpoint_path, load_checkpoint, save_che
 
 def test_roundtrip(tmp_path):
     sd = {"w": torch.arange(6.0).reshape(2, 3)}
-    p = save_checkpoint(checkpoint_path(tmp_path, "float", "last"), stage="float", state_dict=sd, epoch=3, metrics={"NDS": 0.5})
+    p = save_checkpoint(
+        checkpoint_path(tmp_path, "float", "last"), stage="float", state_dict=sd, epoch=3, metrics={"NDS": 0.5}
+    )
     assert p.name == "float-checkpoint-last.pth.tar"
     assert [x.name for x in tmp_path.iterdir()] == [p.name]  # no temp file left
     ck = load_checkpoint(p, expected_stage="float")

@@ -4,12 +4,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from trainer_tiny import tiny_config
 
 from fcos3d.errors import Fcos3dError
 from fcos3d.trainer.infer import infer_image
 from fcos3d.trainer.loop import train
-
-from trainer_tiny import tiny_config
 
 
 @pytest.fixture(scope="module")

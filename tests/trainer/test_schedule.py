@@ -11,7 +11,9 @@ from fcos3d.trainer.schedule import LrSchedule
 
 
 def test_step_with_warmup():
-    s = LrSchedule(base_lr=1.0, total_steps=100, policy="step", milestones=(50, 80), gamma=0.1, warmup_steps=10, warmup_ratio=0.1)
+    s = LrSchedule(
+        base_lr=1.0, total_steps=100, policy="step", milestones=(50, 80), gamma=0.1, warmup_steps=10, warmup_ratio=0.1
+    )
     assert s(0) == pytest.approx(0.1)
     assert s(5) == pytest.approx(0.55)
     assert s(10) == pytest.approx(1.0)

@@ -6,14 +6,13 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from trainer_tiny import tiny_config
 
-from fcos3d.trainer.config import build
 from fcos3d.trainer.checkpoint import checkpoint_path, load_checkpoint
+from fcos3d.trainer.config import build
 from fcos3d.trainer.loop import Reporter, train
 from fcos3d.trainer.optim import SGD
 from fcos3d.trainer.stages import run_predict
-
-from trainer_tiny import tiny_config
 
 
 class _Recorder(Reporter):
@@ -53,7 +52,10 @@ def test_resume_mid_epoch_gives_the_same_weights(synth_lmdb, tmp_path):
     assert load_checkpoint(checkpoint_path(tmp_path / "b", "float", "last"))["step"] == 4  # mid-epoch (9 steps/epoch)
     summary = train(killed, "float", work_dir=tmp_path / "b", resume=True)
     assert summary["steps"] == 7
-    a, b = _weights(checkpoint_path(tmp_path / "a", "float", "last")), _weights(checkpoint_path(tmp_path / "b", "float", "last"))
+    a, b = (
+        _weights(checkpoint_path(tmp_path / "a", "float", "last")),
+        _weights(checkpoint_path(tmp_path / "b", "float", "last")),
+    )
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -66,8 +68,9 @@ def _free_port():
 
 
 def _ddp_worker(rank, world, port, cfg, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     try:
         train(cfg, "float", work_dir=out)
@@ -85,7 +88,10 @@ def test_two_process_ddp_equals_one_process_with_the_combined_batch(synth_lmdb, 
     train(one, "float", work_dir=tmp_path / "one")
     two = tiny_config(synth_lmdb, tmp_path / "two", batch_size=2, max_steps=1, deterministic=False, optimizer=sgd)
     mp.spawn(_ddp_worker, args=(2, _free_port(), two, tmp_path / "two"), nprocs=2, join=True)
-    a, b = _weights(checkpoint_path(tmp_path / "one", "float", "last")), _weights(checkpoint_path(tmp_path / "two", "float", "last"))
+    a, b = (
+        _weights(checkpoint_path(tmp_path / "one", "float", "last")),
+        _weights(checkpoint_path(tmp_path / "two", "float", "last")),
+    )
     assert load_checkpoint(checkpoint_path(tmp_path / "one", "float", "last"))["step"] == 1
     # Weights (parameters) within 1e-5 absolute; BN running statistics (buffers, some of size ~1e3 after
     # one step from the input's variance) within 1e-5 relative.
@@ -95,6 +101,8 @@ def test_two_process_ddp_equals_one_process_with_the_combined_batch(synth_lmdb, 
         if a[k].is_floating_point():
             atol, rtol = (1e-5, 0.0) if k in params else (1e-6, 1e-5)
             diff = (b[k] - a[k]).abs().max().item()
-            assert torch.allclose(b[k], a[k], rtol=rtol, atol=atol), f"{k}: max |diff| {diff:.3g}, max |w| {a[k].abs().max():.3g}"
+            assert torch.allclose(b[k], a[k], rtol=rtol, atol=atol), (
+                f"{k}: max |diff| {diff:.3g}, max |w| {a[k].abs().max():.3g}"
+            )
             compared += k in params
     assert compared > 100

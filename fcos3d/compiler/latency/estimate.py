@@ -13,8 +13,16 @@ from fractions import Fraction
 from fcos3d.boards import Accelerator, Board, load_board
 from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest, conv_output_size
 
-__all__ = ["PARAM_BYTES_INT8", "PARAM_BYTES_INT32", "Estimate", "LayerEstimate", "estimate", "layer_estimates",
-           "tensor_shapes", "throughput"]
+__all__ = [
+    "PARAM_BYTES_INT8",
+    "PARAM_BYTES_INT32",
+    "Estimate",
+    "LayerEstimate",
+    "estimate",
+    "layer_estimates",
+    "tensor_shapes",
+    "throughput",
+]
 
 # Per output channel constants a conv carries besides its int8 weights (docs/int8.md 4.2): an int32 bias, an
 # int32 multiplier and a shift (0..63, one byte). A head conv with int32 output has only the bias.
@@ -87,10 +95,14 @@ class Estimate:
 
     def totals(self) -> dict:
         return {
-            "cycles": self.cycles, "latency_ms": self.seconds * 1e3, "fps": self.fps, "gmacs": self.gmacs,
-            "weight_bytes": self.weight_bytes, "peak_activation_bytes": self.peak_activation_bytes,
+            "cycles": self.cycles,
+            "latency_ms": self.seconds * 1e3,
+            "fps": self.fps,
+            "gmacs": self.gmacs,
+            "weight_bytes": self.weight_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
             "mac_utilisation": self.mac_utilisation,
-        }  # fmt: skip
+        }
 
     def layer_rows(self) -> list[dict]:
         """One plain dict per layer (JSON/CSV), with the latency in ms and the bound."""
@@ -175,14 +187,24 @@ def _elementwise_work(op, out_shape: tuple[int, ...], acc: Accelerator) -> int:
     """Output-stage elements, padded to the block geometry; a max pool compares kh x kw inputs per output."""
     n, c, h, w = out_shape
     per_output = op.kernel[0] * op.kernel[1] if isinstance(op, MaxPool) else 1
-    return (n * _ceil_to(h, int(acc["block_h"])) * _ceil_to(w, int(acc["block_w"])) * _ceil_to(c, int(acc["block_oc"]))
-            * per_output)  # fmt: skip
+    return (
+        n
+        * _ceil_to(h, int(acc["block_h"]))
+        * _ceil_to(w, int(acc["block_w"]))
+        * _ceil_to(c, int(acc["block_oc"]))
+        * per_output
+    )
 
 
 _KIND = {Add: "Add", ResizeNearest: "Resize", MaxPool: "MaxPool", Concat: "Concat"}
 # Optional per-kind throughput figures (fcos3d.boards.OPTIONAL_FIGURES) that replace the general one.
-KIND_FIGURE = {"DepthwiseConv": "depthwise_macs_per_cycle", "Add": "add_per_cycle", "Resize": "resize_per_cycle",
-               "MaxPool": "maxpool_per_cycle", "Concat": "concat_per_cycle"}  # fmt: skip
+KIND_FIGURE = {
+    "DepthwiseConv": "depthwise_macs_per_cycle",
+    "Add": "add_per_cycle",
+    "Resize": "resize_per_cycle",
+    "MaxPool": "maxpool_per_cycle",
+    "Concat": "concat_per_cycle",
+}
 
 
 def throughput(acc: Accelerator, kind: str) -> float:
@@ -219,10 +241,26 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         on_chip = act_bytes <= acc["sram_bytes"]
         dram_bytes = weight_bytes + (0 if on_chip else act_bytes)
         sram_bytes = act_bytes if on_chip else 0
-        memory = max(_cycles(dram_bytes, clock, acc["dram_bytes_per_s"]), _cycles(sram_bytes, clock, acc["sram_bytes_per_s"]))
+        memory = max(
+            _cycles(dram_bytes, clock, acc["dram_bytes_per_s"]), _cycles(sram_bytes, clock, acc["sram_bytes_per_s"])
+        )
         overhead = math.ceil(acc["op_overhead_cycles"])
-        out.append(LayerEstimate(op.name, kind, out_shape, macs, work, weight_bytes, act_bytes, on_chip, compute,
-                                 memory, overhead, max(compute, memory) + overhead))  # fmt: skip
+        out.append(
+            LayerEstimate(
+                op.name,
+                kind,
+                out_shape,
+                macs,
+                work,
+                weight_bytes,
+                act_bytes,
+                on_chip,
+                compute,
+                memory,
+                overhead,
+                max(compute, memory) + overhead,
+            )
+        )
     return tuple(out)
 
 
@@ -252,7 +290,15 @@ def estimate(graph: IntGraph, board: Board | str) -> Estimate:
     board = load_board(board) if isinstance(board, str) else board
     acc = board.accelerator
     if acc is None:
-        raise ValueError(f"board {board.name!r} has no [accelerator] profile: add one to its TOML file "
-                         "(fcos3d/boards/ethos-u55-256.toml is an example)")
-    return Estimate(board.name, acc.name, acc["clock_hz"], acc["macs_per_cycle"], layer_estimates(graph, acc),
-                    peak_activation_bytes(graph))
+        raise ValueError(
+            f"board {board.name!r} has no [accelerator] profile: add one to its TOML file "
+            "(fcos3d/boards/ethos-u55-256.toml is an example)"
+        )
+    return Estimate(
+        board.name,
+        acc.name,
+        acc["clock_hz"],
+        acc["macs_per_cycle"],
+        layer_estimates(graph, acc),
+        peak_activation_bytes(graph),
+    )

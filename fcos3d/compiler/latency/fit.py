@@ -43,8 +43,9 @@ def _time(vm, dev, name: str, args: list, min_repeat_ms: int, repeat: int) -> fl
     return float(min(result.results))
 
 
-def measure_layers(graph: IntGraph, board: Board | str = "host", min_repeat_ms: int = 20, repeat: int = 5,
-                   seed: int = 0) -> dict:  # fmt: skip
+def measure_layers(
+    graph: IntGraph, board: Board | str = "host", min_repeat_ms: int = 20, repeat: int = 5, seed: int = 0
+) -> dict:
     """Compile the whole graph (``main``) and every op alone (``layer_<i>``) in one module for this CPU; time
     each with the VM's time_evaluator on random int8 inputs. Returns ``{"layers_s": [...], "total_s": s}``.
 
@@ -108,8 +109,9 @@ def fit_host(layers: list, measured_s: list[float], clock_hz: float) -> dict[str
     ``rms_rel_error``."""
     y = np.array(measured_s, dtype=np.float64) * clock_hz
     names = [n for n, kinds in FIT_COLUMNS.items() if any(layer.op in kinds for layer in layers)]
-    cols = [np.array([layer.work if layer.op in FIT_COLUMNS[n] else 0 for layer in layers], dtype=np.float64)
-            for n in names]  # fmt: skip
+    cols = [
+        np.array([layer.work if layer.op in FIT_COLUMNS[n] else 0 for layer in layers], dtype=np.float64) for n in names
+    ]
     w = 1.0 / np.sqrt(y)
     a = np.stack(cols + [np.ones_like(y)], axis=1) * w[:, None]
     b = y * w

@@ -18,9 +18,25 @@ from .estimate import Estimate
 __all__ = ["PERF_FORMAT", "CSV_COLUMNS", "errors", "perf_dict", "table_rows", "write_report", "html_page"]
 
 PERF_FORMAT = 1
-CSV_COLUMNS = ("index", "name", "op", "output_shape", "macs", "work", "weight_bytes", "activation_bytes", "on_chip",
-               "compute_cycles", "memory_cycles", "overhead_cycles", "cycles", "bound", "latency_ms", "measured_ms",
-               "error")  # fmt: skip
+CSV_COLUMNS = (
+    "index",
+    "name",
+    "op",
+    "output_shape",
+    "macs",
+    "work",
+    "weight_bytes",
+    "activation_bytes",
+    "on_chip",
+    "compute_cycles",
+    "memory_cycles",
+    "overhead_cycles",
+    "cycles",
+    "bound",
+    "latency_ms",
+    "measured_ms",
+    "error",
+)
 
 
 def errors(est: Estimate, measured: dict | None) -> dict | None:
@@ -30,7 +46,9 @@ def errors(est: Estimate, measured: dict | None) -> dict | None:
     """
     if not measured:
         return None
-    per_layer = [layer.cycles / est.clock_hz / m - 1.0 for layer, m in zip(est.layers, measured["layers_s"], strict=True)]
+    per_layer = [
+        layer.cycles / est.clock_hz / m - 1.0 for layer, m in zip(est.layers, measured["layers_s"], strict=True)
+    ]
     return {
         "total_error": est.seconds / measured["total_s"] - 1.0,
         "median_abs_layer_error": statistics.median(abs(e) for e in per_layer) if per_layer else 0.0,
@@ -48,9 +66,16 @@ def perf_dict(est: Estimate, measured: dict | None = None) -> dict:
         row["index"] = i
         row["measured_ms"] = measured["layers_s"][i] * 1e3 if measured else None
         row["error"] = err["layer_errors"][i] if err else None
-    out = {"format": PERF_FORMAT, "board": est.board, "accelerator": est.accelerator, "clock_hz": est.clock_hz,
-           "macs_per_cycle": est.macs_per_cycle, "model": "PERFORMANCE.md#latency-model", "totals": est.totals(),
-           "layers": layers}  # fmt: skip
+    out = {
+        "format": PERF_FORMAT,
+        "board": est.board,
+        "accelerator": est.accelerator,
+        "clock_hz": est.clock_hz,
+        "macs_per_cycle": est.macs_per_cycle,
+        "model": "PERFORMANCE.md#latency-model",
+        "totals": est.totals(),
+        "layers": layers,
+    }
     if err:
         out["measurement"] = {k: v for k, v in err.items() if k != "layer_errors"}
     return out
@@ -67,8 +92,16 @@ def table_rows(est: Estimate, measured: dict | None = None, limit: int | None = 
         header += ("measured ms", "error")
     rows = []
     for r in layers:
-        row = (str(r["index"]), r["name"], r["op"], "x".join(map(str, r["output_shape"][1:])), f"{r['macs'] / 1e6:.2f}",
-               str(r["cycles"]), r["bound"], f"{r['latency_ms']:.4f}")  # fmt: skip
+        row = (
+            str(r["index"]),
+            r["name"],
+            r["op"],
+            "x".join(map(str, r["output_shape"][1:])),
+            f"{r['macs'] / 1e6:.2f}",
+            str(r["cycles"]),
+            r["bound"],
+            f"{r['latency_ms']:.4f}",
+        )
         if measured:
             row += (f"{r['measured_ms']:.4f}", f"{r['error']:+.0%}")
         rows.append(row)
@@ -80,9 +113,14 @@ def _csv_text(d: dict) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in d["layers"]:
-        writer.writerow({**r, "output_shape": "x".join(map(str, r["output_shape"])),
-                         "measured_ms": "" if r["measured_ms"] is None else r["measured_ms"],
-                         "error": "" if r["error"] is None else r["error"]})  # fmt: skip
+        writer.writerow(
+            {
+                **r,
+                "output_shape": "x".join(map(str, r["output_shape"])),
+                "measured_ms": "" if r["measured_ms"] is None else r["measured_ms"],
+                "error": "" if r["error"] is None else r["error"],
+            }
+        )
     return buf.getvalue()
 
 
@@ -94,22 +132,30 @@ def _svg_chart(d: dict, width: int = 900, bar_h: int = 12) -> str:
     vmax = max([r["latency_ms"] for r in layers] + [r["measured_ms"] or 0 for r in layers] + [1e-12])
     scale = (width - label_w - 80) / vmax
     height = len(layers) * (bar_h + pad) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart" '
-             f'font-family="sans-serif" font-size="10">']  # fmt: skip
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart" '
+        f'font-family="sans-serif" font-size="10">'
+    ]
     for i, r in enumerate(layers):
         y = 20 + i * (bar_h + pad)
         color = "#3b75af" if r["bound"] == "compute" else "#ef8636"
         name = html.escape(r["name"][-40:])
         w = max(r["latency_ms"] * scale, 0.5)
         parts.append(f'<text x="{label_w - 4}" y="{y + bar_h - 2}" text-anchor="end">{name}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}">'
-                     f'<title>{name}: {r["latency_ms"]:.4f} ms ({r["bound"]}-bound)</title></rect>')  # fmt: skip
+        parts.append(
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}">'
+            f"<title>{name}: {r['latency_ms']:.4f} ms ({r['bound']}-bound)</title></rect>"
+        )
         if r["measured_ms"] is not None:
             x = label_w + r["measured_ms"] * scale
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 1}" y2="{y + bar_h + 1}" stroke="black" stroke-width="2"/>')
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 1}" y2="{y + bar_h + 1}" stroke="black" stroke-width="2"/>'
+            )
         parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h - 2}">{r["latency_ms"]:.3f}</text>')
-    parts.append(f'<text x="{label_w}" y="12">estimated ms per layer (blue: compute-bound, orange: memory-bound'
-                 f'{"; black tick: measured" if layers and layers[0]["measured_ms"] is not None else ""})</text>')
+    parts.append(
+        f'<text x="{label_w}" y="12">estimated ms per layer (blue: compute-bound, orange: memory-bound'
+        f"{'; black tick: measured' if layers and layers[0]['measured_ms'] is not None else ''})</text>"
+    )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -117,13 +163,22 @@ def _svg_chart(d: dict, width: int = 900, bar_h: int = 12) -> str:
 def html_page(d: dict) -> str:
     """A self-contained page: totals, the per-layer chart (inline SVG) and the per-layer table."""
     t = d["totals"]
-    totals = [("latency", f"{t['latency_ms']:.4f} ms"), ("FPS", f"{t['fps']:.1f}"), ("GMACs", f"{t['gmacs']:.4f}"),
-              ("weights", f"{t['weight_bytes']:,} bytes"), ("peak activations", f"{t['peak_activation_bytes']:,} bytes"),
-              ("MAC utilisation", f"{t['mac_utilisation']:.1%}"), ("cycles", f"{t['cycles']:,}")]  # fmt: skip
+    totals = [
+        ("latency", f"{t['latency_ms']:.4f} ms"),
+        ("FPS", f"{t['fps']:.1f}"),
+        ("GMACs", f"{t['gmacs']:.4f}"),
+        ("weights", f"{t['weight_bytes']:,} bytes"),
+        ("peak activations", f"{t['peak_activation_bytes']:,} bytes"),
+        ("MAC utilisation", f"{t['mac_utilisation']:.1%}"),
+        ("cycles", f"{t['cycles']:,}"),
+    ]
     if "measurement" in d:
         m = d["measurement"]
-        totals += [("measured latency", f"{m['measured_total_ms']:.4f} ms"), ("total error", f"{m['total_error']:+.1%}"),
-                   ("median |layer error|", f"{m['median_abs_layer_error']:.1%}")]  # fmt: skip
+        totals += [
+            ("measured latency", f"{m['measured_total_ms']:.4f} ms"),
+            ("total error", f"{m['total_error']:+.1%}"),
+            ("median |layer error|", f"{m['median_abs_layer_error']:.1%}"),
+        ]
     rows_totals = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in totals)
     cols = [c for c in CSV_COLUMNS if c not in ("measured_ms", "error") or "measurement" in d]
     head = "".join(f"<th>{c}</th>" for c in cols)
@@ -151,7 +206,9 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} th{{background:#
 """
 
 
-def write_report(est: Estimate, out_dir: str | Path, measured: dict | None = None, stem: str = "perf") -> dict[str, Path]:
+def write_report(
+    est: Estimate, out_dir: str | Path, measured: dict | None = None, stem: str = "perf"
+) -> dict[str, Path]:
     """Write ``perf.json``, ``perf.csv`` (one row per layer) and ``perf.html`` into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,12 @@ def _dtypes(ty) -> list[str]:
 
 
 def _relax_problems(name: str, func: relax.Function) -> list[str]:
-    problems = [f"{name}: parameter {getattr(p, 'name_hint', None) or p.name} is {d}" for p in func.params for d in _dtypes(p.ty)
-                if d not in INTEGER_DTYPES]  # fmt: skip
+    problems = [
+        f"{name}: parameter {getattr(p, 'name_hint', None) or p.name} is {d}"
+        for p in func.params
+        for d in _dtypes(p.ty)
+        if d not in INTEGER_DTYPES
+    ]
 
     def visit(expr):
         if isinstance(expr, relax.Binding) or not isinstance(expr, relax.Call):

@@ -14,11 +14,13 @@ __all__ = ["fuse"]
 
 def fuse(mod: IRModule) -> IRModule:
     """Fuse injective/elementwise consumers into their producers (conv -> requantize -> clip -> cast)."""
-    seq = tvm.transform.Sequential([
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),  # evaluates constant sub-graphs with TVM itself: same integers
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        relax.transform.DeadCodeElimination(),
-    ])  # fmt: skip
+    seq = tvm.transform.Sequential(
+        [
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),  # evaluates constant sub-graphs with TVM itself: same integers
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+            relax.transform.DeadCodeElimination(),
+        ]
+    )
     return seq(mod)

@@ -28,10 +28,14 @@ def _conv(bb: relax.BlockBuilder, op: Conv, x: relax.Expr) -> relax.Var:
     then requantise per output channel and saturate, or keep the int32 head output (4.3)."""
     acc = bb.emit(
         relax.op.nn.conv2d(
-            x, relax.const(op.weight, "int8"), strides=op.strides, padding=op.pads,  # (top, left, bottom, right)
-            groups=op.groups, out_dtype="int32",  # the default out_dtype (the input's, int8) would overflow
+            x,
+            relax.const(op.weight, "int8"),
+            strides=op.strides,
+            padding=op.pads,  # (top, left, bottom, right)
+            groups=op.groups,
+            out_dtype="int32",  # the default out_dtype (the input's, int8) would overflow
         )
-    )  # fmt: skip
+    )
     out_channels = op.weight.shape[0]
     if np.any(op.bias != 0):
         acc = bb.emit(relax.op.add(acc, relax.const(op.bias.reshape(1, -1, 1, 1).astype(np.int32), "int32")))
@@ -71,9 +75,7 @@ def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr, *like: rel
 def _maxpool(bb: relax.BlockBuilder, op: MaxPool, x: relax.Expr) -> relax.Var:
     """int8 max pool, floor output size; TOPI pads a max pool with the dtype's minimum, -128, as the
     simulator does (checked against it in tests/compiler/passes/test_import_int_graph.py)."""
-    return bb.emit(
-        relax.op.nn.max_pool2d(x, pool_size=op.kernel, strides=op.strides, padding=op.pads, ceil_mode=False)
-    )
+    return bb.emit(relax.op.nn.max_pool2d(x, pool_size=op.kernel, strides=op.strides, padding=op.pads, ceil_mode=False))
 
 
 def _concat(bb: relax.BlockBuilder, op: Concat, *xs: relax.Expr) -> relax.Var:

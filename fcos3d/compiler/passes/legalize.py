@@ -39,11 +39,17 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     attrs = call.attrs
     x, weight = call.args
     if (
-        target is None or str(target.kind.name) != "llvm" or not isinstance(weight, tvm.ir.expr.Constant)
-        or str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW"
-        or str(attrs.out_dtype) != "int32" or str(x.ty.dtype) != "int8" or str(weight.ty.dtype) != "int8"
-        or any(int(d) != 1 for d in attrs.dilation) or int(x.ty.shape[0]) != 1
-    ):  # fmt: skip
+        target is None
+        or str(target.kind.name) != "llvm"
+        or not isinstance(weight, tvm.ir.expr.Constant)
+        or str(attrs.data_layout) != "NCHW"
+        or str(attrs.kernel_layout) != "OIHW"
+        or str(attrs.out_dtype) != "int32"
+        or str(x.ty.dtype) != "int8"
+        or str(weight.ty.dtype) != "int8"
+        or any(int(d) != 1 for d in attrs.dilation)
+        or int(x.ty.shape[0]) != 1
+    ):
         return _nn_conv2d(bb, call)
     w = weight.value.numpy()
     groups = int(attrs.groups)
@@ -54,24 +60,36 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         intrin = dot_intrin_for(target)
         lanes = intrin.lanes if intrin else vector_lanes(target)
         spec = DenseConvSpec(
-            in_channels=w.shape[1], in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])), kernel=(w.shape[2], w.shape[3]),
-            strides=strides, pads=pads, out_hw=out_hw, offset=intrin.offset if intrin else 0,
+            in_channels=w.shape[1],
+            in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])),
+            kernel=(w.shape[2], w.shape[3]),
+            strides=strides,
+            pads=pads,
+            out_hw=out_hw,
+            offset=intrin.offset if intrin else 0,
             position_block=lanes * POSITION_VECTORS,
-        )  # fmt: skip
+        )
         words, correction = pack_dense_weight(w, spec.offset)
         src = x if spec.pointwise else _emit_pad_split(bb, x, pads, strides[1])
         im2col = bb.add_func(im2col_words(spec), "im2col")
         cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.positions_padded), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
-            lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype), cols, relax.const(words, "int32"),
-            relax.const(correction, "int32"), primfunc_name_hint="conv2d_int8",
-        )  # fmt: skip
+            lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype),
+            cols,
+            relax.const(words, "int32"),
+            relax.const(correction, "int32"),
+            primfunc_name_hint="conv2d_int8",
+        )
     if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1:
         padded = _emit_pad_split(bb, x, pads, strides[1])
         # int32 weights: each tap's multiply then takes its weight straight from memory (a broadcast operand)
-        return bb.call_te(lambda pt, wt: depthwise_conv(pt, wt, strides, out_hw), padded,
-                          relax.const(w.astype("int32"), "int32"), primfunc_name_hint="depthwise_int8")  # fmt: skip
+        return bb.call_te(
+            lambda pt, wt: depthwise_conv(pt, wt, strides, out_hw),
+            padded,
+            relax.const(w.astype("int32"), "int32"),
+            primfunc_name_hint="depthwise_int8",
+        )
     return _nn_conv2d(bb, call)
 
 

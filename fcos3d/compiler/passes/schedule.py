@@ -47,7 +47,7 @@ def _inline_after(sch: s_tir.Schedule, anchor) -> object:
     returns the last block (``anchor`` itself when nothing follows)."""
     blocks = _blocks(sch)
     names = [sch.get(b).name_hint for b in blocks]
-    after = blocks[names.index(sch.get(anchor).name_hint) + 1:]
+    after = blocks[names.index(sch.get(anchor).name_hint) + 1 :]
     for block in after[:-1]:
         sch.compute_inline(block)
     return after[-1] if after else anchor

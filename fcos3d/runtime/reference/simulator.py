@@ -66,9 +66,7 @@ def _maxpool(op: MaxPool, x: np.ndarray) -> np.ndarray:
 
 def _concat(op: Concat, *xs: np.ndarray) -> np.ndarray:
     """Inputs with another scale are requantised to the output's (requantize + saturate), then copied."""
-    parts = [
-        x if r is None else fx.requantize_int8(x, r[0], r[1]) for x, r in zip(xs, op.rescales, strict=True)
-    ]
+    parts = [x if r is None else fx.requantize_int8(x, r[0], r[1]) for x, r in zip(xs, op.rescales, strict=True)]
     return np.concatenate(parts, axis=op.axis)
 
 

@@ -25,10 +25,13 @@ def test_integer_module_passes():
     assert check_integer(relax.transform.LegalizeOps()(mod)) is not None
 
 
-@pytest.mark.parametrize(("dtype", "out_dtype", "message"), [
-    ("float32", "float32", "float32"),
-    ("int8", "int8", "out_dtype int8"),  # an int8 accumulator would overflow
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("dtype", "out_dtype", "message"),
+    [
+        ("float32", "float32", "float32"),
+        ("int8", "int8", "out_dtype int8"),  # an int8 accumulator would overflow
+    ],
+)
 def test_float_or_narrow_accumulator_is_rejected(dtype, out_dtype, message):
     with pytest.raises(GraphCheckError, match=message):
         check_integer(_module(dtype, out_dtype), after="test")

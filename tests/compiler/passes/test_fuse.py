@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import tirx
 from qdq_graphs import QDQGraphBuilder
-from tvm import relax
+from tvm import relax, tirx
 
 from fcos3d.boards import load_board
 from fcos3d.compiler.build import board_target, build_executable

@@ -48,6 +48,6 @@ def test_each_op_equals_the_simulator(op, tie, host_compile):
     x = np.random.default_rng(5).integers(-128, 128, size=(2, 4, 7, 6), dtype=np.int8)
     want = sim.run(x)
     got = vm["main"](tvm.runtime.tensor(x))
-    for (name, w), g in zip(want.items(), got, strict=True):
+    for (_name, w), g in zip(want.items(), got, strict=True):
         assert g.numpy().dtype == w.dtype
         assert np.array_equal(g.numpy(), w), f"{op}: {np.count_nonzero(g.numpy() != w)} elements differ"

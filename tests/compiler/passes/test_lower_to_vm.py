@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import tvm
+from test_legalize import imported_module
 from tvm import relax
 
 from fcos3d.compiler.passes.fuse import fuse
 from fcos3d.compiler.passes.legalize import legalize
 from fcos3d.compiler.passes.lower_to_vm import lower_to_vm
-from test_legalize import imported_module
 
 
 def test_lowered_module_is_vm_ready():
