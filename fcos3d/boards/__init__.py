@@ -7,6 +7,7 @@ Standard library only: ``load_board(name)``, ``board_names()``; the files live b
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,7 @@ __all__ = [
     "Accelerator",
     "Board",
     "Figure",
+    "BoardError",
     "UnknownBoardError",
     "board_names",
     "load_board",
@@ -29,6 +31,10 @@ __all__ = [
 
 class UnknownBoardError(ValueError):
     """No board file of that name; the message lists the known boards."""
+
+
+class BoardError(ValueError):
+    """A board file that cannot be read or holds an invalid value; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -81,17 +87,19 @@ class Accelerator:
     def __post_init__(self):
         missing = [k for k in ACCELERATOR_FIGURES if k not in self.figures]
         if missing:
-            raise ValueError(
+            raise BoardError(
                 f"accelerator {self.name!r}: missing figure(s) {missing}; add [[figures]] entries "
                 f"with name, value, unit and source (fcos3d/boards/ethos-u55-256.toml is an example)"
             )
         for f in self.figures.values():
             if not f.source.strip():
-                raise ValueError(
+                raise BoardError(
                     f"accelerator {self.name!r}: figure {f.name!r} has no source; cite one or state the assumption"
                 )
-            if (f.name in ACCELERATOR_FIGURES or f.name in OPTIONAL_FIGURES) and not f.value > 0:
-                raise ValueError(f"accelerator {self.name!r}: figure {f.name!r} must be > 0, got {f.value}")
+            if (f.name in ACCELERATOR_FIGURES or f.name in OPTIONAL_FIGURES) and not 0 < f.value < math.inf:
+                raise BoardError(
+                    f"accelerator {self.name!r}: figure {f.name!r} must be a finite number > 0, got {f.value}"
+                )
 
     def __getitem__(self, name: str) -> float:
         return self.figures[name].value
@@ -114,9 +122,9 @@ class Board:
 
     def __post_init__(self):
         if not self.name or not self.description:
-            raise ValueError("Board: 'name' and 'description' must be non-empty strings")
+            raise BoardError("Board: 'name' and 'description' must be non-empty strings")
         if self.target.get("kind") != "llvm":
-            raise ValueError(
+            raise BoardError(
                 f"Board {self.name!r}: target.kind must be 'llvm' (CPU code), got {self.target.get('kind')!r}"
             )
 
@@ -134,14 +142,18 @@ def _freeze(value):
 def _from_dict(doc: dict, origin: str) -> Board:
     missing = [k for k in ("name", "description", "target") if k not in doc]
     if missing:
-        raise ValueError(f"{origin}: missing key(s) {missing}; a board needs name, description and [target]")
+        raise BoardError(f"{origin}: missing key(s) {missing}; a board needs name, description and [target]")
+    if not isinstance(doc.get("target"), dict):
+        raise BoardError(f'{origin}: [target] must be a table (kind = "llvm", ...)')
     try:
         figures = tuple(
             Figure(str(f["name"]), float(f["value"]), str(f.get("unit", "")), str(f["source"]))
             for f in doc.get("figures", [])
         )
     except KeyError as exc:
-        raise ValueError(f"{origin}: a [[figures]] entry lacks {exc}; each needs name, value, unit, source") from None
+        raise BoardError(f"{origin}: a [[figures]] entry lacks {exc}; each needs name, value, unit, source") from None
+    except (TypeError, ValueError):
+        raise BoardError(f"{origin}: every [[figures]] value must be a number") from None
     accelerator = None
     if "accelerator" in doc:
         acc = doc["accelerator"]
@@ -168,17 +180,34 @@ def board_names() -> list[str]:
     return sorted(_files())
 
 
+def _parse(text_of, origin: str) -> Board:
+    """The board of a TOML text; every problem one BoardError naming ``origin`` (a path or the packaged name)."""
+    try:
+        doc = tomllib.loads(text_of())
+    except OSError as exc:
+        raise BoardError(f"{origin}: cannot be read ({exc.strerror}); check the path") from None
+    except UnicodeDecodeError:
+        raise BoardError(f"{origin}: not UTF-8 text; a board is a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BoardError(f"{origin}: TOML syntax error ({exc}); fix the file") from None
+    try:
+        return _from_dict(doc, origin)
+    except BoardError as exc:
+        text = str(exc)
+        raise BoardError(text if text.startswith(origin) else f"{origin}: {text}") from None
+
+
 def load_board_file(path: str | Path) -> Board:
     """A board from any TOML file."""
     path = Path(path)
-    return _from_dict(tomllib.loads(path.read_text()), str(path))
+    return _parse(path.read_text, str(path))
 
 
 def load_board(name: str) -> Board:
     """A packaged board by name (``host``, ``arm-npu``, ...), or a path to a ``.toml`` file."""
-    if name.endswith(".toml") and Path(name).is_file():
+    if name.endswith(".toml"):
         return load_board_file(name)
     files = _files()
     if name not in files:
         raise UnknownBoardError(f"unknown board {name!r}; known boards: {', '.join(sorted(files))}")
-    return _from_dict(tomllib.loads(files[name].read_text()), f"fcos3d/boards/{name}.toml")
+    return _parse(files[name].read_text, f"fcos3d/boards/{name}.toml")

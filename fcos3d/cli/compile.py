@@ -1,8 +1,9 @@
-"""`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS] [--tune-trials N --tuning-db DIR]`:
-the compiler's command.
+"""`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS] [--tune-trials N --tuning-db DIR]
+[--input-shape NAME=1,3,H,W ...]`: the compiler's command.
 
 Thin: calls ``build.compile_onnx`` and prints. Exit 2 with one error (listing every unsupported node) on
-graphs outside the supported QDQ patterns; a rich table of the artifact on success.
+graphs outside the supported QDQ patterns, and with one error naming the input and ``--input-shape`` for a
+symbolic input dim; a rich table of the artifact on success.
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ def _pass_name(ctx, param, value: str | None) -> str | None:
     if value not in PASS_NAMES:
         raise click.BadParameter(f"{value!r} is not a pass; use one of {', '.join(PASS_NAMES)}")
     return value
+
+
+def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """``--input-shape NAME=1,3,H,W`` (repeatable) -> {NAME: shape}; a malformed or repeated one is a usage error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in values:
+        from fcos3d.int8.frontend import parse_input_shape
+
+        try:
+            name, shape = parse_input_shape(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if name in shapes:
+            raise click.BadParameter(f"input {name!r} is given twice")
+        shapes[name] = shape
+    return shapes
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,6 +77,14 @@ def _pass_name(ctx, param, value: str | None) -> str | None:
     default=None,
     help="MetaSchedule database folder, kept and reused by later compiles (needed with --tune-trials).",
 )
+@click.option(
+    "--input-shape",
+    "input_shape",
+    multiple=True,
+    callback=_input_shapes,
+    metavar="NAME=D0,D1,...",
+    help="Static shape of an input with symbolic dims, e.g. input=1,3,224,224 (repeatable, one per input).",
+)
 def compile_cmd(
     model: Path,
     board: str,
@@ -68,6 +93,7 @@ def compile_cmd(
     no_simplify: bool,
     tune_trials: int,
     tuning_db: Path | None,
+    input_shape: dict[str, tuple[int, ...]],
 ) -> None:
     """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
     from rich.console import Console
@@ -75,7 +101,7 @@ def compile_cmd(
 
     from fcos3d.boards import UnknownBoardError, load_board
     from fcos3d.compiler.build import compile_onnx
-    from fcos3d.compiler.check import InvalidModelError
+    from fcos3d.compiler.check import InputShapeError, InvalidModelError
     from fcos3d.int8.reader import UnsupportedGraphError
 
     try:
@@ -101,17 +127,27 @@ def compile_cmd(
             run_simplify=not no_simplify,
             tune_trials=tune_trials,
             tuning_db=tuning_db,
+            input_shapes=input_shape or None,
         )
-    except (UnsupportedGraphError, InvalidModelError) as exc:
+    except (UnsupportedGraphError, InvalidModelError, InputShapeError) as exc:
         click.echo(f"error: {model}: {exc}", err=True)
         sys.exit(2)
     except FileNotFoundError as exc:  # a missing cross compiler
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:  # onnx/protobuf reading errors do not name the file; the rest: cli/boundary.py
+        from .boundary import onnx_error
+
+        if onnx_error(model, exc) is None:
+            raise
+        click.echo(f"error: {onnx_error(model, exc)}", err=True)
+        sys.exit(2)
     console = Console()
     if result.dumped_ir is not None:
         ir_path = out_dir / f"ir-after-{dump_ir_after}.py"
-        ir_path.write_text(result.dumped_ir)
+        from fcos3d.io import atomic_write_text
+
+        atomic_write_text(ir_path, result.dumped_ir)
         console.print(f"IR after {dump_ir_after}: {ir_path}")
     if result.note:
         console.print(f"[yellow]note:[/] {result.note}")
@@ -137,7 +173,9 @@ def compile_cmd(
 
 def main() -> None:
     """Console entry point (pyproject: fcos3d-compile)."""
-    compile_cmd.main(prog_name="fcos3d-compile")
+    from .boundary import run_command
+
+    run_command(compile_cmd, "fcos3d-compile")  # expected failures: one line, exit 2
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fcos3d.errors import Fcos3dError
-from fcos3d.io import atomic_write_json
+from fcos3d.io import atomic_write_json, atomic_write_text, atomic_writer
 
 __all__ = ["DemoOptions", "run_demo", "STAGE_ORDER"]
 
@@ -106,8 +106,8 @@ def _accuracy_png(acc: dict[str, dict], path: Path) -> Path:
     ax.set_title("FCOS3D accuracy per stage (synthetic nuScenes, mini_val)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path))
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png")
     return path
 
 
@@ -408,5 +408,5 @@ def _finish(summary: dict, steps: _Steps, out: Path, t_start: float) -> dict:
         for k in [k for k in m if k.startswith("class_")]:
             m.pop(k)
     atomic_write_json(out / "summary.json", summary)
-    (out / "SUMMARY.md").write_text(_markdown(summary))
+    atomic_write_text(out / "SUMMARY.md", _markdown(summary))
     return summary

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from fcos3d.errors import Fcos3dError
-
+from .boundary import onnx_error, run_command
 from .console import console, overrides, print_table, progress_bar
+
+_MAX_SIDE = 8192
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -23,6 +24,8 @@ def _parse_size(text: str) -> tuple[int, int]:
         raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT, e.g. 800x450") from None
     if w < 32 or h < 32:
         raise click.BadParameter(f"{text!r} is too small: use at least 32x32")
+    if w > _MAX_SIDE or h > _MAX_SIDE:  # larger images only exhaust memory (nuScenes' own are 1600x900)
+        raise click.BadParameter(f"{text!r} is too large: use at most {_MAX_SIDE}x{_MAX_SIDE}")
     return w, h
 
 
@@ -642,7 +645,13 @@ def perf_cmd(model, targets, layers, out_dir):
         boards_ = [load_board(t) for t in targets]
     except UnknownBoardError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from None
-    graph = check_onnx(model).graph
+    try:
+        graph = check_onnx(model).graph
+    except Exception as exc:  # onnx/protobuf reading errors do not name the file
+        err = onnx_error(model, exc)
+        if err is None:
+            raise
+        raise err from None
     ests = [estimate(graph, b) for b in boards_]
     keys = (
         ("latency ms", "latency_ms", "{:.3f}"),
@@ -681,18 +690,8 @@ def perf_cmd(model, targets, layers, out_dir):
 
 
 def main() -> None:
-    """Console entry point: bad input becomes one line on stderr and a non-zero exit."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except Fcos3dError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+    """Console entry point: expected failures become one line on stderr and exit 2 (cli/boundary.py)."""
+    run_command(cli, "fcos3d")
 
 
 if __name__ == "__main__":

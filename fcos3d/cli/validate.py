@@ -52,6 +52,14 @@ def _fmt(metrics: dict | None, key: str) -> str:
     default=None,
     help="HOST:PORT of `python -m tvm.exec.rpc_server` on the board [default: run the artifact in this process].",
 )
+@click.option(
+    "--rpc-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds the board may take to answer a connect, an upload or a run before the validation stops with an "
+    "error (raise it for a slow board or link).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Validate only the first N camera images.")
 @click.option(
     "--out",
@@ -71,6 +79,7 @@ def validate_cmd(
     config_path: Path,
     artifact_dir: Path | None,
     device: str | None,
+    rpc_timeout: float,
     limit: int | None,
     out_dir: Path | None,
     sets: tuple[str, ...],
@@ -83,6 +92,7 @@ def validate_cmd(
     from fcos3d.int8.reader import UnsupportedGraphError
     from fcos3d.runtime.validate import REPORT_FILE
 
+    from .boundary import one_line
     from .console import console as _console
     from .console import overrides as _overrides
     from .console import print_table, progress_bar
@@ -103,9 +113,10 @@ def validate_cmd(
                 out_dir=out_dir,
                 progress=progress,
                 echo=console.print,
+                rpc_timeout=rpc_timeout,
             )
     except (Fcos3dError, InvalidModelError, UnsupportedGraphError, RecordError) as exc:
-        _fail(str(exc).splitlines()[0])
+        _fail(one_line(str(exc)))  # a loader worker's error arrives wrapped: its own line
 
     rows = []
     for o in report["outputs"]:
@@ -138,7 +149,9 @@ def validate_cmd(
 
 def main() -> None:
     """Console entry point (pyproject: fcos3d-validate)."""
-    validate_cmd.main(prog_name="fcos3d-validate")
+    from .boundary import run_command
+
+    run_command(validate_cmd, "fcos3d-validate")  # expected failures: one line, exit 2
 
 
 if __name__ == "__main__":

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fcos3d.artifact import LIBRARY, make_meta, write_meta
+from fcos3d.artifact import LIBRARY, make_meta, replaceable, write_meta
 from fcos3d.boards import Board, load_board
+from fcos3d.errors import Fcos3dError
+from fcos3d.io import atomic_dir
 
 from .check import check_onnx
 
@@ -92,10 +95,12 @@ def compile_onnx(
     run_simplify: bool = True,
     tune_trials: int = 0,
     tuning_db: str | Path | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> CompileResult:
     """The whole compile: check -> passes -> relax.build -> export -> meta.json. Returns data; prints nothing.
     ``tune_trials`` / ``tuning_db``: MetaSchedule trials for the functions the database folder lacks, and
-    the folder (kept: a later compile reuses it; with 0 trials it is only applied). See tuning.py."""
+    the folder (kept: a later compile reuses it; with 0 trials it is only applied). See tuning.py.
+    ``input_shapes``: {input name: shape} for inputs with symbolic dims (check.py; InputShapeError without)."""
     from .pipeline import run_pipeline
     from .tuning import Tuning
 
@@ -110,9 +115,10 @@ def compile_onnx(
             f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "
             f"use `fcos3d perf --target {board.name} MODEL.onnx`"
         )
+    replaceable(Path(out_dir))  # a folder that is not an artifact fails before the long compile
     seconds = {}
     t = time.perf_counter()
-    checked = check_onnx(onnx_path, run_simplify=run_simplify)
+    checked = check_onnx(onnx_path, run_simplify=run_simplify, input_shapes=input_shapes)
     seconds["check"] = time.perf_counter() - t
     target = board_target(board)
     t = time.perf_counter()
@@ -121,11 +127,6 @@ def compile_onnx(
     t = time.perf_counter()
     executable = build_executable(lowered.mod, target)
     seconds["build"] = time.perf_counter() - t
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    library = export_library(executable, out_dir / LIBRARY, board)
-    seconds["export"] = time.perf_counter() - t
     path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
     onnx_info = {"path": path_text, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified}
     meta = make_meta(
@@ -136,13 +137,31 @@ def compile_onnx(
         output_shapes=module_output_shapes(lowered.mod),
     )
     meta["tuning"] = {"trials": tuning.trials, "database": None if tuning.database is None else str(tuning.database)}
-    write_meta(out_dir, meta)  # atomic: a meta.json always matches the model.so beside it
-    if board.accelerator is not None:
-        from .latency.estimate import estimate
-        from .latency.report import write_report
+    # Written whole or not at all: every file goes into a temp folder beside out_dir, meta.json last (with the
+    # sha256 of the others), then the folder replaces out_dir in one rename. A failed link, a full disk or a kill
+    # leaves the previous artifact as it was.
+    out_dir = Path(out_dir)
+    replaceable(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        t = time.perf_counter()
+        try:
+            export_library(executable, tmp / LIBRARY, board)
+        except RuntimeError as exc:  # TVM reports a failed link (a full disk too) as a RuntimeError with its log
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            why = [ln for ln in lines if "No space left" in ln] or [ln for ln in lines[1:] if "error" in ln.lower()]
+            why = (why or lines or [type(exc).__name__])[0]
+            raise Fcos3dError(
+                f"{out_dir / LIBRARY}: linking failed ({why[:200]}); is the disk full? Free space and re-run; the "
+                "previous artifact there is unchanged"
+            ) from None
+        seconds["export"] = time.perf_counter() - t
+        if board.accelerator is not None:
+            from .latency.estimate import estimate
+            from .latency.report import write_report
 
-        write_report(estimate(checked.graph, board), out_dir)
-    return CompileResult(out_dir, library, meta, seconds, lowered.dumped_ir, checked.note)
+            write_report(estimate(checked.graph, board), tmp)
+        write_meta(tmp, meta)  # records meta["files"]: the sha256 of model.so and the reports
+    return CompileResult(out_dir, out_dir / LIBRARY, meta, seconds, lowered.dumped_ir, checked.note)
 
 
 def _target_json(target) -> dict:

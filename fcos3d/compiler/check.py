@@ -1,4 +1,5 @@
-"""Load and check a QDQ ONNX for the compiler: onnx.checker, opset, supported patterns, then onnxsim.
+"""Load and check a QDQ (or QOperator) ONNX for the compiler: onnx.checker, opset, the reader's front end (QOperator
+-> QDQ, fixed input shapes, folded shape subgraphs), static input shapes, onnxsim, then the supported patterns.
 
 Pattern matching is fcos3d.int8's reader (``parse_qdq``), the simulator's too: the compiler accepts exactly the
 graphs the simulator can run, and reports every unsupported node in one ``UnsupportedGraphError``.
@@ -8,15 +9,25 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from fcos3d.int8.frontend import InputShapeError, prepare, symbolic_inputs
 from fcos3d.int8.ops import IntGraph
 from fcos3d.int8.reader import UnsupportedGraphError, parse_qdq
 
-__all__ = ["MIN_OPSET", "CheckedModel", "UnsupportedGraphError", "InvalidModelError", "check_onnx", "simplify"]
+__all__ = [
+    "MIN_OPSET",
+    "CheckedModel",
+    "UnsupportedGraphError",
+    "InvalidModelError",
+    "InputShapeError",
+    "check_onnx",
+    "simplify",
+]
 
 # QuantizeLinear/DequantizeLinear with per-axis scales exist from opset 13.
 MIN_OPSET = 13
@@ -74,11 +85,25 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     return simple, ""
 
 
-def check_onnx(path: str | Path | onnx.ModelProto, run_simplify: bool = True) -> CheckedModel:
-    """Load, ``onnx.checker`` it, require opset >= 13, simplify (onnxsim), parse the QDQ patterns.
+def _suggest(dims) -> str:
+    """The --input-shape value to suggest: the fixed dims, 1 for a symbolic batch (dim 0), the dim's name otherwise."""
+    out = []
+    for k, d in enumerate(dims):
+        out.append(str(d) if isinstance(d, int) and d > 0 else "1" if k == 0 else str(d or "?").upper())
+    return ",".join(out)
 
-    Raises ``InvalidModelError`` (checker/opset) or ``UnsupportedGraphError`` (every node outside the
-    supported patterns, in one message: ``.nodes`` lists them).
+
+def check_onnx(
+    path: str | Path | onnx.ModelProto,
+    run_simplify: bool = True,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> CheckedModel:
+    """Load, ``onnx.checker`` it, require opset >= 13, run the reader's front end with ``input_shapes``
+    ({input name: shape}, for symbolic dims), require static input shapes, simplify (onnxsim), parse the patterns.
+
+    Raises ``InvalidModelError`` (checker/opset), ``InputShapeError`` (a symbolic input dim without its shape,
+    or a shape that does not fit: the message names the input and ``--input-shape``) or
+    ``UnsupportedGraphError`` (every node outside the supported patterns, in one message: ``.nodes`` lists them).
     """
     if isinstance(path, onnx.ModelProto):
         model, data = path, path.SerializeToString()
@@ -93,6 +118,15 @@ def check_onnx(path: str | Path | onnx.ModelProto, run_simplify: bool = True) ->
     opset = _default_opset(model)
     if opset < MIN_OPSET:
         raise InvalidModelError(f"opset {opset} < {MIN_OPSET}: re-export with opset >= {MIN_OPSET} (17 recommended)")
+    model = prepare(model, input_shapes)  # QOperator -> QDQ, the given input shapes, shape subgraphs folded
+    symbolic = symbolic_inputs(model)
+    if symbolic:
+        fix = " ".join(f"--input-shape {name}={_suggest(dims)}" for name, dims in symbolic.items())
+        listed = "; ".join(f"input {name!r} has shape {tuple(dims)}" for name, dims in symbolic.items())
+        raise InputShapeError(
+            f"{listed}: the compiler needs static shapes. Give them: {fix} "
+            "(compile_onnx(..., input_shapes={name: shape}))"
+        )
     simplified, note = False, ""
     if run_simplify:  # first: onnxsim removes glue (Identity, ...) that the patterns do not know
         simple, note = simplify(model)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tvm import IRModule
 
+from fcos3d.errors import Fcos3dError
+
 __all__ = ["Tuning", "apply_tuning"]
 
 
@@ -130,7 +132,14 @@ def apply_tuning(mod: IRModule, target, tuning: Tuning | None) -> IRModule:
 
     work_dir = Path(tuning.database)
     work_dir.mkdir(parents=True, exist_ok=True)
-    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    try:
+        database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    except Exception as exc:  # TVM reports a damaged database file as a bare RuntimeError of its JSON reader
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise Fcos3dError(
+            f"{work_dir}: not a readable MetaSchedule tuning database ({first[:200]}); delete its "
+            "database_*.json files (or pass another --tuning-db) to tune afresh"
+        ) from None
     tasks = [t for t in _tasks(mod, target) if not database.has_workload(t.dispatched[0])]
     if tuning.trials > 0 and tasks:
         for task in tasks:

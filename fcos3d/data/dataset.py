@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ..errors import Fcos3dError
 from .devkit import check_images_exist, load_nuscenes, split_image_infos, split_meta, split_scenes
+from .lmdb_file import check_data_mdb, open_lmdb
 from .mono import build_record
 from .record import LEN_KEY, META_KEY, RecordError, decode_meta, decode_record, index_key
 
@@ -28,21 +29,27 @@ _ENVS: dict[str, tuple[int, tuple[int, int], object]] = {}  # path -> (pid, (st_
 
 
 def _lmdb_env(path: Path, recheck: bool = False):
-    """This process's read-only environment of ``path``; ``recheck`` reopens it if it was re-packed."""
-    import lmdb
+    """This process's read-only environment of ``path``; ``recheck`` reopens it if it was re-packed.
 
+    Every open (in the main process and in each DataLoader worker) first checks data.mdb against its last page
+    (lmdb_file.check_data_mdb): a truncated file is one Fcos3dError line, not a SIGBUS."""
     key = str(path)
     entry = _ENVS.get(key)
     pid = os.getpid()
     if entry is not None and entry[0] == pid and not recheck:
         return entry[2]
-    st = os.stat(path / "data.mdb")
+    try:
+        st = os.stat(path / "data.mdb")
+    except OSError as e:
+        raise Fcos3dError(f"{path / 'data.mdb'}: {e.strerror}; pack the split first, or fix the path") from None
     ident = (st.st_dev, st.st_ino)
     if entry is not None:
         if entry[0] == pid and entry[1] == ident:
+            check_data_mdb(path)  # the same file may have been cut short in place (a copy over it)
             return entry[2]
         entry[2].close()  # inherited through fork, or the files were replaced by a re-pack
-    env = lmdb.open(key, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+    _ENVS.pop(key, None)
+    env = open_lmdb(path, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
     _ENVS[key] = (pid, ident, env)
     return env
 
@@ -71,7 +78,10 @@ def record_to_sample(rec: dict, where: str) -> dict:
     except (TypeError, ValueError, cv2.error):  # not bytes, or empty
         img = None
     if img is None:
-        raise Fcos3dError(f"{where}: the JPEG does not decode: re-run `fcos3d data pack` for this split")
+        raise Fcos3dError(
+            f"{where}: the JPEG does not decode (source image {rec.get('file_name') or '?'}): re-run "
+            "`fcos3d data pack` for this split (pack checks every source JPEG and names a damaged one)"
+        )
     h, w = img.shape[:2]
     if [h, w] != list(rec["img_shape"]):
         raise Fcos3dError(
@@ -150,8 +160,7 @@ class NuscenesMonoDataset(_MonoSamples):
             )
         self.transforms = _check_transforms(transforms)
         env = _lmdb_env(self.data_path, recheck=True)
-        with env.begin() as txn:
-            raw_len, raw_meta = txn.get(LEN_KEY), txn.get(META_KEY)
+        raw_len, raw_meta = self._get(env, LEN_KEY, "__len__"), self._get(env, META_KEY, "__meta__")
         if raw_len is None or raw_meta is None:
             raise Fcos3dError(
                 f"{self.data_path} has no __len__/__meta__ key (packing did not finish): re-run `fcos3d data pack`"
@@ -165,11 +174,23 @@ class NuscenesMonoDataset(_MonoSamples):
     def __len__(self) -> int:
         return self._len
 
+    def _get(self, env, key: bytes, what: str) -> bytes | None:
+        """One value read; lmdb's errors on a damaged file become one Fcos3dError line naming it."""
+        import lmdb
+
+        try:
+            with env.begin() as txn:
+                return txn.get(key)
+        except lmdb.Error as e:
+            raise Fcos3dError(
+                f"{self.data_path / 'data.mdb'}: reading {what} failed ({type(e).__name__}: {e}); the LMDB is "
+                "damaged: re-run `fcos3d data pack` for this split"
+            ) from None
+
     def read_record(self, index: int) -> dict:
         """The decoded record (JPEG still encoded) at ``index``; corrupt data raises Fcos3dError."""
         index = self._check_index(index)
-        with _lmdb_env(self.data_path).begin() as txn:
-            raw = txn.get(index_key(index))
+        raw = self._get(_lmdb_env(self.data_path), index_key(index), f"record {index}")
         if raw is None:
             raise Fcos3dError(f"{self.data_path}: record {index} is missing: re-run `fcos3d data pack` for this split")
         try:

@@ -5,7 +5,6 @@ For people checking a packed LMDB (or, later, predictions): `fcos3d data show` w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from ..boxes.geometry import camera_box_corners, project_points
 from ..boxes.image_box import BOX_EDGES, clip_segments_to_depth
 from ..errors import Fcos3dError
+from ..io import atomic_writer
 from .classes import CLASSES
 
 __all__ = ["show_record", "show_detections", "figure_size", "CLASS_COLORS"]
@@ -183,13 +183,8 @@ def show_record(data_path, index: int, save_path) -> Path:
 def _save_png(fig, save_path) -> Path:
     """Write a figure as PNG atomically (temp file + rename); returns the absolute path."""
     save_path = Path(save_path).expanduser().absolute()
-    save_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = save_path.with_name(f".{save_path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format="png", dpi=_DPI)
-        os.replace(tmp, save_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_writer(save_path) as f:
+        fig.savefig(f, format="png", dpi=_DPI)
     return save_path
 
 

@@ -14,7 +14,8 @@ Conventions used by every function here:
   2.5 -> 3 and -2.5 -> -2. This is TVM's ``q_multiply_shift(acc, m, 31, shift)`` and
   ``q_multiply_shift_per_axis(acc, m, max(shift, 0), max(-shift, 0), 31, ...)``, bit for bit, on the
   domain documented in ``requantize`` (tests/runtime/test_fixedpoint.py builds both with TVM and checks).
-- int8 activations are symmetric (zero point 0) in [-128, 127]; weights in [-127, 127].
+- int8 activations are in [-128, 127] with a per-tensor zero point (0 on the symmetric path, docs/int8.md 1);
+  weights are symmetric in [-127, 127].
 
 No floating point is used on the integer path (``requantize``, ``round_half_up_shift``, ``saturate``,
 ``add_requantize``); floats appear only where float scales are turned into integers
@@ -247,15 +248,23 @@ def requantize_int8(
     shift: np.ndarray | int,
     axis: int | None = None,
     relu: bool = False,
+    zero_point: int = 0,
+    bounds: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """int32 accumulator -> int8 activation, with an optional fused ReLU.
+    """int32 accumulator -> int8 activation, with an optional fused ReLU and output zero point.
 
-    Formula: ``saturate(requantize(acc, m, shift, axis), 0 if relu else -128, 127)``.
-    Rounding as ``requantize`` (one rounding, ties toward +inf), then saturation; a fused ReLU clamps
-    at the zero point 0 after requantisation. Returns int8.
+    Formula: ``saturate(requantize(acc, m, shift, axis) + zero_point, lo, hi)`` with ``(lo, hi) = bounds``, or
+    ``(zero_point if relu else -128, 127)``. Rounding as ``requantize`` (one rounding, ties toward +inf), then
+    the zero point (an exact integer add), then saturation; a fused ReLU clamps at the zero point (the real 0)
+    after requantisation. With ``zero_point`` 0 and no ``bounds`` (the symmetric path) it is
+    ``saturate(requantize(acc), 0 if relu else -128, 127)``. Returns int8.
     """
     y = requantize(acc, multiplier, shift, axis=axis)
-    return saturate(y, 0 if relu else INT8_MIN, INT8_MAX).astype(np.int8)
+    if bounds is None:
+        bounds = (int(zero_point) if relu else INT8_MIN, INT8_MAX)
+    if zero_point:
+        y = y + int(zero_point)
+    return saturate(y, bounds[0], bounds[1]).astype(np.int8)
 
 
 def accumulator_bound(fan_in: int, max_abs_bias: int = 0, max_abs_weight: int = 127) -> int:
@@ -307,25 +316,44 @@ def add_multipliers(scale_a: float, scale_b: float, scale_out: float) -> AddResc
     return AddRescale(int(m_a), int(sh_a), int(m_b), int(sh_b), int(m_o), int(sh_o))
 
 
-def add_requantize(a: np.ndarray, b: np.ndarray, rescale: AddRescale, relu: bool = False) -> np.ndarray:
-    """int8 a (scale s_a) + int8 b (scale s_b) -> int8 (scale s_out), optionally with a fused ReLU.
+def add_requantize(
+    a: np.ndarray,
+    b: np.ndarray,
+    rescale: AddRescale,
+    relu: bool = False,
+    zero_points: tuple[int, int, int] = (0, 0, 0),
+    bounds: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """int8 a (scale s_a, zero point z_a) + int8 b (s_b, z_b) -> int8 (s_out, z_out), optional fused ReLU.
 
-    Formula: ``a32 = requantize(a, m_a, sh_a)``, ``b32 = requantize(b, m_b, sh_b)`` (both in the common
-    domain of scale ``s_c = max(s_a, s_b) / 2**20``), ``y = saturate(requantize(a32 + b32, m_o, sh_o))``
-    with ``lo = 0`` when ``relu``. Every step is one TVM ``q_multiply_shift`` (per-tensor) and an int32
-    add, so compiled code can match it bit for bit.
+    Formula: ``a32 = requantize(a - z_a, m_a, sh_a)``, ``b32 = requantize(b - z_b, m_b, sh_b)`` (both in the
+    common domain of scale ``s_c = max(s_a, s_b) / 2**20``),
+    ``y = saturate(requantize(a32 + b32, m_o, sh_o) + z_out, lo, hi)`` with ``(lo, hi) = bounds``, or
+    ``(z_out, 127)`` with ``relu`` and ``(-128, 127)`` without. Every step is one TVM ``q_multiply_shift``
+    (per-tensor) and an int32 add or subtract, so compiled code can match it bit for bit. With all zero points
+    0 (the symmetric path) the subtractions and the add are no-ops.
     Rounding: three roundings, each to nearest with ties toward +inf. The two input rescales err by at
     most ~0.56 common steps each, i.e. about ``2**-19 * max(s_a, s_b) / s_out`` output LSB together,
-    so ``y`` equals the single rounding of the exact ``(a*s_a + b*s_b)/s_out`` except when that value
-    lies within this distance of a rounding tie (then it may differ by 1 LSB).
-    Overflow bound: ``|a32|, |b32| <= 128 * 2**20 + 1 = 2**27 + 1``, so ``|a32 + b32| <= 2**28 + 2 < 2**31``.
+    so ``y`` equals the single rounding of the exact ``((a-z_a)*s_a + (b-z_b)*s_b)/s_out`` except when that
+    value lies within this distance of a rounding tie (then it may differ by 1 LSB).
+    Overflow bound: ``|a - z_a| <= 255``, so ``|a32|, |b32| <= 255 * 2**20 + 1 < 2**28`` and
+    ``|a32 + b32| < 2**29 < 2**31`` (symmetric: ``2**28 + 2``).
     """
     a = np.asarray(a)
     b = np.asarray(b)
     for name, x in (("a", a), ("b", b)):
         if x.dtype.kind not in "iu" or (x.size and (x.min() < INT8_MIN or x.max() > INT8_MAX)):
             raise ValueError(f"add_requantize: {name} must hold int8 values, got dtype {x.dtype}")
+    z_a, z_b, z_o = (int(z) for z in zero_points)
+    if z_a:
+        a = a.astype(np.int64) - z_a
+    if z_b:
+        b = b.astype(np.int64) - z_b
     a32 = requantize(a, rescale.multiplier_a, rescale.shift_a)
     b32 = requantize(b, rescale.multiplier_b, rescale.shift_b)
     y = requantize(a32 + b32, rescale.multiplier_out, rescale.shift_out)
-    return saturate(y, 0 if relu else INT8_MIN, INT8_MAX).astype(np.int8)
+    if bounds is None:
+        bounds = (z_o if relu else INT8_MIN, INT8_MAX)
+    if z_o:
+        y = y + z_o
+    return saturate(y, bounds[0], bounds[1]).astype(np.int8)

@@ -19,7 +19,15 @@ from fcos3d.errors import Fcos3dError
 
 from .efficientnet import B0_STAGES
 
-__all__ = ["LoadCheckpoint", "LoadReport", "RGBInputToYUV", "YUV_TO_RGB", "lite0_key_mapping", "read_state_dict"]
+__all__ = [
+    "LoadCheckpoint",
+    "LoadReport",
+    "RGBInputToYUV",
+    "YUV_TO_RGB",
+    "lite0_key_mapping",
+    "read_state_dict",
+    "torch_load_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,22 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
 
 
+def torch_load_error(path, exc: Exception, fix: str) -> Fcos3dError:
+    """One line for a file that ``torch.load(weights_only=True)`` refused. A pickled Python object is refused
+    because loading it could run code: torch's advice to load the file anyway is deliberately not repeated."""
+    text = str(exc).strip()
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return Fcos3dError(
+            f"{path}: holds a pickled Python object ({found.group(1)}) besides tensors, and loading it could run "
+            f"code, so it is not loaded; {fix}"
+        )
+    if "Weights only load failed" in text:
+        return Fcos3dError(f"{path}: not a loadable checkpoint (not a weights-only torch file); {fix}")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return Fcos3dError(f"{path}: not a loadable checkpoint ({first[:160]}); {fix}")
+
+
 def read_state_dict(path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file: a bare state dict, or our {"state_dict": ..., meta...} format."""
     path = Path(path)
@@ -44,10 +68,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for non-checkpoints and pickled objects
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise Fcos3dError(
-            f"{path}: not a weights-only torch checkpoint ({first}): re-save it as a dict of tensors"
-        ) from None
+        raise torch_load_error(path, e, "re-save it as a dict of tensors") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -14,6 +14,7 @@ import onnx
 
 from fcos3d.errors import Fcos3dError
 from fcos3d.int8.writer import OPSET, write_qdq
+from fcos3d.io import atomic_write_bytes
 
 from .intmodel import IntModel, QAT2Quantize
 
@@ -78,9 +79,6 @@ def export_qdq_onnx(
     onnx_model = build_qdq_onnx(model, input_shape, meta)
     if simplify:
         onnx_model = simplify_keeping_qdq(onnx_model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(onnx_model, str(tmp))
-    tmp.replace(path)
+    # Whole or not at all (a temp file beside it, renamed): a kill or a full disk leaves the previous ONNX.
+    atomic_write_bytes(path, onnx_model.SerializeToString())
     return onnx_model

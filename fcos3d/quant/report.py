@@ -9,6 +9,7 @@ returns rows and writes JSON/CSV/PNG; printing is the CLI's.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from fcos3d.int8.ops import Add as IntAdd
 from fcos3d.int8.ops import Conv as IntConv
 from fcos3d.int8.ops import MaxPool as IntMaxPool
 from fcos3d.int8.ops import ResizeNearest as IntResize
+from fcos3d.io import atomic_write_text, atomic_writer
 
 from .intmodel import IntInferModel, IntModel
 from .qat import QAdd, QConv2d, QMaxPool2d, QResizeNearest, QuantFCOS3D
@@ -339,22 +341,23 @@ def write_report(report: QuantReport, out_dir: str | Path, *, annotate: int = 5)
         unit="dB, SQNR against the float model: 10*log10(sum(ref^2) / sum((ref - x)^2))",
         layers=[{k: plain(v) for k, v in r.items()} for r in report.rows],
     )
-    paths["json"].write_text(json.dumps(doc, indent=1) + "\n")
-    with paths["csv"].open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", "index", "layer", "kind", "output", "shape", *report.stages])
-        for rank, r in enumerate(report.rows):
-            w.writerow(
-                [
-                    rank,
-                    r["index"],
-                    r["layer"],
-                    r["kind"],
-                    r["output"],
-                    "x".join(map(str, r["shape"])),
-                    *[_fmt(r[s]) for s in report.stages],
-                ]
-            )
+    atomic_write_text(paths["json"], json.dumps(doc, indent=1) + "\n")
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["rank", "index", "layer", "kind", "output", "shape", *report.stages])
+    for rank, r in enumerate(report.rows):
+        w.writerow(
+            [
+                rank,
+                r["index"],
+                r["layer"],
+                r["kind"],
+                r["output"],
+                "x".join(map(str, r["shape"])),
+                *[_fmt(r[s]) for s in report.stages],
+            ]
+        )
+    atomic_write_text(paths["csv"], text.getvalue())
     _plot(report, paths["png"], annotate)
     return paths
 
@@ -394,5 +397,6 @@ def _plot(report: QuantReport, path: Path, annotate: int) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)

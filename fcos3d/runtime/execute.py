@@ -1,13 +1,17 @@
 """Run a compiled artifact (model.so + meta.json) with TVM's Relax VM, locally or on a board over TVM RPC.
 
-Checks meta.json against the library before loading (ELF machine, truncation, ONNX sha256, TVM versions) and
-returns raw integer outputs named as in meta.json, for bit-exact comparison with the simulator. Never imports torch.
+Checks meta.json against the library before loading (ELF machine, truncation, every file's sha256, ONNX sha256,
+TVM versions) and returns raw integer outputs named as in meta.json, for bit-exact comparison with the simulator.
+Every RPC call has a timeout (a board that never answers is a DeviceError, not a hang). Never imports torch.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 import struct
+import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +20,25 @@ from pathlib import Path
 import numpy as np
 
 from fcos3d.artifact import FIX as _FIX
-from fcos3d.artifact import ArtifactError, check_onnx, check_versions, read_meta
+from fcos3d.artifact import ArtifactError, check_files, check_onnx, check_versions, library_path, read_meta
 from fcos3d.errors import Fcos3dError
 from fcos3d.io import sha256_file
 
-__all__ = ["Artifact", "ArtifactError", "DeviceError", "ElfInfo", "load_artifact", "read_elf", "parse_device"]
+__all__ = [
+    "DEFAULT_RPC_TIMEOUT",
+    "Artifact",
+    "ArtifactError",
+    "DeviceError",
+    "ElfInfo",
+    "load_artifact",
+    "read_elf",
+    "parse_device",
+]
+
+# Seconds an RPC connect, upload, load or run may take before the board counts as not answering: a board that
+# accepts the connection and never answers would otherwise hang the caller for ever. One run of FCOS3D on a
+# small Arm board takes seconds; uploading a library of some MB over a slow link, tens of seconds.
+DEFAULT_RPC_TIMEOUT = 60.0
 
 # ELF e_machine values (System V gABI) of the architectures a board can have, and the names
 # platform.machine() / a target triple use for them.
@@ -153,7 +171,63 @@ def parse_device(device: str | None) -> tuple[str, int] | None:
 _SESSIONS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def _connect(host: str, port: int):
+def _shutdown_sockets_to(where: str) -> None:
+    """Shut down this process's TCP sockets connected to ``where`` ("host:port"); Linux (/proc), else nothing."""
+    host, _, port = where.rpartition(":")
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)}
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        return
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            peer = sock.getpeername()
+            if isinstance(peer, tuple) and peer[1] == int(port) and peer[0] in addrs:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()  # closes the duplicate only
+
+
+def _timed(fn, timeout: float, what: str, where: str):
+    """``fn()`` in a helper thread, given ``timeout`` seconds: a board that never answers becomes a DeviceError
+    instead of a hang. TVM releases the GIL in its calls, so the wait here ends on time; the stuck call is left
+    in its daemon thread (its session is dropped and never used again)."""
+    box: dict = {}
+
+    def call():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=call, name=f"fcos3d-rpc {what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        _SESSIONS.pop(where, None)
+        # Wake the stuck call: with its socket shut down, TVM's blocked read fails and the thread ends (a thread
+        # left blocked inside TVM would abort the interpreter at exit).
+        _shutdown_sockets_to(where)
+        worker.join(5.0)
+        raise DeviceError(
+            f"{where}: no answer within {timeout:g} s while {what}: is `python -m tvm.exec.rpc_server` (and "
+            "not some other program) listening there, and is the board busy? Pass a longer --rpc-timeout for a "
+            "slow board"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _connect(host: str, port: int, timeout: float):
     from tvm import rpc
 
     key = f"{host}:{port}"
@@ -161,7 +235,9 @@ def _connect(host: str, port: int):
     if session is not None:
         return session
     try:
-        session = rpc.connect(host, port)
+        session = _timed(lambda: rpc.connect(host, port), timeout, "connecting", key)
+    except DeviceError:
+        raise
     except Exception as exc:  # tvm raises its own error classes (InternalError, TVMError) for socket failures
         raise DeviceError(
             f"cannot reach a TVM RPC server at {host}:{port} ({type(exc).__name__}): start "
@@ -185,6 +261,7 @@ class Artifact:
     device: str = "local"
     elf: ElfInfo | None = None
     _session: object = None  # the RPC session, kept alive as long as the artifact
+    timeout: float = DEFAULT_RPC_TIMEOUT  # seconds per remote run (RPC only)
 
     @property
     def input_names(self) -> list[str]:
@@ -194,36 +271,49 @@ class Artifact:
     def output_names(self) -> list[str]:
         return [o["name"] for o in self.meta["outputs"]]
 
-    def run(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """int8 (N, C, H, W) input(s) -> raw outputs. ``x``: one array, or ``{input name: array}``."""
+    def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import tvm
 
+        fn = self.meta["function"]
+        args = [tvm.runtime.tensor(v, self._dev) for v in arrays]
+        # set_input / invoke_stateful / get_outputs rather than vm[fn](*args): the stateful calls are the ones that
+        # work over RPC (a remote call cannot return the result tuple), and one path serves both devices.
+        self._vm.set_input(fn, *args)
+        self._vm.invoke_stateful(fn)
+        result = self._vm.get_outputs(fn)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        return [r.numpy() for r in result]
+
+    def run(self, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """int8 (N, C, H, W) input(s) -> raw outputs. ``x``: one array, or ``{input name: array}``."""
         if len(self.input_names) != 1 and not isinstance(x, Mapping):
             raise ValueError(f"the artifact has inputs {self.input_names}: pass a dict")
         given = dict(x) if isinstance(x, Mapping) else {self.input_names[0]: x}
-        args = []
+        arrays = []
         for spec in self.meta["inputs"]:
             if spec["name"] not in given:
                 raise KeyError(f"missing input {spec['name']!r}")
             v = np.ascontiguousarray(given[spec["name"]])
             if v.dtype != np.int8 or list(v.shape) != list(spec["shape"]):
                 raise TypeError(f"input {spec['name']!r} must be int8 {spec['shape']}, got {v.dtype} {list(v.shape)}")
-            args.append(tvm.runtime.tensor(v, self._dev))
-        fn = self.meta["function"]
-        # set_input / invoke_stateful / get_outputs rather than vm[fn](*args): the stateful calls are the ones that
-        # work over RPC (a remote call cannot return the result tuple), and one path serves both devices.
+            arrays.append(v)
+        lib = self.path / self.meta["library"]
         try:
-            self._vm.set_input(fn, *args)
-            self._vm.invoke_stateful(fn)
-            result = self._vm.get_outputs(fn)
-        except Exception as exc:
             if self._session is None:
-                raise
-            raise DeviceError(
-                f"{self.device}: running {self.path / self.meta['library']} failed on the board: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                result = self._invoke(arrays)
+            else:
+                result = _timed(lambda: self._invoke(arrays), self.timeout, f"running {lib}", self.device)
+        except DeviceError:
+            raise
+        except Exception as exc:  # TVM's own error classes: a check inside the module failed
+            first = str(exc).strip().splitlines()
+            first = first[0] if first else type(exc).__name__
+            if self._session is not None:
+                raise DeviceError(f"{self.device}: running {lib} failed on the board: {first}") from None
+            raise ArtifactError(
+                f"{lib}: running it failed ({first[:200]}): {self.path / 'meta.json'} does not describe this "
+                f"library's inputs; {_FIX}"
             ) from None
-        result = result if isinstance(result, (tuple, list)) else (result,)
         specs = self.meta["outputs"]
         if len(result) != len(specs):
             raise ArtifactError(
@@ -231,8 +321,7 @@ class Artifact:
                 f"{len(result)}: the two do not belong together; {_FIX}"
             )
         out = {}
-        for spec, r in zip(specs, result, strict=True):
-            a = r.numpy()
+        for spec, a in zip(specs, result, strict=True):
             if str(a.dtype) != spec["dtype"] or list(a.shape) != list(spec["shape"]):
                 raise ArtifactError(
                     f"{self.path / 'meta.json'}: output {spec['name']!r} is {spec['dtype']} "
@@ -247,15 +336,18 @@ def load_artifact(
     device: str | None = None,
     onnx_path: str | Path | None = None,
     board: str | None = None,
+    timeout: float = DEFAULT_RPC_TIMEOUT,
 ) -> Artifact:
     """Open an artifact folder and load model.so into a Relax VM, on this CPU or on a board over TVM RPC.
 
     Checks first, each failure one ArtifactError naming the file and the fix: meta.json is valid; model.so is a
     whole ELF library for the machine meta.json's target names (run locally: for this machine); the TVM versions
     match the ones it was compiled with; the ONNX (``onnx_path``, else meta.json's path if that file is still
-    there) has the sha256 compiled from; meta.json's board is ``board`` when given.
+    there) has the sha256 compiled from; meta.json's board is ``board`` when given; every file of the folder
+    has the sha256 meta.json records (a model.so from another compile is refused, never run).
     ``device``: None / "local", or "HOST:PORT" of `python -m tvm.exec.rpc_server` on the board. That server
     serves one client session at a time: artifacts loaded here share it, another client waits until it closes.
+    ``timeout``: seconds the board may take to answer a connect, an upload, a load or a run (DeviceError after).
     """
     import tvm
     from tvm import relax
@@ -263,8 +355,9 @@ def load_artifact(
     path = Path(path)
     meta, meta_path = read_meta(path)
     remote = parse_device(device)
-    lib_path = path / meta["library"]
+    lib_path = library_path(meta, meta_path)
     elf = _check_library(meta, meta_path, lib_path, board, local=remote is None)
+    check_files(meta, meta_path)
     check_versions(meta, meta_path)
     check_onnx(meta, meta_path, onnx_path)
 
@@ -279,12 +372,17 @@ def load_artifact(
         return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, "local", elf)
 
     host, port = remote
-    session = _connect(host, port)
+    if not timeout > 0:
+        raise Fcos3dError(f"RPC timeout {timeout!r}: give a positive number of seconds")
+    session = _connect(host, port, timeout)
+    where = f"{host}:{port}"
     # A name unique per library content: a board keeps uploads in one folder per session, and dlopen caches by name.
     remote_name = f"fcos3d-{sha256_file(lib_path)[:16]}.so"
     try:
-        session.upload(str(lib_path), remote_name)
-        lib = session.load_module(remote_name)
+        _timed(lambda: session.upload(str(lib_path), remote_name), timeout, f"uploading {lib_path}", where)
+        lib = _timed(lambda: session.load_module(remote_name), timeout, f"loading {remote_name}", where)
+    except DeviceError:
+        raise
     except Exception as exc:
         first = str(exc).strip().splitlines()
         raise DeviceError(
@@ -293,4 +391,5 @@ def load_artifact(
             f"compiled for? Otherwise {_FIX} --target <board>"
         ) from None
     dev = session.cpu()
-    return Artifact(path, meta, relax.VirtualMachine(lib, dev), dev, f"{host}:{port}", elf, session)
+    vm = _timed(lambda: relax.VirtualMachine(lib, dev), timeout, "starting the Relax VM", where)
+    return Artifact(path, meta, vm, dev, where, elf, session, timeout)

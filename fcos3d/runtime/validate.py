@@ -102,6 +102,7 @@ def align_bpu(
     progress: Callable[[int, int], None] | None = None,
     post=None,
     keep_ratio: bool = True,
+    rpc_timeout: float | None = None,
 ) -> dict:
     """Run board and simulator on every camera image of ``split`` (the first ``limit``); compare; score the board.
 
@@ -113,12 +114,13 @@ def align_bpu(
     first: {image, file_name, index, board, sim} | None}], "metrics", "device", "artifact", "onnx"}`` and writes it
     to ``out_dir/align_report.json`` (atomically; the metric's results_nusc.json and metrics.json beside it).
     An output the two sides cannot compare element-wise (``problem``) counts all its elements as mismatches.
-    ``post``: a fcos3d.boxes.postprocess.PostProcess (default settings when None).
+    ``post``: a fcos3d.boxes.postprocess.PostProcess (default settings when None). ``rpc_timeout``: seconds the
+    board may take per RPC call (execute.DEFAULT_RPC_TIMEOUT when None).
     """
     from fcos3d.eval.collect import DetectionCollector
 
     from .align import compare_outputs
-    from .execute import load_artifact
+    from .execute import DEFAULT_RPC_TIMEOUT, load_artifact
     from .preprocess import input_size_from_meta, prepare_jpeg
     from .reference.simulator import Simulator
 
@@ -127,7 +129,8 @@ def align_bpu(
     onnx_path, out_dir, root = Path(onnx_path), Path(out_dir), Path(dataroot)
     if not onnx_path.is_file():
         raise Fcos3dError(f"{onnx_path}: no such ONNX file; export it with `fcos3d export --config C`")
-    artifact = load_artifact(artifact_dir, device=device, onnx_path=onnx_path)
+    timeout = DEFAULT_RPC_TIMEOUT if rpc_timeout is None else rpc_timeout
+    artifact = load_artifact(artifact_dir, device=device, onnx_path=onnx_path, timeout=timeout)
     sim = Simulator(onnx_path)
     names = artifact.output_names
     strides = model_strides(onnx_path, names)

@@ -69,6 +69,7 @@ def run_align_bpu(
     out_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     echo: Callable[[str], None] = lambda m: None,
+    rpc_timeout: float | None = None,
 ) -> dict:
     """Board vs simulator over the config's val JPEGs (fcos3d.runtime.validate.align_bpu's report, plus
     ``out_dir``). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
@@ -100,5 +101,6 @@ def run_align_bpu(
         out_dir=out_dir,
         progress=progress,
         post=post,
+        rpc_timeout=rpc_timeout,
     )
     return report | {"out_dir": str(out_dir)}

@@ -6,6 +6,7 @@ LoadStageCheckpoint is the converter that loads one into a stage's ModelConvertP
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import Fcos3dError
-from ..io import atomic_writer
+from ..io import atomic_write_bytes
+from ..model.checkpoint import torch_load_error
 
 FORMAT = "fcos3d-checkpoint"
 FORMAT_VERSION = 1
@@ -26,11 +28,15 @@ def checkpoint_path(work_dir: str | Path, stage: str, which: str) -> Path:
 
 
 def save_checkpoint(path: str | Path, *, stage: str, state_dict: dict, **extra: Any) -> Path:
-    """Atomically write a checkpoint (temp file in the same folder, fsync, rename)."""
+    """Atomically write a checkpoint (temp file in the same folder, fsync, rename).
+
+    Serialised in memory first: a full disk is then an OSError naming the file (torch's own writer reports it as
+    a RuntimeError without the file), and a kill or a full disk leaves the previous checkpoint as it was."""
     path = Path(path)
     payload = dict(format=FORMAT, format_version=FORMAT_VERSION, stage=stage, state_dict=state_dict, **extra)
-    with atomic_writer(path) as f:
-        torch.save(payload, f)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getbuffer())
     return path
 
 
@@ -67,10 +73,7 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise Fcos3dError(
-            f"{path}: not a loadable checkpoint ({first[:160]}); pass a file written by `fcos3d train`"
-        ) from None
+        raise torch_load_error(path, e, "pass a file written by `fcos3d train`") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise Fcos3dError(
             f"{path}: not an fcos3d checkpoint (no '{FORMAT}' marker); pass a file written by `fcos3d train`"
@@ -79,6 +82,12 @@ def load_checkpoint(path: str | Path, expected_stage: str | None = None) -> dict
         raise Fcos3dError(
             f"{path}: a {ckpt.get('stage')!r}-stage checkpoint where a {expected_stage!r} one is needed; "
             f"pass {expected_stage}-checkpoint-best.pth.tar"
+        )
+    weights = ckpt.get("state_dict")
+    if not isinstance(weights, dict) or not any(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise Fcos3dError(
+            f"{path}: an fcos3d checkpoint without weights (its state_dict is missing or holds no tensor); "
+            "pass a file written by `fcos3d train`"
         )
     return ckpt
 

@@ -18,6 +18,7 @@ __all__ = ["load_config", "build", "Lazy", "param"]
 # Values given on the command line (``--set name=value``) for the config being loaded.
 _OVERRIDES: dict[str, Any] = {}
 _USED: set[str] = set()
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def param(name: str, default: Any) -> Any:
@@ -30,9 +31,16 @@ def param(name: str, default: Any) -> Any:
     _USED.add(name)
     value = _OVERRIDES[name]
     if isinstance(default, bool):
-        return str(value).lower() in ("1", "true", "yes", "on")
+        text = str(value).strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise Fcos3dError(f"--set {name}={value}: not a boolean; use one of {', '.join(_TRUE + _FALSE)}")
+        return text in _TRUE
     if isinstance(default, (int, float)) and isinstance(value, str):
-        return type(default)(value)
+        try:
+            return type(default)(value)
+        except ValueError:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise Fcos3dError(f"--set {name}={value}: not {kind} (the config's default is {default!r})") from None
     return value
 
 

@@ -105,6 +105,14 @@ def build_loader(
     num_workers = spec.pop("num_workers", 0)
     if spec:
         raise Fcos3dError(f"data loader config has unknown keys {sorted(spec)}: use dataset, batch_size, num_workers")
+    # DataLoader's own ValueErrors do not say which setting; these name it and the --set that changes it.
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise Fcos3dError(f"batch_size={batch_size!r}: use a positive integer (e.g. --set batch_size=8)")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise Fcos3dError(
+            f"num_workers={num_workers!r}: use 0 (load in this process) or a positive number of loader processes "
+            "(e.g. --set num_workers=2)"
+        )
     sampler = DistributedSampler(
         dataset, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=shuffle, seed=seed, drop_last=drop_last
     )

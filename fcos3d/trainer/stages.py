@@ -244,6 +244,8 @@ def run_export(cfg: dict, *, out: str | Path | None = None, ckpt: str | Path | N
     else:
         raise Fcos3dError(f"{cfg.get('__file__', 'the config')}: no export_cfg.input_shape or input_size; add one")
     path = Path(out or ecfg.get("path") or work_dir_of(cfg) / "model_int8.onnx")
+    if path.is_dir():  # fail before the model is built, not when it is written
+        raise Fcos3dError(f"{path} is a folder: pass the ONNX file to write, e.g. --out {path / 'model_int8.onnx'}")
     int_model = load_int_model(cfg, ckpt)
     model = export_qdq_onnx(int_model, shape, path)
     counts: dict[str, int] = {}

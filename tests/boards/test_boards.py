@@ -78,3 +78,46 @@ def test_host_profile_is_calibrated():
     for k in ("macs_per_cycle", "op_overhead_cycles"):
         # the command that measured them: scripts/calibrate_host.py, called fcos3d.compiler.calibrate before
         assert "calibrate" in acc.figures[k].source and "fit_host" in acc.figures[k].source
+
+
+def _host_with_clock(tmp_path, value: str):
+    import re
+    from importlib import resources
+
+    text = (resources.files("fcos3d.boards") / "host.toml").read_text()
+    p = tmp_path / "b.toml"
+    p.write_text(re.sub(r'(name = "clock_hz"\nvalue = )[^\n]*', rf"\g<1>{value}", text))
+    return p
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "-inf"])
+def test_a_figure_that_is_not_a_finite_positive_number_is_refused(tmp_path, value):
+    from fcos3d.boards import BoardError
+
+    p = _host_with_clock(tmp_path, value)
+    with pytest.raises(BoardError, match=rf"{p}: accelerator .*figure 'clock_hz' must be a finite number > 0"):
+        load_board(str(p))
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('name = "x"\ndescription = [\n', r"TOML syntax error"),
+        (b"name = '\xff'\n", r"not UTF-8 text"),
+        ('name = "x"\ndescription = "d"\ntarget = 3\n', r"\[target\] must be a table"),
+        (
+            'name = "x"\ndescription = "d"\n[target]\nkind = "llvm"\n[[figures]]\nname = "a"\nvalue = "fast"\n'
+            'source = "s"\n',
+            r"every \[\[figures\]\] value must be a number",
+        ),
+    ],
+)
+def test_a_broken_board_file_is_one_error_naming_it(tmp_path, content, match):
+    from fcos3d.boards import BoardError
+
+    p = tmp_path / "b.toml"
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(BoardError, match=rf"{p}: {match}"):
+        load_board(str(p))
+    with pytest.raises(BoardError, match=r"nope\.toml: cannot be read \(No such file"):
+        load_board(str(tmp_path / "nope.toml"))

@@ -24,14 +24,14 @@ def test_every_unsupported_node_in_one_error():
     b = QDQGraphBuilder(seed=1)
     x = b.input((1, 2, 4, 4))
     y = b.conv(x, 2)
-    t = b.node("Tanh", [b.dq(y)], prefix="bad_tanh")[0]
-    s = b.node("Sigmoid", [b.dq(y)], prefix="bad_sigmoid")[0]
+    t = b.node("Sin", [b.dq(y)], prefix="bad_sin")[0]
+    s = b.node("Cos", [b.dq(y)], prefix="bad_cos")[0]
     for name in (t, s):
         b.outputs.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
     with pytest.raises(UnsupportedGraphError) as info:
         check_onnx(b.build())
     names = {n for n, _ in info.value.nodes}
-    assert any("bad_tanh" in n for n in names) and any("bad_sigmoid" in n for n in names)
+    assert any("bad_sin" in n for n in names) and any("bad_cos" in n for n in names)
 
 
 def test_old_opset_is_refused():
@@ -40,3 +40,22 @@ def test_old_opset_is_refused():
     b.output(b.maxpool(x))
     with pytest.raises(InvalidModelError, match="opset 12"):
         check_onnx(b.build(check=False))
+
+
+def _symbolic_model() -> onnx.ModelProto:
+    b = QDQGraphBuilder(seed=2)
+    x = b.input((1, 3, 6, 6))
+    b.output(b.conv(x, 4))
+    model = b.build()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    return model
+
+
+def test_a_symbolic_input_dim_is_one_error_naming_the_input_and_the_fix():
+    from fcos3d.compiler.check import InputShapeError
+
+    with pytest.raises(InputShapeError) as info:
+        check_onnx(_symbolic_model())
+    assert "'image'" in str(info.value) and "--input-shape image=1,3,6,6" in str(info.value)
+    checked = check_onnx(_symbolic_model(), input_shapes={"image": (1, 3, 6, 6)})
+    assert checked.graph.inputs[0].shape == (1, 3, 6, 6)

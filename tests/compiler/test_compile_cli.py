@@ -55,15 +55,15 @@ def test_unsupported_ops_exit_2_with_one_error_listing_them(tmp_path):
     b = QDQGraphBuilder(seed=4)
     x = b.input((1, 2, 4, 4))
     y = b.conv(x, 2)
-    sig = b.node("Sigmoid", [b.dq(y)], prefix="bad_sigmoid")[0]
-    soft = b.node("Softmax", [sig], prefix="bad_softmax")[0]
+    sig = b.node("Sin", [b.dq(y)], prefix="bad_sin")[0]
+    soft = b.node("Erf", [sig], prefix="bad_erf")[0]
     b.outputs.append(onnx.helper.make_tensor_value_info(soft, onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
     path = tmp_path / "bad.onnx"
     onnx.save(b.build(), path)
     proc = _run(path, "--target", "host", "--out", tmp_path / "art")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("error:") == 1
-    assert "bad_sigmoid" in proc.stderr
+    assert "bad_sin" in proc.stderr and "bad_erf" in proc.stderr
     assert not (tmp_path / "art" / "model.so").exists()
 
 
@@ -79,3 +79,21 @@ def test_tune_trials_without_a_database_or_for_a_cross_board_is_a_usage_error(tm
     assert proc.returncode == 2 and "--tuning-db" in proc.stderr
     proc = _run(model, "--target", "arm-npu", "--tune-trials", "8", "--tuning-db", tmp_path / "db")
     assert proc.returncode == 2 and "--target host" in proc.stderr
+
+
+def test_input_shape_fixes_a_symbolic_dim(tmp_path):
+    b = QDQGraphBuilder(seed=5)
+    x = b.input((1, 3, 8, 8))
+    b.output(b.conv(x, 4, relu=True))
+    model = b.build()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, path)
+    proc = _run(path, "--out", tmp_path / "art")
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "--input-shape image=1,3,8,8" in proc.stderr
+    proc = _run(path, "--out", tmp_path / "art", "--input-shape", "image=1,3,8,8")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "art" / "meta.json").read_text())
+    assert meta["inputs"][0]["shape"] == [1, 3, 8, 8] and meta["inputs"][0]["zero_point"] == 0
+    proc = _run(path, "--out", tmp_path / "art", "--input-shape", "image=1,3,x")
+    assert proc.returncode == 2 and "NAME=D0,D1" in proc.stderr

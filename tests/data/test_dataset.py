@@ -143,3 +143,42 @@ def test_undecodable_jpeg_names_path_and_index(val_path, tmp_path):
 def test_missing_lmdb_path(tmp_path):
     with pytest.raises(Fcos3dError, match="not an LMDB made by `fcos3d data pack`"):
         NuscenesMonoDataset(tmp_path / "nothing_here")
+
+
+# -- a damaged data.mdb is one line, in the main process and in loader workers alike (never a SIGBUS) -------
+
+
+def _cut_copy(src, tmp_path, keep):
+    dst = tmp_path / "val_lmdb"
+    shutil.copytree(src, dst)
+    data = (dst / "data.mdb").read_bytes()
+    (dst / "data.mdb").write_bytes(keep(data))
+    return dst
+
+
+@pytest.mark.parametrize(
+    "keep, expected",
+    [
+        (lambda d: d[: len(d) // 2], r"data\.mdb: truncated \(.* bytes, its last page ends at .*fcos3d data pack"),
+        (lambda d: d[:-1], r"data\.mdb: truncated"),
+        (lambda d: bytes(len(d)), r"data\.mdb: not an LMDB data file"),
+        (lambda d: d[:100], r"data\.mdb: not an LMDB data file"),
+    ],
+)
+def test_damaged_data_mdb_is_one_line(val_path, tmp_path, keep, expected):
+    path = _cut_copy(val_path, tmp_path, keep)
+    with pytest.raises(Fcos3dError, match=expected) as e:
+        NuscenesMonoDataset(path)
+    assert "\n" not in str(e.value)
+
+
+def test_data_mdb_cut_after_opening_is_caught_in_workers(val_path, tmp_path):
+    path = _cut_copy(val_path, tmp_path, lambda d: d)
+    ds = NuscenesMonoDataset(path)  # whole when opened here
+    data = (path / "data.mdb").read_bytes()
+    (path / "data.mdb").write_bytes(data[: len(data) // 2])  # then cut short in place (an interrupted copy over it)
+    loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=lambda b: b)
+    with pytest.raises(Fcos3dError, match=r"data\.mdb: truncated"):
+        next(iter(loader))
+    with pytest.raises(Fcos3dError, match=r"data\.mdb: truncated"):
+        NuscenesMonoDataset(path)  # the main process's open environment is checked again

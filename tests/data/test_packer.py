@@ -256,3 +256,78 @@ def test_custom_version_reads_splits_json(root_copy, version, tmp_path):
     assert summary["devkit_split"] == "custom_val" and summary["scenes"] == len(names) - 1
     meta = decode_meta(_read_all(summary["path"])[META_KEY])
     assert meta["version"] == "v1.0-custom" and meta["devkit_split"] == "custom_val"
+
+
+# -- pack checks every source JPEG and never deletes what it did not make ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda b: b[: len(b) // 2], r"a cut-short JPEG \(no EOI marker"),
+        (lambda b: b"GIF89a" + b[6:], r"not a JPEG \(no SOI marker"),
+        (lambda b: b[:2] + bytes(200) + b[-2:], r"the JPEG does not decode"),
+    ],
+)
+def test_damaged_source_jpeg_is_named(root_copy, version, tmp_path, damage, expected):
+    victim = sorted((root_copy / "samples" / "CAM_FRONT").glob("*.jpg"))[0]
+    victim.write_bytes(damage(victim.read_bytes()))
+    with pytest.raises(Fcos3dError, match=rf"{victim}: {expected}.*nuScenes download"):
+        pack_nuscenes(root_copy, "train", version, tmp_path / "out", num_workers=0)
+    assert not (tmp_path / "out" / "train_lmdb").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), r"not an LMDB made by .*holds notes\.txt"),
+        (lambda p: (p.mkdir(), (p / "lock.mdb").write_text("")), r"not an LMDB made by .*holds lock\.mdb"),
+        (lambda p: p.write_text("a file named like the LMDB"), r"exists and is not an LMDB folder"),
+    ],
+)
+def test_a_target_that_is_not_an_lmdb_is_refused_and_kept(root, version, tmp_path, make, expected):
+    target = tmp_path / "out"
+    target.mkdir()
+    make(target / "val_lmdb")
+    before = sorted((p.name, p.is_dir()) for p in target.iterdir())
+    with pytest.raises(Fcos3dError, match=expected):
+        pack_nuscenes(root, "val", version, target, num_workers=0)
+    assert sorted((p.name, p.is_dir()) for p in target.iterdir()) == before
+
+
+def test_disk_errors_from_lmdb_are_one_line(root, version, tmp_path, monkeypatch):
+    import lmdb as lmdb_module
+
+    target = tmp_path / "lmdb"
+    pack_nuscenes(root, "val", version, target, num_workers=0)
+    before = _read_all(target / "val_lmdb")
+
+    class FullTxn:
+        def __init__(self, txn):
+            self.txn = txn
+
+        def put(self, *a):
+            raise lmdb_module.DiskError("mdb_put: No space left on device")
+
+        def abort(self):
+            self.txn.abort()
+
+    real_open = lmdb_module.open
+
+    class Env:
+        def __init__(self, *a, **k):
+            self.env = real_open(*a, **k)
+
+        def begin(self, write=False):
+            return FullTxn(self.env.begin(write=write))
+
+        def close(self):
+            self.env.close()
+
+    monkeypatch.setattr(lmdb_module, "open", Env)
+    with pytest.raises(Fcos3dError, match=r"val_lmdb: writing the LMDB failed \(DiskError: .*is the disk full"):
+        pack_nuscenes(root, "val", version, target, num_workers=0)
+    monkeypatch.undo()
+    assert _read_all(target / "val_lmdb") == before
+    assert sorted(p.name for p in target.iterdir()) == ["val_lmdb"]

@@ -84,11 +84,15 @@ def test_qdq_writer():
 
 
 def test_every_executor_implements_every_op_class():
-    """The tables themselves: each executor has exactly the five op classes of fcos3d.int8.ops."""
+    """The tables themselves: the simulator and the TVM import have every op class of fcos3d.int8.ops; the torch
+    int model and the QDQ writer have the five the QAT trace makes (docs/int8.md 7: the others are MissingOpError)."""
     from fcos3d.compiler.passes import import_int_graph
     from fcos3d.int8 import writer
+    from fcos3d.int8.ops import Add, Concat, Conv, MaxPool, ResizeNearest
     from fcos3d.quant import intmodel
     from fcos3d.runtime.reference import simulator
 
-    for table in (simulator._KERNELS, intmodel._IMPLS, import_int_graph._EMITTERS, writer._WRITERS):
+    for table in (simulator._KERNELS, import_int_graph._EMITTERS):
         assert set(table) == set(OP_CLASSES)
+    for table in (intmodel._IMPLS, writer._WRITERS):
+        assert set(table) == {Conv, Add, ResizeNearest, MaxPool, Concat}

@@ -62,3 +62,59 @@ def test_quantize_input_rounds_half_up_and_equals_the_torch_int_models():
     assert np.array_equal(IntInferModel.quantize_input(img).numpy(), quantize_input(img.numpy(), 1 / 128))
     with pytest.raises(ValueError, match="NaN"):
         quantize_input(np.array([np.nan]), 1 / 128)
+
+
+def test_clip_bounds_round_half_up_at_the_output_scale_and_zero_point():
+    from fcos3d.int8.ops import clip_bounds
+
+    assert clip_bounds(0.0, 6.0, 6 / 127, 0) == (0, 127)  # ReLU6 whose range is the int8 range
+    assert clip_bounds(0.0, 6.0, 0.1, 0) == (0, 60)
+    assert clip_bounds(0.0, None, 0.1, -128) == (-128, 127)  # uint8 zero point 0: ReLU is the saturation
+    assert clip_bounds(0.25, 0.75, 0.5, 3) == (4, 5)  # 0.5 -> 1 and 1.5 -> 2: ties round up
+    assert clip_bounds(-1e9, 1e9, 0.1, 0) == (-128, 127)
+    assert clip_bounds(float("-inf"), float("inf"), 0.1, 5) == (-128, 127)
+    assert clip_bounds(3.0, 1.0, 1.0, 0) == (1, 1)  # min > max: ONNX gives max
+
+
+def test_reshape_kinds_and_transpose_shapes():
+    from fcos3d.int8.ops import Reshape, Transpose
+
+    x = (2, 3, 4, 5)
+    assert Reshape("r", "x", "y", "flatten", (1,)).output_shape(x) == (2, 60)
+    assert Reshape("r", "x", "y", "flatten", (-1,)).output_shape(x) == (24, 5)
+    assert Reshape("r", "x", "y", "reshape", (0, -1, 10)).output_shape(x) == (2, 6, 10)
+    assert Reshape("r", "x", "y", "squeeze", ()).output_shape((1, 3, 1, 5)) == (3, 5)
+    assert Reshape("r", "x", "y", "squeeze", (-2,)).output_shape((1, 3, 1, 5)) == (1, 3, 5)
+    assert Reshape("r", "x", "y", "unsqueeze", (0, -1)).output_shape((3, 5)) == (1, 3, 5, 1)
+    assert Transpose("t", "x", "y", (0, 2, 3, 1)).output_shape(x) == (2, 4, 5, 3)
+    with pytest.raises(ValueError, match="cannot reshape"):
+        Reshape("r", "x", "y", "reshape", (7, -1)).output_shape(x)
+    with pytest.raises(ValueError, match="kind"):
+        Reshape("r", "x", "y", "view", ())
+
+
+def test_pool_output_size_ceil_mode_drops_a_window_that_starts_in_the_padding():
+    from fcos3d.int8.ops import pool_output_size
+
+    assert pool_output_size(8, 3, 2, 0, 0) == 3 and pool_output_size(8, 3, 2, 0, 0, ceil_mode=True) == 4
+    assert pool_output_size(6, 2, 2, 1, 1, ceil_mode=True) == 4  # ceil(6/2)+1 = 4, its start 6 < 6 + 1
+    assert pool_output_size(5, 2, 2, 0, 1, ceil_mode=True) == 3
+    assert pool_output_size(4, 1, 2, 0, 1, ceil_mode=True) == 2  # the 3rd window would start in the end pad
+    assert pool_output_size(9, 2, 1, 0, 0, dilation=2) == 7
+
+
+def test_average_pool_counts_and_multipliers():
+    from fcos3d.int8 import fixedpoint as fx
+    from fcos3d.int8.ops import AveragePool
+
+    pool = AveragePool("p", "x", "y", (3, 3), (2, 2), (1, 1, 1, 1), True, False, 0.02, 0, 0.01, 0)
+    assert pool.output_shape((1, 2, 8, 8)) == (1, 2, 5, 5)
+    counts = pool.counts((1, 2, 8, 8))  # exclude pad: 2 at the first row/column, 1 past the end (ceil)
+    assert counts[0].tolist() == [4, 6, 6, 6, 2] and counts[4].tolist() == [2, 3, 3, 3, 1]
+    include = AveragePool("p", "x", "y", (3, 3), (2, 2), (1, 1, 1, 1), True, True, 0.02, 0, 0.01, 0)
+    assert include.counts((1, 2, 8, 8))[0].tolist() == [9, 9, 9, 9, 6]  # clipped at the padded input's end
+    m, sh = pool.requant_tables((1, 2, 8, 8))
+    want = fx.quantize_multiplier(np.float64(0.02) / (np.float64(0.01) * counts.astype(np.float64)))
+    assert np.array_equal(m, want[0]) and np.array_equal(sh, want[1])
+    glob = AveragePool("g", "x", "y", None, (1, 1), (0, 0, 0, 0), False, False, 0.02, 0, 0.01, 0)
+    assert glob.output_shape((1, 2, 7, 5)) == (1, 2, 1, 1) and glob.counts((1, 2, 7, 5)).tolist() == [[35]]

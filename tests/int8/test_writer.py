@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from qdq_graphs import QDQGraphBuilder  # noqa: E402
 
@@ -110,3 +111,30 @@ def test_like_resizes_are_written_as_scales_or_sizes():
         assert shapes["up"] == (1, 4, *hw)
         for a, b in zip(back.index_maps(shapes["half"]), ops[1].index_maps(shapes["half"], shapes["x"])):
             assert np.array_equal(a, b)
+
+
+def test_zero_points_round_trip_and_clip_bounds_are_refused():
+    """A uint8 graph with zero points (tests/int8/ort_ops.py) writes back as int8 QDQ with the int8 zero points:
+    the same ops and constants, the same simulator outputs."""
+    from ort_ops import OP_CASES, as_int8, make_case, random_feeds
+
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    for name in ("conv3x3_s2_relu", "add", "concat", "maxpool_ceil"):
+        case = next(c for c in OP_CASES if c.name == name)
+        model = make_case(case, "uint8", seed=3)
+        graph = parse_qdq(model)
+        again = parse_qdq(write_qdq(graph))
+        assert len(again.ops) == len(graph.ops) == 1
+        op, op2 = graph.ops[0], again.ops[0]
+        fields = [
+            f.name for f in dataclasses.fields(op) if f.name not in ("name", "input", "output", "inputs", "a", "b")
+        ]
+        assert all(_same(getattr(op, f), getattr(op2, f)) for f in fields), name
+        feeds = random_feeds(model, seed=1)
+        want = Simulator(graph).run(feeds)
+        got = Simulator(again).run({i2.name: as_int8(feeds[i.name]) for i, i2 in zip(graph.inputs, again.inputs)})
+        assert all(np.array_equal(a, b) for a, b in zip(want.values(), got.values())), name
+    conv = make_case(next(c for c in OP_CASES if c.name == "conv_clip"), "int8", seed=3)
+    with pytest.raises(ValueError, match="Clip bounds"):
+        write_qdq(parse_qdq(conv))

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from quant_fixtures import INPUT_SHAPE
 
 from fcos3d.runtime.reference.simulator import Simulator
@@ -153,3 +154,14 @@ def test_export_from_qat_model_equals_int_model(qat_model, int_model, tmp_path):
     ref = int_model.run(torch.from_numpy(x))
     for n in int_model.output_names:
         np.testing.assert_array_equal(got[n], ref[n].numpy())
+
+
+def test_export_onto_a_folder_fails_and_leaves_no_temp_file(int_model, tmp_path):
+    from fcos3d.quant.export import export_qdq_onnx
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        export_qdq_onnx(int_model, INPUT_SHAPE, out, simplify=False)
+    assert e.value.filename == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and list(out.iterdir()) == []

@@ -146,3 +146,55 @@ def test_parse_device(device, want):
 def test_parse_device_rejects(device):
     with pytest.raises(Fcos3dError, match="HOST:PORT"):
         parse_device(device)
+
+
+# -- the artifact is one whole: meta.json's sha256 of every file, the library inside the folder ----------------
+
+
+def test_library_from_another_compile_is_refused(copy_of, tmp_path):
+    # a hand-copied model.so (or half of a recompile) beside the old meta.json: refused, never run silently
+    _, other = write_artifact(tmp_path / "other", "host", seed=1)
+    shutil.copy(other / "model.so", copy_of / "model.so")
+    with pytest.raises(ArtifactError, match=r"model\.so is not the file compiled with .*meta\.json.*fcos3d-compile"):
+        load_artifact(copy_of)
+
+
+def test_a_listed_file_missing_or_changed_is_refused(copy_of):
+    meta = json.loads((copy_of / "meta.json").read_text())
+    assert set(meta["files"]) >= {"model.so"} and all(len(h) == 64 for h in meta["files"].values())
+    _edit_meta(copy_of, lambda m: m["files"].update({"gone.bin": "0" * 64}))
+    with pytest.raises(ArtifactError, match=r"gone\.bin is missing \(meta\.json lists it\)"):
+        load_artifact(copy_of)
+    (copy_of / "gone.bin").write_bytes(b"changed")
+    with pytest.raises(ArtifactError, match=r"gone\.bin is not the file compiled with"):
+        load_artifact(copy_of)
+
+
+def test_meta_without_file_hashes_is_refused(copy_of):
+    _edit_meta(copy_of, lambda m: m.pop("files"))
+    with pytest.raises(ArtifactError, match=r"records no sha256 of the artifact's files.*fcos3d-compile"):
+        load_artifact(copy_of)
+
+
+@pytest.mark.parametrize("library", ["../model.so", "/tmp/model.so", "sub/model.so", "..", ""])
+def test_library_path_outside_the_folder_is_refused(copy_of, library):
+    _edit_meta(copy_of, lambda m: m.update(library=library))
+    with pytest.raises(ArtifactError, match=r"is not a file name inside the artifact folder"):
+        load_artifact(copy_of)
+
+
+def test_meta_that_is_not_utf8_or_not_an_object(copy_of):
+    (copy_of / "meta.json").write_bytes(b'{"format": "\xff\xfe"}')
+    with pytest.raises(ArtifactError, match=r"meta\.json: not UTF-8 text"):
+        load_artifact(copy_of)
+    (copy_of / "meta.json").write_text("[1, 2]")
+    with pytest.raises(ArtifactError, match=r"meta\.json: a JSON list, not an object"):
+        load_artifact(copy_of)
+
+
+def test_meta_shape_that_is_not_the_library_s_is_one_error(copy_of):
+    # meta.json edited by hand to another input shape: TVM's own check failure becomes one ArtifactError
+    _edit_meta(copy_of, lambda m: m["inputs"][0].update(shape=[1, 3, 8, 8]))
+    art = load_artifact(copy_of)
+    with pytest.raises(ArtifactError, match=r"model\.so: running it failed .*does not describe this library"):
+        art.run(np.zeros((1, 3, 8, 8), np.int8))

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from qdq_graphs import QDQGraphBuilder
 
 from fcos3d.int8 import fixedpoint as fx
-from fcos3d.int8.ops import Add, Concat, Conv, MaxPool, ResizeNearest
+from fcos3d.int8.ops import Add, Clip, Concat, Conv, MaxPool, ResizeNearest
 from fcos3d.int8.reader import UnsupportedGraphError, parse_qdq
 
 
@@ -117,31 +117,39 @@ def _with_node(b: QDQGraphBuilder, op_type: str, x, **attrs):
 
 
 def test_unsupported_ops_are_all_listed_once():
+    """One pass: the unsupported op, and a supported op downstream of it with its own (attribute) problem; the
+    supported ops downstream that are fine in themselves are not reported."""
     b = QDQGraphBuilder(seed=0)
     x = b.input((1, 4, 4, 4))
     y = b.conv(x, 4, 3)
-    s = _with_node(b, "Sigmoid", y)
-    z = b.conv(s, 4, 1, pad=0)  # downstream of the Sigmoid: fine in itself, not reported
-    flat = b.node("Flatten", [b.dq(z)], axis=1)[0]
+    s = _with_node(b, "Sin", y)
+    z = b.conv(s, 4, 1, pad=0)  # downstream of the Sin: fine in itself, not reported
+    flat = b.node("Flatten", [b.dq(z)], axis=1)[0]  # fine in itself
     wname = b.const("gemm_w", np.ones((64, 3), np.float32))
-    gemm = b.node("Gemm", [flat, wname])[0]
+    gemm = b.node("Gemm", [flat, wname])[0]  # its own problem: a float weight (no DQ of int8)
     b.outputs.append(helper.make_tensor_value_info(gemm, TensorProto.FLOAT, [1, 3]))
     with pytest.raises(UnsupportedGraphError) as err:
         parse_qdq(b.build())
     ops = sorted(op for _, op in err.value.nodes)
-    assert ops == ["Flatten", "Gemm", "Sigmoid"]
+    assert ops == ["Gemm", "Sin"]
     for name, op in err.value.nodes:
         assert name in str(err.value) and op in str(err.value)
+    assert "weight" in dict((op, why) for _, op, why in err.value.problems)["Gemm"]
 
 
-def test_relu_alone_and_requant_without_op_are_reported():
+def test_standalone_relu_is_a_clip_and_requant_without_op_is_reported():
     b = QDQGraphBuilder(seed=0)
     x = b.input((1, 2, 4, 4))
-    b.output(_with_node(b, "Relu", x))  # DQ -> Relu -> Q with no Conv/Add
+    b.output(_with_node(b, "Relu", x))  # DQ -> Relu -> Q with no Conv/Add: a Clip op (lo = z = 0)
     b.output(b.q(b.dq(x), 0.5, x.shape))  # DQ -> Q: a scale change that is no supported op
     with pytest.raises(UnsupportedGraphError) as err:
         parse_qdq(b.build())
-    assert sorted(op for _, op in err.value.nodes) == ["QuantizeLinear", "Relu"]
+    assert sorted(op for _, op in err.value.nodes) == ["QuantizeLinear"]
+    b = QDQGraphBuilder(seed=0)
+    x = b.input((1, 2, 4, 4))
+    b.output(_with_node(b, "Relu", x))
+    (clip,) = parse_qdq(b.build()).ops
+    assert isinstance(clip, Clip) and (clip.lo, clip.hi, clip.rescale) == (0, 127, None)
 
 
 def _conv_model(**change) -> onnx.ModelProto:
@@ -157,8 +165,8 @@ def _conv_model(**change) -> onnx.ModelProto:
             t = next(t for t in model.graph.initializer if re.fullmatch(rf"{prefix}_\d+", t.name))
             t.CopyFrom(numpy_helper.from_array(value, t.name))
         else:
-            attr = next(a for a in conv.attribute if a.name == key)
-            conv.attribute.remove(attr)
+            for attr in [a for a in conv.attribute if a.name == key]:
+                conv.attribute.remove(attr)
             conv.attribute.append(helper.make_attribute(key, value))
     return model
 
@@ -166,7 +174,7 @@ def _conv_model(**change) -> onnx.ModelProto:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"dilations": [2, 2]}, "dilations"),
+        ({"strides": [0, 1]}, "strides"),
         ({"init:b_scale": np.full(4, 0.3, np.float32)}, "bias scale"),
         ({"init:w_zp": np.ones(4, np.int8)}, "zero point"),
         ({"init:b": np.full(4, 2**31 - 1, np.int32)}, "accumulator bound"),
@@ -180,12 +188,25 @@ def test_bad_conv_is_reported_with_reason(change, message):
     assert message in err.value.problems[0][2]
 
 
-def test_uint8_quantize_is_reported():
+def test_uint8_quantize_is_an_int8_tensor_with_zero_point_minus_128():
+    """A Q without a zero point outputs uint8 with zero point 0: the int8 tensor q - 128, zero point -128."""
     model = _conv_model()
     q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
     del q.input[2]  # no zero point: QuantizeLinear outputs uint8
     model.graph.output[0].type.tensor_type.elem_type = TensorProto.UINT8
-    with pytest.raises(UnsupportedGraphError, match="uint8"):
+    g = parse_qdq(model)
+    (conv,) = g.ops
+    assert conv.output_zero_point == -128 and conv.output_bounds == (-128, 127)
+    (out,) = g.outputs
+    assert (out.zero_point, out.onnx_dtype, out.dtype) == (-128, "uint8", "int8")
+
+
+def test_int16_zero_point_is_reported():
+    model = _conv_model()
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear")
+    zp = next(t for t in model.graph.initializer if t.name == q.input[2])
+    zp.CopyFrom(numpy_helper.from_array(np.array(0, np.int16), zp.name))
+    with pytest.raises(UnsupportedGraphError, match="int8 or uint8"):
         parse_qdq(model)
 
 
@@ -202,10 +223,46 @@ def test_scale_changing_resize_and_pool_options_are_reported():
     b.output(b.q(up, 0.25, (1, 2, 8, 8)))  # another scale than the input's 1/128
     lin = b.node("Resize", [b.dq(x), "", b.const("scales", np.array([1, 1, 2, 2], np.float32))], mode="linear")[0]
     b.output(b.q(lin, x.scale, (1, 2, 8, 8)))
-    pool = b.node("MaxPool", [b.dq(x)], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)[0]
+    pool = b.node("MaxPool", [b.dq(x)], kernel_shape=[2, 2], strides=[2, 2], storage_order=1)[0]
     b.output(b.q(pool, x.scale, (1, 2, 2, 2)))
     with pytest.raises(UnsupportedGraphError) as err:
         parse_qdq(b.build())
     reasons = [why for _, _, why in err.value.problems]
     assert [op for _, op in err.value.nodes] == ["Resize", "Resize", "MaxPool"]
-    assert "keep the scale" in reasons[0] and "nearest" in reasons[1] and "ceil_mode" in reasons[2]
+    assert "keep the scale" in reasons[0] and "nearest" in reasons[1] and "storage_order" in reasons[2]
+
+
+def test_a_graph_input_with_two_zero_points_is_one_problem_naming_them():
+    b = QDQGraphBuilder(seed=1)
+    x = b.input((1, 2, 4, 4))
+    b.output(b.conv(x, 2))
+    b.output(b.conv(x, 2))
+    model = b.build()
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "image"][1]
+    zp = next(t for t in model.graph.initializer if t.name == dq.input[2])
+    zp.CopyFrom(numpy_helper.from_array(np.array(5, np.int8), zp.name))
+    with pytest.raises(UnsupportedGraphError) as err:
+        parse_qdq(model)
+    assert err.value.nodes == [("image", "graph input")]
+    assert "zero point 0" in str(err.value) and "zero point 5" in str(err.value)
+
+
+def test_a_uint8_graph_input_is_its_int8_form():
+    """A uint8 input with zero point 131 is the int8 tensor u8 - 128 with zero point 3; a uint8 array given to
+    the simulator is converted, so both forms give the same outputs."""
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    b = QDQGraphBuilder(seed=1)
+    x = b.input((1, 2, 4, 4))
+    b.output(b.conv(x, 2))
+    model = b.build()
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.UINT8
+    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "image")
+    zp = next(t for t in model.graph.initializer if t.name == dq.input[2])
+    zp.CopyFrom(numpy_helper.from_array(np.array(131, np.uint8), zp.name))
+    sim = Simulator(model)
+    (inp,) = sim.graph.inputs
+    assert (inp.zero_point, inp.onnx_dtype) == (3, "uint8") and sim.graph.ops[0].input_zero_point == 3
+    u8 = np.random.default_rng(0).integers(0, 256, (1, 2, 4, 4)).astype(np.uint8)
+    via_u8, via_i8 = sim.run(u8), sim.run((u8.astype(np.int16) - 128).astype(np.int8))
+    assert all(np.array_equal(via_u8[k], via_i8[k]) for k in via_u8)

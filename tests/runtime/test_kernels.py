@@ -20,13 +20,15 @@ from fcos3d.runtime.reference import kernels
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 
 
-def conv_loops(x, w, b, strides, pads, groups):
-    """Direct definition: one Python dot product per output element, int64, padding by index checks."""
+def conv_loops(x, w, b, strides, pads, groups, pad_value=0, dilations=(1, 1)):
+    """Direct definition: one Python dot product per output element, int64, padding (by ``pad_value``) by index
+    checks, taps ``dilations`` apart."""
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     og = o // groups
-    ho = (h + pads[0] + pads[2] - kh) // strides[0] + 1
-    wo = (wd + pads[1] + pads[3] - kw) // strides[1] + 1
+    dh, dw = dilations
+    ho = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // strides[0] + 1
+    wo = (wd + pads[1] + pads[3] - dw * (kw - 1) - 1) // strides[1] + 1
     out = np.zeros((n, o, ho, wo), np.int64)
     for bn in range(n):
         for oc in range(o):
@@ -37,29 +39,57 @@ def conv_loops(x, w, b, strides, pads, groups):
                     for ci in range(cg):
                         for i in range(kh):
                             for j in range(kw):
-                                yy, xx = oy * strides[0] - pads[0] + i, ox * strides[1] - pads[1] + j
-                                if 0 <= yy < h and 0 <= xx < wd:
-                                    acc += int(x[bn, g * cg + ci, yy, xx]) * int(w[oc, ci, i, j])
+                                yy, xx = oy * strides[0] - pads[0] + i * dh, ox * strides[1] - pads[1] + j * dw
+                                inside = 0 <= yy < h and 0 <= xx < wd
+                                v = int(x[bn, g * cg + ci, yy, xx]) if inside else pad_value
+                                acc += v * int(w[oc, ci, i, j])
                     out[bn, oc, oy, ox] = acc
     return out
 
 
-def maxpool_loops(x, kernel, strides, pads):
+def _pool_size(size, k, s, pb, pe, ceil, d=1):
+    """ONNX's output size, written out: floor or ceil of (size + pads - d*(k-1) - 1) / s, plus one; in ceil
+    mode a last window starting in the end padding is dropped."""
+    span = size + pb + pe - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    return out - 1 if ceil and (out - 1) * s >= size + pb else out
+
+
+def maxpool_loops(x, kernel, strides, pads, ceil=False, dilations=(1, 1)):
     """ONNX definition: max over the real elements of each window; a window of padding only is -inf,
     which the following QuantizeLinear saturates to -128."""
     n, c, h, w = x.shape
-    ho = (h + pads[0] + pads[2] - kernel[0]) // strides[0] + 1
-    wo = (w + pads[1] + pads[3] - kernel[1]) // strides[1] + 1
+    ho = _pool_size(h, kernel[0], strides[0], pads[0], pads[2], ceil, dilations[0])
+    wo = _pool_size(w, kernel[1], strides[1], pads[1], pads[3], ceil, dilations[1])
     out = np.zeros((n, c, ho, wo), np.int8)
     for idx in np.ndindex(n, c, ho, wo):
         bn, ch, oy, ox = idx
         vals = [
             x[bn, ch, yy, xx]
-            for yy in range(oy * strides[0] - pads[0], oy * strides[0] - pads[0] + kernel[0])
-            for xx in range(ox * strides[1] - pads[1], ox * strides[1] - pads[1] + kernel[1])
+            for yy in range(
+                oy * strides[0] - pads[0], oy * strides[0] - pads[0] + kernel[0] * dilations[0], dilations[0]
+            )
+            for xx in range(
+                ox * strides[1] - pads[1], ox * strides[1] - pads[1] + kernel[1] * dilations[1], dilations[1]
+            )
             if 0 <= yy < h and 0 <= xx < w
         ]
         out[idx] = max(vals) if vals else -128
+    return out
+
+
+def window_sum_loops(x, kernel, strides, pads, ceil, zero_point):
+    """sum of (x - z) over the real elements of each window (padding is the real zero)."""
+    n, c, h, w = x.shape
+    ho = _pool_size(h, kernel[0], strides[0], pads[0], pads[2], ceil)
+    wo = _pool_size(w, kernel[1], strides[1], pads[1], pads[3], ceil)
+    out = np.zeros((n, c, ho, wo), np.int64)
+    for idx in np.ndindex(n, c, ho, wo):
+        bn, ch, oy, ox = idx
+        for yy in range(oy * strides[0] - pads[0], oy * strides[0] - pads[0] + kernel[0]):
+            for xx in range(ox * strides[1] - pads[1], ox * strides[1] - pads[1] + kernel[1]):
+                if 0 <= yy < h and 0 <= xx < w:
+                    out[idx] += int(x[bn, ch, yy, xx]) - zero_point
     return out
 
 
@@ -141,6 +171,53 @@ def test_maxpool2d_int8_equals_onnx_definition(kh, kw, sh, sw, pads, seed):
         x[x < 0] = -128  # many -128 inputs next to -128 padding
     got = kernels.maxpool2d_int8(x, (kh, kw), (sh, sw), pads)
     assert got.dtype == np.int8 and np.array_equal(got, maxpool_loops(x, (kh, kw), (sh, sw), pads))
+
+
+@SETTINGS
+@given(conv_problems(), st.integers(-128, 127), st.integers(1, 3), st.integers(1, 3))
+def test_conv2d_int8_with_pad_value_and_dilation_equals_loops(problem, pad_value, dh, dw):
+    """The asymmetric path's padding by the input zero point, and dilated taps (docs/int8.md 4.2)."""
+    x, w, b, strides, pads, groups = problem
+    kh, kw = w.shape[2:]
+    if x.shape[2] + pads[0] + pads[2] < dh * (kh - 1) + 1 or x.shape[3] + pads[1] + pads[3] < dw * (kw - 1) + 1:
+        return  # the dilated window does not fit
+    got = kernels.conv2d_int8(x, w, b, strides, pads, groups, pad_value, (dh, dw))
+    assert np.array_equal(got, conv_loops(x, w, b, strides, pads, groups, pad_value, (dh, dw)))
+
+
+@SETTINGS
+@given(
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.tuples(*[st.integers(0, 1)] * 4),
+    st.booleans(),
+    st.integers(1, 2),
+    st.integers(0, 2**32 - 1),
+)
+def test_maxpool2d_int8_ceil_mode_and_dilation_equal_onnx_definition(k, s, extra, pads, ceil, d, seed):
+    rng = np.random.default_rng(seed)
+    h, w = d * (k - 1) + extra, d * (k - 1) + extra + 1
+    x = rng.integers(-128, 128, size=(1, 2, h, w), dtype=np.int8)
+    got = kernels.maxpool2d_int8(x, (k, k), (s, s), pads, ceil, (d, d))
+    assert np.array_equal(got, maxpool_loops(x, (k, k), (s, s), pads, ceil, (d, d)))
+
+
+@SETTINGS
+@given(
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.tuples(*[st.integers(0, 1)] * 4),
+    st.booleans(),
+    st.integers(-128, 127),
+    st.integers(0, 2**32 - 1),
+)
+def test_window_sums_equal_loops(k, s, pads, ceil, zero_point, seed):
+    """Average-pool sums of x - z; padding and ceil-mode overhang add nothing (docs/int8.md 4.7)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(1, 2, k + int(rng.integers(0, 4)), k + int(rng.integers(0, 4))), dtype=np.int8)
+    got = kernels.window_sum_int32(x, (k, k), (s, s), pads, ceil, zero_point)
+    assert got.dtype == np.int32 and np.array_equal(got, window_sum_loops(x, (k, k), (s, s), pads, ceil, zero_point))
 
 
 def test_nearest_upsample_x2_is_floor_half():

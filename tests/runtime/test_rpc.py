@@ -54,3 +54,47 @@ def test_two_artifacts_on_one_server(tmp_path, host_artifact, server):
 def test_unreachable_board(host_artifact):
     with pytest.raises(DeviceError, match=r"cannot reach a TVM RPC server at 127\.0\.0\.1:\d+.*tvm\.exec\.rpc_server"):
         load_artifact(host_artifact[1], device=f"127.0.0.1:{free_port()}")
+
+
+def _rpc_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("fcos3d-rpc") and t.is_alive()]
+
+
+def test_a_listener_that_never_answers_gives_one_line_within_the_timeout(host_artifact):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(DeviceError, match=rf"{where}: no answer within 1 s while connecting.*--rpc-timeout"):
+            load_artifact(host_artifact[1], device=where, timeout=1.0)
+    assert _rpc_threads() == []  # the stuck call was woken (its socket shut down), nothing is left blocked
+
+
+def test_a_remote_run_that_never_returns_is_a_device_error(host_artifact, monkeypatch):
+    import json
+    import threading
+
+    from fcos3d.runtime.execute import Artifact
+
+    folder = host_artifact[1]
+    meta = json.loads((folder / "meta.json").read_text())
+    release = threading.Event()
+    art = Artifact(folder, meta, None, None, "127.0.0.1:9", None, object(), 0.5)
+    monkeypatch.setattr(Artifact, "_invoke", lambda self, arrays: release.wait(30))
+    try:
+        with pytest.raises(DeviceError, match=r"127\.0\.0\.1:9: no answer within 0\.5 s while running .*model\.so"):
+            art.run(random_inputs(1)[0])
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_rpc_timeout_must_be_positive(host_artifact, timeout):
+    from fcos3d.errors import Fcos3dError
+
+    with pytest.raises(Fcos3dError, match="RPC timeout .*positive number of seconds"):
+        load_artifact(host_artifact[1], device="127.0.0.1:9", timeout=timeout)

@@ -57,3 +57,18 @@ def test_param_overrides(tmp_path):
     assert cfg["root"] == "elsewhere" and cfg["epochs"] == 7
     with pytest.raises(Fcos3dError, match="--set typo=... names no param"):
         load_config(p, {"typo": "1"})
+
+
+def test_param_override_of_the_wrong_type_names_the_flag(tmp_path):
+    p = tmp_path / "cfg.py"
+    p.write_text(
+        "from fcos3d.trainer.config import param\nbs = param('batch_size', 8)\nlr = param('lr', 0.1)\n"
+        "amp = param('amp', False)\n"
+    )
+    with pytest.raises(Fcos3dError, match=r"--set batch_size=abc: not an integer \(the config's default is 8\)"):
+        load_config(p, {"batch_size": "abc"})
+    with pytest.raises(Fcos3dError, match=r"--set lr=fast: not a number"):
+        load_config(p, {"lr": "fast"})
+    with pytest.raises(Fcos3dError, match=r"--set amp=maybe: not a boolean"):
+        load_config(p, {"amp": "maybe"})
+    assert load_config(p, {"amp": "Yes"})["amp"] is True

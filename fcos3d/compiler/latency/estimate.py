@@ -11,7 +11,20 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 from fcos3d.boards import Accelerator, Board, load_board
-from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest, conv_output_size
+from fcos3d.int8.ops import (
+    Add,
+    AveragePool,
+    Clip,
+    Concat,
+    Conv,
+    IntGraph,
+    MatMul,
+    MaxPool,
+    Reshape,
+    ResizeNearest,
+    Transpose,
+    conv_output_size,
+)
 
 __all__ = [
     "PARAM_BYTES_INT8",
@@ -134,7 +147,11 @@ def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
             raise ValueError(f"input {i.name!r} has a symbolic shape {i.shape}: the estimate needs static shapes")
         shapes[i.tensor] = tuple(int(d) for d in i.shape)
     for op in graph.ops:
-        if isinstance(op, Conv):
+        if isinstance(op, (Clip, AveragePool, Reshape, Transpose, MatMul)) or (
+            isinstance(op, (Conv, MaxPool)) and (op.dilations != (1, 1) or getattr(op, "ceil_mode", False))
+        ):  # the ops' own shape rule: the [int8-ops] ops, dilated convs and pools, ceil-mode pools
+            shapes[op.output] = tuple(op.output_shape(*(shapes[t] for t in op.inputs)))
+        elif isinstance(op, Conv):
             n, _, h, w = shapes[op.input]
             kh, kw = op.weight.shape[2:]
             ho = conv_output_size(h, kh, op.strides[0], op.pads[0], op.pads[2])
@@ -183,10 +200,15 @@ def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[
     return kind, macs, work
 
 
-def _elementwise_work(op, out_shape: tuple[int, ...], acc: Accelerator) -> int:
-    """Output-stage elements, padded to the block geometry; a max pool compares kh x kw inputs per output."""
-    n, c, h, w = out_shape
-    per_output = op.kernel[0] * op.kernel[1] if isinstance(op, MaxPool) else 1
+def _elementwise_work(op, out_shape: tuple[int, ...], acc: Accelerator, per_output: int = 1) -> int:
+    """Output-stage elements, padded to the block geometry, times ``per_output`` inputs read per output (a
+    max pool compares kh x kw, an average pool adds its window). A tensor of rank != 4 counts as (N, 1, 1, rest)."""
+    if len(out_shape) == 4:
+        n, c, h, w = out_shape
+    else:
+        n, c, h, w = out_shape[0], 1, 1, math.prod(out_shape[1:])
+    if isinstance(op, MaxPool):
+        per_output = op.kernel[0] * op.kernel[1]
     return (
         n
         * _ceil_to(h, int(acc["block_h"]))
@@ -196,7 +218,16 @@ def _elementwise_work(op, out_shape: tuple[int, ...], acc: Accelerator) -> int:
     )
 
 
-_KIND = {Add: "Add", ResizeNearest: "Resize", MaxPool: "MaxPool", Concat: "Concat"}
+_KIND = {
+    Add: "Add",
+    ResizeNearest: "Resize",
+    MaxPool: "MaxPool",
+    Concat: "Concat",
+    Clip: "Clip",
+    AveragePool: "AveragePool",
+    Reshape: "Reshape",
+    Transpose: "Transpose",
+}
 # Optional per-kind throughput figures (fcos3d.boards.OPTIONAL_FIGURES) that replace the general one.
 KIND_FIGURE = {
     "DepthwiseConv": "depthwise_macs_per_cycle",
@@ -213,7 +244,7 @@ def throughput(acc: Accelerator, kind: str) -> float:
     own = KIND_FIGURE.get(kind)
     if own in acc.figures:
         return acc[own]
-    return acc["macs_per_cycle"] if kind.endswith("Conv") else acc["elementwise_per_cycle"]
+    return acc["macs_per_cycle"] if kind.endswith("Conv") or kind == "MatMul" else acc["elementwise_per_cycle"]
 
 
 def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, ...]:
@@ -229,9 +260,21 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
             per_channel = PARAM_BYTES_INT32 if op.int32_output else PARAM_BYTES_INT8
             weight_bytes = int(op.weight.size) + per_channel * int(op.weight.shape[0])
             out_bytes = math.prod(out_shape) * (4 if op.int32_output else 1)
+        elif isinstance(op, MatMul):  # one MAC per (output element, k), as a 1x1 conv over the rows
+            k = op.fan_in if op.fan_in is not None else int(shapes[op.a][-1])
+            kind, macs = "MatMul", math.prod(out_shape) * k
+            work = (
+                _ceil_to(math.prod(out_shape[:-1]), int(acc["block_h"]) * int(acc["block_w"]))
+                * _ceil_to(out_shape[-1], int(acc["block_oc"]))
+                * _ceil_to(k, int(acc["block_ic"]))
+            )
+            compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
+            weight_bytes = 0 if op.weight is None else int(op.weight.size) + PARAM_BYTES_INT8 * int(op.weight.shape[0])
+            out_bytes = math.prod(out_shape)
         else:
             kind, macs = _KIND[type(op)], 0
-            work = _elementwise_work(op, out_shape, acc)
+            window = math.prod(op.geometry(shapes[op.input])[0]) if isinstance(op, AveragePool) else 1
+            work = _elementwise_work(op, out_shape, acc, window)
             compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
             weight_bytes = 0
             out_bytes = math.prod(out_shape)

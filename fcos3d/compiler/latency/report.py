@@ -13,6 +13,8 @@ import json
 import statistics
 from pathlib import Path
 
+from fcos3d.io import atomic_write_text
+
 from .estimate import Estimate
 
 __all__ = ["PERF_FORMAT", "CSV_COLUMNS", "errors", "perf_dict", "table_rows", "write_report", "html_page"]
@@ -214,7 +216,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     d = perf_dict(est, measured)
     paths = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv", "html": out_dir / f"{stem}.html"}
-    paths["json"].write_text(json.dumps(d, indent=2) + "\n")
-    paths["csv"].write_text(_csv_text(d))
-    paths["html"].write_text(html_page(d))
+    # Each file whole or not at all (a kill leaves the previous report, never half of one).
+    atomic_write_text(paths["json"], json.dumps(d, indent=2) + "\n")
+    atomic_write_text(paths["csv"], _csv_text(d))
+    atomic_write_text(paths["html"], html_page(d))
     return paths

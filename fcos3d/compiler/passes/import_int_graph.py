@@ -9,12 +9,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from tvm import IRModule, relax
+from tvm import IRModule, relax, te, tirx, topi
 
+from fcos3d.int8 import fixedpoint as fx
 from fcos3d.int8.dispatch import check_supported, implementation
-from fcos3d.int8.ops import Add, Concat, Conv, IntGraph, MaxPool, ResizeNearest
+from fcos3d.int8.ops import (
+    Add,
+    AveragePool,
+    Clip,
+    Concat,
+    Conv,
+    IntGraph,
+    MatMul,
+    MaxPool,
+    Reshape,
+    ResizeNearest,
+    Transpose,
+)
 
-from ..requantize import emit_requantize, emit_saturate_int8
+from ..requantize import emit_output_int8, emit_requantize, emit_requantize_table, emit_saturate_int8
 
 __all__ = ["import_int_graph", "import_int_graphs"]
 
@@ -23,43 +36,67 @@ def _shape(x: relax.Expr) -> tuple[int, ...]:
     return tuple(int(d) for d in x.ty.shape)
 
 
+def _pad(bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, int, int, int], value: int) -> relax.Var:
+    """NCHW ``x`` padded by ``value`` (top, left, bottom, right): TOPI's pad, a copy."""
+    top, left, bottom, right = pads
+    return bb.emit_te(topi.nn.pad, x, [0, 0, top, left], [0, 0, bottom, right], value, primfunc_name_hint="pad")
+
+
 def _conv(bb: relax.BlockBuilder, op: Conv, x: relax.Expr) -> relax.Var:
     """int8 x int8 -> int32 conv + int32 bias (exact, |acc| <= K*128*127 + |bias|, docs/int8.md 4.2);
-    then requantise per output channel and saturate, or keep the int32 head output (4.3)."""
+    then requantise per output channel, + z_out, and saturate, or keep the int32 head output (4.3).
+    A non-zero input zero point pads explicitly with it (the real 0) and is folded into the bias."""
+    pads = op.pads
+    if op.input_zero_point and any(pads):
+        x = _pad(bb, x, pads, op.input_zero_point)
+        pads = (0, 0, 0, 0)
     acc = bb.emit(
         relax.op.nn.conv2d(
             x,
             relax.const(op.weight, "int8"),
             strides=op.strides,
-            padding=op.pads,  # (top, left, bottom, right)
+            padding=pads,  # (top, left, bottom, right)
+            dilation=op.dilations,
             groups=op.groups,
             out_dtype="int32",  # the default out_dtype (the input's, int8) would overflow
         )
     )
     out_channels = op.weight.shape[0]
-    if np.any(op.bias != 0):
-        acc = bb.emit(relax.op.add(acc, relax.const(op.bias.reshape(1, -1, 1, 1).astype(np.int32), "int32")))
+    bias = op.folded_bias
+    if np.any(bias != 0):
+        acc = bb.emit(relax.op.add(acc, relax.const(bias.reshape(1, -1, 1, 1).astype(np.int32), "int32")))
     if op.int32_output:
         return acc
     y = emit_requantize(bb, acc, op.multiplier, op.shift, out_channels)
-    return emit_saturate_int8(bb, y, op.relu)
+    if op.output_zero_point == 0 and op.clamp is None:  # the symmetric path
+        return emit_saturate_int8(bb, y, op.relu)
+    return emit_output_int8(bb, y, op.output_zero_point, op.output_bounds)
 
 
-def _to_common(bb: relax.BlockBuilder, x: relax.Expr, multiplier: int, shift: int) -> relax.Var:
-    """int8 -> int32 in the add's common domain: ``requantize(x, m, shift)``, |result| <= 2**27 + 1."""
+def _to_int32(bb: relax.BlockBuilder, x: relax.Expr, zero_point: int) -> relax.Var:
+    """int8 -> int32 ``x - zero_point`` (|result| <= 255)."""
     x32 = bb.emit(relax.op.astype(x, "int32"))
-    return emit_requantize(bb, x32, multiplier, shift, _shape(x)[1])
+    if zero_point:
+        x32 = bb.emit(relax.op.subtract(x32, relax.const(np.int32(zero_point), "int32")))
+    return x32
+
+
+def _to_common(bb: relax.BlockBuilder, x: relax.Expr, multiplier: int, shift: int, zero_point: int) -> relax.Var:
+    """int8 -> int32 in the add's common domain: ``requantize(x - z, m, shift)``, |result| <= 255 * 2**20 + 1."""
+    return emit_requantize(bb, _to_int32(bb, x, zero_point), multiplier, shift, _shape(x)[1])
 
 
 def _add(bb: relax.BlockBuilder, op: Add, a: relax.Expr, b: relax.Expr) -> relax.Var:
-    """docs/int8.md 4.4 (= fixedpoint.add_requantize): two rescales, an int32 add (|sum| <= 2**28 + 2), one
-    requantisation, saturation."""
+    """docs/int8.md 4.4 (= fixedpoint.add_requantize): two rescales, an int32 add (|sum| < 2**29), one
+    requantisation, + z_out, saturation."""
     r = op.rescale
-    a32 = _to_common(bb, a, r.multiplier_a, r.shift_a)
-    b32 = _to_common(bb, b, r.multiplier_b, r.shift_b)
+    a32 = _to_common(bb, a, r.multiplier_a, r.shift_a, op.zero_point_a)
+    b32 = _to_common(bb, b, r.multiplier_b, r.shift_b, op.zero_point_b)
     total = bb.emit(relax.op.add(a32, b32))  # broadcasts as ONNX Add
     y = emit_requantize(bb, total, r.multiplier_out, r.shift_out, _shape(total)[1])
-    return emit_saturate_int8(bb, y, op.relu)
+    if op.output_zero_point == 0 and op.clamp is None:  # the symmetric path
+        return emit_saturate_int8(bb, y, op.relu)
+    return emit_output_int8(bb, y, op.output_zero_point, op.output_bounds)
 
 
 def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr, *like: relax.Expr) -> relax.Var:
@@ -73,24 +110,125 @@ def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr, *like: rel
 
 
 def _maxpool(bb: relax.BlockBuilder, op: MaxPool, x: relax.Expr) -> relax.Var:
-    """int8 max pool, floor output size; TOPI pads a max pool with the dtype's minimum, -128, as the
-    simulator does (checked against it in tests/compiler/passes/test_import_int_graph.py)."""
-    return bb.emit(relax.op.nn.max_pool2d(x, pool_size=op.kernel, strides=op.strides, padding=op.pads, ceil_mode=False))
+    """int8 max pool; TOPI pads a max pool with the dtype's minimum, -128, as the simulator does (checked
+    against it in tests/compiler/passes/test_import_int_graph.py). ceil mode: the output size is ours
+    (ops.pool_output_size), made with extra -128 padding at the bottom/right and, if TOPI's floor size is
+    then larger (a pad longer than the window), a crop."""
+    n, c, h, w = _shape(x)
+    _, _, ho, wo = op.output_shape((n, c, h, w))
+    (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.strides, op.dilations
+    top, left, bottom, right = op.pads
+    if op.ceil_mode:
+        bottom = max(bottom, (ho - 1) * sh + dh * (kh - 1) + 1 - h - top)
+        right = max(right, (wo - 1) * sw + dw * (kw - 1) + 1 - w - left)
+    y = bb.emit(
+        relax.op.nn.max_pool2d(
+            x, pool_size=op.kernel, strides=op.strides, padding=(top, left, bottom, right), dilation=op.dilations
+        )
+    )
+    if _shape(y)[2:] != (ho, wo):
+        y = bb.emit(relax.op.strided_slice(y, axes=[2, 3], begin=[0, 0], end=[ho, wo]))
+    return y
 
 
 def _concat(bb: relax.BlockBuilder, op: Concat, *xs: relax.Expr) -> relax.Var:
-    """Inputs with another scale are requantised (per-tensor) and saturated first; then a copy."""
+    """Inputs with another scale or zero point are requantised (per-tensor), + z_out, saturated first; then a copy."""
     parts = []
-    for x, r in zip(xs, op.rescales, strict=True):
+    for x, r, z in zip(xs, op.rescales, op.zero_points_in, strict=True):
         if r is not None:
-            x32 = bb.emit(relax.op.astype(x, "int32"))
-            x = emit_saturate_int8(bb, emit_requantize(bb, x32, r[0], r[1], _shape(x)[1]), relu=False)
+            y = emit_requantize(bb, _to_int32(bb, x, z), r[0], r[1], _shape(x)[1])
+            x = emit_output_int8(bb, y, op.output_zero_point, (fx.INT8_MIN, fx.INT8_MAX))
         parts.append(x)
     return bb.emit(relax.op.concat(parts, axis=op.axis))
 
 
+def _clip(bb: relax.BlockBuilder, op: Clip, x: relax.Expr) -> relax.Var:
+    """docs/int8.md 4.6: ``clamp(x, lo, hi)`` on int8, or ``clamp(requantize(x - z_in) + z_out, lo, hi)``."""
+    if op.rescale is None:
+        return bb.emit(relax.op.clip(x, op.lo, op.hi))
+    y = emit_requantize(bb, _to_int32(bb, x, op.input_zero_point), *op.rescale, _shape(x)[1])
+    return emit_output_int8(bb, y, op.output_zero_point, (op.lo, op.hi))
+
+
+def _window_sums(x: te.Tensor, kernel, strides, top_left, out_hw, zero_point: int) -> te.Tensor:
+    """TE: ``sum_{window} (x - z)`` in int32 with zero padding (docs/int8.md 4.7; = kernels.window_sum_int32).
+    |sum| <= kh * kw * 255."""
+    n, c, h, w = (int(d) for d in x.shape)
+    (kh, kw), (sh, sw), (top, left), (ho, wo) = kernel, strides, top_left, out_hw
+    hp, wp = (ho - 1) * sh + kh, (wo - 1) * sw + kw
+    padded = te.compute(
+        (n, c, hp, wp),
+        lambda b, ch, i, j: tirx.if_then_else(
+            tirx.all(i >= top, i < top + h, j >= left, j < left + w),
+            x[b, ch, tirx.min(tirx.max(i - top, 0), h - 1), tirx.min(tirx.max(j - left, 0), w - 1)].astype("int32")
+            - zero_point,
+            tirx.const(0, "int32"),
+        ),
+        name="pool_pad",
+    )
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    return te.compute(
+        (n, c, ho, wo),
+        lambda b, ch, y, xx: te.sum(padded[b, ch, y * sh + ry, xx * sw + rx], axis=[ry, rx]),
+        name="pool_sum",
+    )
+
+
+def _average_pool(bb: relax.BlockBuilder, op: AveragePool, x: relax.Expr) -> relax.Var:
+    """docs/int8.md 4.7: integer window sums, requantised per output position with the simulator's table
+    (``op.requant_tables``: s_in / (count * s_out)), + z_out, saturation."""
+    shape = _shape(x)
+    kernel, strides, pads = op.geometry(shape)
+    out_hw = op.output_shape(shape)[2:]
+    sums = bb.emit_te(
+        _window_sums, x, kernel, strides, pads[:2], out_hw, int(op.input_zero_point), primfunc_name_hint="pool_sum"
+    )
+    m, sh = op.requant_tables(shape)
+    y = emit_requantize_table(bb, sums, m, sh, (2, 3))
+    return emit_output_int8(bb, y, op.output_zero_point, (fx.INT8_MIN, fx.INT8_MAX))
+
+
+def _reshape(bb: relax.BlockBuilder, op: Reshape, x: relax.Expr) -> relax.Var:
+    return bb.emit(relax.op.reshape(x, op.output_shape(_shape(x))))
+
+
+def _transpose(bb: relax.BlockBuilder, op: Transpose, x: relax.Expr) -> relax.Var:
+    return bb.emit(relax.op.permute_dims(x, list(op.perm) if op.perm else None))
+
+
+def _matmul(bb: relax.BlockBuilder, op: MatMul, a: relax.Expr, *b: relax.Expr) -> relax.Var:
+    """docs/int8.md 4.9: int32 ``a @ W^T + folded bias`` (or ``(a - z_a) @ (b - z_b)``), exact (|acc| <=
+    K*128*127 + |bias|, or K*255*255), requantised along the last axis, + z_out, saturated."""
+    if op.weight is not None:
+        a32 = bb.emit(relax.op.astype(a, "int32"))
+        w = relax.const(np.ascontiguousarray(op.weight.T).astype(np.int32), "int32")  # (K, N)
+        acc = bb.emit(relax.op.matmul(a32, w, out_dtype="int32"))
+        bias = op.folded_bias
+        if np.any(bias != 0):
+            acc = bb.emit(relax.op.add(acc, relax.const(bias.astype(np.int32), "int32")))
+    else:
+        a32 = _to_int32(bb, a, op.a_zero_point)
+        b32 = _to_int32(bb, b[0], op.b_zero_point)
+        acc = bb.emit(relax.op.matmul(a32, b32, out_dtype="int32"))
+    shape = _shape(acc)
+    y = emit_requantize(bb, acc, op.multiplier, op.shift, shape[-1], axis=len(shape) - 1)
+    return emit_output_int8(bb, y, op.output_zero_point, op.bounds)
+
+
 # One explicit dispatch table: IntGraph op class -> emitter(bb, op, *inputs).
-_EMITTERS = {Conv: _conv, Add: _add, ResizeNearest: _resize, MaxPool: _maxpool, Concat: _concat}
+_EMITTERS = {
+    Conv: _conv,
+    Add: _add,
+    ResizeNearest: _resize,
+    MaxPool: _maxpool,
+    Concat: _concat,
+    Clip: _clip,
+    AveragePool: _average_pool,
+    Reshape: _reshape,
+    Transpose: _transpose,
+    MatMul: _matmul,
+}
 _EXECUTOR = "the TVM import (fcos3d.compiler.passes.import_int_graph)"
 
 
