@@ -509,11 +509,33 @@ def infer_shapes(graph: IntGraph, input_shapes: dict[str, tuple[int, ...]]) -> d
 
 
 # The op classes of the other modules of this room (no import cycle: they import fixedpoint only).
+from .ops_convtranspose import ConvTranspose  # noqa: E402
 from .ops_layout import Reshape, Transpose  # noqa: E402
+from .ops_lut import Lut, Mul  # noqa: E402
+from .ops_lut_pool import LutAveragePool  # noqa: E402
 from .ops_matmul import MatMul  # noqa: E402
 from .ops_pool import AveragePool  # noqa: E402
+from .ops_resize_linear import ResizeLinear  # noqa: E402
+from .ops_softmax import Softmax  # noqa: E402
 
-IntOp = Conv | Add | ResizeNearest | MaxPool | Concat | Clip | AveragePool | Reshape | Transpose | MatMul
+IntOp = (
+    Conv
+    | Add
+    | ResizeNearest
+    | MaxPool
+    | Concat
+    | Clip
+    | AveragePool
+    | Reshape
+    | Transpose
+    | MatMul
+    | Lut
+    | Mul
+    | Softmax
+    | ConvTranspose
+    | ResizeLinear
+    | LutAveragePool
+)
 OP_CLASSES: tuple[type, ...] = (
     Conv,
     Add,
@@ -525,4 +547,10 @@ OP_CLASSES: tuple[type, ...] = (
     Reshape,
     Transpose,
     MatMul,
+    Lut,
+    Mul,
+    Softmax,
+    ConvTranspose,
+    ResizeLinear,
+    LutAveragePool,
 )

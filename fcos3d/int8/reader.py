@@ -45,6 +45,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from . import parse_lut
 from .frontend import prepare
 from .ops import GraphInput, GraphOutput, IntGraph, IntOp
 from .parse_ops import (
@@ -100,6 +101,7 @@ PARSERS: dict[str, ParseFn] = {
     "Unsqueeze": parse_layout,
     "Gemm": parse_gemm,
     "MatMul": parse_matmul,
+    **parse_lut.PARSERS,
 }
 
 

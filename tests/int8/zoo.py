@@ -73,10 +73,15 @@ class FloatNet:
             dilations=[dilation] * 2,
         )
 
-    def conv_transpose(self, x, cin, cout, k=2, stride=2, pad=0) -> str:
-        w = self.weight((cin, cout, k, k), cin * k * k // (stride * stride))
+    def conv_transpose(self, x, cin, cout, k=2, stride=2, pad=0, group=1) -> str:
+        w = self.weight((cin, cout // group, k, k), cin * k * k // (stride * stride))
         return self.node(
-            "ConvTranspose", [x, w, self.bias(cout)], kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4
+            "ConvTranspose",
+            [x, w, self.bias(cout)],
+            kernel_shape=[k, k],
+            strides=[stride] * 2,
+            pads=[pad] * 4,
+            group=group,
         )
 
     def relu(self, x):
@@ -329,6 +334,16 @@ def dynamic_batch(shape=("N", 3, 32, 32)) -> onnx.ModelProto:
     x = g.relu(g.conv("input", 3, 16, stride=2))
     x = g.relu(g.conv(x, 16, 16, group=16))
     return g.build([g.conv(x, 16, 8, k=1)])
+
+
+def unsupported(shape=(1, 3, 16, 16)) -> onnx.ModelProto:
+    """What the compiler still refuses, as a user meets it: a grouped ConvTranspose (an attribute problem of a
+    supported op type) and a Sin (an op type no executor has), each downstream of the other's problem."""
+    g = FloatNet("unsupported", shape, seed=19)
+    x = g.relu(g.conv("input", 3, 8, stride=2))
+    x = g.conv_transpose(x, 8, 8, group=2)
+    x = g.node("Sin", [g.conv(x, 8, 8)])
+    return g.build([g.conv(x, 8, 4, k=1)])
 
 
 # -- quantize_static ------------------------------------------------------------------------------------------

@@ -17,11 +17,17 @@ from fcos3d.int8.ops import (
     Clip,
     Concat,
     Conv,
+    ConvTranspose,
     IntGraph,
+    Lut,
+    LutAveragePool,
     MatMul,
     MaxPool,
+    Mul,
     Reshape,
+    ResizeLinear,
     ResizeNearest,
+    Softmax,
     Transpose,
     conv_output_size,
 )
@@ -139,6 +145,10 @@ def _cycles(nbytes: int, clock_hz: float, bytes_per_s: float) -> int:
     return math.ceil(Fraction(nbytes) * Fraction(clock_hz) / Fraction(bytes_per_s))
 
 
+# The lookup-table family's ops (docs/int8.md 8): each has its own output_shape rule.
+_LUT_FAMILY = (Lut, Mul, Softmax, ConvTranspose, ResizeLinear, LutAveragePool)
+
+
 def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
     """NCHW shape of every tensor, propagated from the (static) input shapes through the ops."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -147,7 +157,7 @@ def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
             raise ValueError(f"input {i.name!r} has a symbolic shape {i.shape}: the estimate needs static shapes")
         shapes[i.tensor] = tuple(int(d) for d in i.shape)
     for op in graph.ops:
-        if isinstance(op, (Clip, AveragePool, Reshape, Transpose, MatMul)) or (
+        if isinstance(op, (Clip, AveragePool, Reshape, Transpose, MatMul, *_LUT_FAMILY)) or (
             isinstance(op, (Conv, MaxPool)) and (op.dilations != (1, 1) or getattr(op, "ceil_mode", False))
         ):  # the ops' own shape rule: the [int8-ops] ops, dilated convs and pools, ceil-mode pools
             shapes[op.output] = tuple(op.output_shape(*(shapes[t] for t in op.inputs)))
@@ -227,6 +237,12 @@ _KIND = {
     AveragePool: "AveragePool",
     Reshape: "Reshape",
     Transpose: "Transpose",
+    Lut: "Lut",
+    Mul: "Mul",
+    Softmax: "Softmax",
+    ConvTranspose: "ConvTranspose",
+    ResizeLinear: "ResizeLinear",
+    LutAveragePool: "AveragePool",
 }
 # Optional per-kind throughput figures (fcos3d.boards.OPTIONAL_FIGURES) that replace the general one.
 KIND_FIGURE = {

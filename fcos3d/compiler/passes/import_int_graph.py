@@ -28,6 +28,7 @@ from fcos3d.int8.ops import (
 )
 
 from ..requantize import emit_output_int8, emit_requantize, emit_requantize_table, emit_saturate_int8
+from .emit_lut import EMITTERS as EMITTERS_LUT
 
 __all__ = ["import_int_graph", "import_int_graphs"]
 
@@ -228,6 +229,7 @@ _EMITTERS = {
     Reshape: _reshape,
     Transpose: _transpose,
     MatMul: _matmul,
+    **EMITTERS_LUT,
 }
 _EXECUTOR = "the TVM import (fcos3d.compiler.passes.import_int_graph)"
 

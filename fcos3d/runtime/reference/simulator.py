@@ -29,7 +29,7 @@ from fcos3d.int8.ops import (
 )
 from fcos3d.int8.reader import parse_qdq
 
-from . import kernels
+from . import kernels, kernels_lut
 
 __all__ = ["Simulator", "run_op"]
 
@@ -151,6 +151,7 @@ _KERNELS = {
     Reshape: _reshape,
     Transpose: _transpose,
     MatMul: _matmul,
+    **kernels_lut.KERNELS,
 }
 _EXECUTOR = "the numpy simulator (fcos3d.runtime.reference.simulator)"
 
