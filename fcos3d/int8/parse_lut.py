@@ -9,8 +9,6 @@ integer constant is built here, once (the ops_* modules' rules). ``PARSERS`` is 
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 import onnx
 
@@ -22,6 +20,7 @@ from .ops_pool import AveragePool
 from .ops_resize_linear import LINEAR_COORDINATE_MODES, ResizeLinear
 from .ops_softmax import Softmax, softmax_constants
 from .parse_ops import parse_resize as parse_resize_nearest
+from .parse_ops import resize_targets
 from .patterns import Parser, Reject, int_pair, node_attrs, spatial_attrs
 
 __all__ = [
@@ -233,19 +232,7 @@ def parse_resize(p: Parser, node: onnx.NodeProto) -> None:
         or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
     ):
         raise Reject("the antialias / axes / keep_aspect_ratio_policy attributes are not supported")
-    scales = sizes = None
-    if len(node.input) >= 4 and node.input[3]:
-        raw = np.asarray(p.const(node.input[3], "Resize sizes")).astype(np.int64).ravel()
-        if raw.size != 4 or np.any(raw < 1):
-            raise Reject(f"Resize sizes {raw.tolist()} must be 4 positive NCHW sizes")
-        sizes = tuple(int(v) for v in raw)
-    elif len(node.input) >= 3 and node.input[2]:
-        raw = np.asarray(p.const(node.input[2], "Resize scales")).ravel()
-        if raw.dtype != np.float32 or raw.size != 4 or raw[0] != 1 or raw[1] != 1 or np.any(raw[2:] <= 0):
-            raise Reject(f"Resize scales {raw.tolist()} must be float32 (1, 1, s_h, s_w) with s > 0")
-        scales = (Fraction(float(raw[2])), Fraction(float(raw[3])))
-    else:
-        raise Reject("Resize needs constant scales or sizes")
+    scales, sizes = resize_targets(p, node)
     x = p.dq_view(node.input[0])
     q = p.follow_to_q(node.output[0], activation=False)
     p.define_output(q)

@@ -215,17 +215,9 @@ def parse_clip(p: Parser, node: onnx.NodeProto) -> None:
     p.accept(op, [node, x.node, *q.nodes])
 
 
-def parse_resize(p: Parser, node: onnx.NodeProto) -> None:
-    attrs = node_attrs(node)
-    mode = attrs.get("mode", "nearest")
-    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
-    nearest = attrs.get("nearest_mode", "round_prefer_floor")
-    if mode != "nearest":
-        raise Reject(f"mode={mode!r}: only nearest resize is integer-exact")
-    if coord not in COORDINATE_MODES or nearest not in NEAREST_MODES:
-        raise Reject(f"coordinate_transformation_mode={coord!r} / nearest_mode={nearest!r} not supported")
-    if "axes" in attrs or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise Reject("the axes / keep_aspect_ratio_policy attributes are not supported")
+def resize_targets(p: Parser, node) -> tuple[tuple[Fraction, Fraction] | None, tuple[int, ...] | None]:
+    """(scales, sizes) of an ONNX Resize, exactly one set: constant NCHW ``sizes`` (input 3), else constant
+    float32 ``scales`` (1, 1, s_h, s_w) as exact rationals (input 2); Reject otherwise."""
     scales = sizes = None
     if len(node.input) >= 4 and node.input[3]:
         raw = np.asarray(p.const(node.input[3], "Resize sizes")).astype(np.int64).ravel()
@@ -239,6 +231,21 @@ def parse_resize(p: Parser, node: onnx.NodeProto) -> None:
         scales = (Fraction(float(raw[2])), Fraction(float(raw[3])))
     else:
         raise Reject("Resize needs constant scales or sizes")
+    return scales, sizes
+
+
+def parse_resize(p: Parser, node: onnx.NodeProto) -> None:
+    attrs = node_attrs(node)
+    mode = attrs.get("mode", "nearest")
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    nearest = attrs.get("nearest_mode", "round_prefer_floor")
+    if mode != "nearest":
+        raise Reject(f"mode={mode!r}: only nearest resize is integer-exact")
+    if coord not in COORDINATE_MODES or nearest not in NEAREST_MODES:
+        raise Reject(f"coordinate_transformation_mode={coord!r} / nearest_mode={nearest!r} not supported")
+    if "axes" in attrs or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise Reject("the axes / keep_aspect_ratio_policy attributes are not supported")
+    scales, sizes = resize_targets(p, node)
     src, out, nodes = _scale_preserving(p, node)
     p.accept(ResizeNearest(p.name(node), src, out, scales, sizes, coord, nearest), nodes)
 
