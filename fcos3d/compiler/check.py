@@ -7,17 +7,18 @@ graphs the simulator can run, and reports every unsupported node in one ``Unsupp
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
 from fcos3d.int8.frontend import InputShapeError, prepare, symbolic_inputs
 from fcos3d.int8.ops import IntGraph
 from fcos3d.int8.reader import UnsupportedGraphError, parse_qdq
+from fcos3d.io import sha256_bytes
 
 __all__ = [
     "MIN_OPSET",
@@ -110,7 +111,11 @@ def check_onnx(
     else:
         data = Path(path).read_bytes()
         model = onnx.load_from_string(data)
-    sha = hashlib.sha256(data).hexdigest()
+        if any(uses_external_data(t) for t in model.graph.initializer):
+            # external weights live beside the model, wherever the compiler is run from; onnx refuses a
+            # location outside that folder
+            load_external_data_for_model(model, str(Path(path).resolve().parent))
+    sha = sha256_bytes(data)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

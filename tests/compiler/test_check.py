@@ -20,6 +20,24 @@ def test_supported_graph_parses_and_keeps_integer_constants():
     assert checked.graph.ops[0].weight.dtype.name == "int8"  # onnxsim did not fold DQ(weight) to float
 
 
+def test_external_data_model_compiles_from_any_folder(tmp_path, monkeypatch):
+    """Weights in a file beside the model (onnx external data) are found from another working folder."""
+    b = QDQGraphBuilder(seed=2)
+    x = b.input((1, 3, 6, 6))
+    b.output(b.conv(x, 4))
+    model = b.build()
+    want = check_onnx(model).graph.ops[0]
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save_model(model, folder / "m.onnx", save_as_external_data=True, location="m.weights", size_threshold=0)
+    assert (folder / "m.weights").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    got = check_onnx(folder / "m.onnx").graph.ops[0]
+    assert (got.weight == want.weight).all() and (got.bias == want.bias).all()
+
+
 def test_every_unsupported_node_in_one_error():
     b = QDQGraphBuilder(seed=1)
     x = b.input((1, 2, 4, 4))
