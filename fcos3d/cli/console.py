@@ -17,9 +17,12 @@ def console():
     return Console(stderr=False)
 
 
-@contextmanager
-def progress_bar(description: str):
-    """Yield a ``progress(done, total)`` callback drawn as a rich progress bar."""
+# What --set does, for every command that takes it.
+SET_HELP = "Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb."
+
+
+def progress(title: str, *extra_columns, **kwargs):
+    """A rich Progress with the project's columns: title, bar, done/total, elapsed, remaining, then ``extra_columns``."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -29,15 +32,22 @@ def progress_bar(description: str):
         TimeRemainingColumn,
     )
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
+    return Progress(
+        TextColumn(f"[bold]{title}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        *extra_columns,
         console=console(),
-        transient=False,
-    ) as bar:
+        **kwargs,
+    )
+
+
+@contextmanager
+def progress_bar(description: str):
+    """Yield a ``progress(done, total)`` callback drawn as a rich progress bar."""
+    with progress("{task.description}", transient=False) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .boundary import onnx_error, run_command
-from .console import console, overrides, print_table, progress_bar
+from .console import SET_HELP, console, overrides, print_table, progress, progress_bar
 
 _MAX_SIDE = 8192
 
@@ -153,9 +153,6 @@ def data_show(data_path, index, save_path):
     click.echo(f"wrote {path}")
 
 
-_SET_HELP = "Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb."
-
-
 def print_metrics(title: str, metrics: dict) -> None:
     from fcos3d.eval.nuscenes_metric import METRICS_TABLE_HEADER, format_metrics_table
 
@@ -169,24 +166,9 @@ class _RichReporter:
         self.stage, self.bar, self.task = stage, None, None
 
     def on_start(self, total_steps: int, start_step: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import TextColumn
 
-        self.bar = Progress(
-            TextColumn(f"[bold]train {self.stage}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console(),
-        )
+        self.bar = progress(f"train {self.stage}", TextColumn("{task.fields[info]}"))
         self.bar.start()
         self.task = self.bar.add_task("train", total=total_steps, completed=start_step, info="")
 
@@ -219,7 +201,7 @@ class _RichReporter:
 @click.option(
     "--resume", is_flag=True, help="Continue from <ckpt_dir>/<stage>-checkpoint-last.pth.tar (mid-epoch too)."
 )
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def train_cmd(stage, config_path, resume, sets):
     """Train a stage on one CPU/GPU, or many GPUs under torchrun (DDP + SyncBN).
 
@@ -271,7 +253,7 @@ def train_cmd(stage, config_path, resume, sets):
     default=None,
     help="Checkpoint (default: <ckpt_dir>/<stage>-checkpoint-best.pth.tar).",
 )
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def predict_cmd(stage, config_path, ckpt, sets):
     """Predict the val split and score it with the official nuScenes metric (NDS, mAP, TP errors).
 
@@ -301,7 +283,7 @@ def predict_cmd(stage, config_path, ckpt, sets):
     default=None,
     help="QAT checkpoint (default: <ckpt_dir>/qat-checkpoint-best.pth.tar).",
 )
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def export_cmd(config_path, out, ckpt, sets):
     """Export the QAT model as the integer model's int8 QDQ ONNX (opset 17, int32 head outputs).
 
@@ -334,7 +316,7 @@ def export_cmd(config_path, out, ckpt, sets):
 @click.option(
     "--top", default=20, show_default=True, help="Rows of the table printed here (the files hold every layer)."
 )
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def quant_report_cmd(config_path, images, out, top, sets):
     """Per-layer SQNR (dB) of the calibration, QAT and int models against float, worst layers first.
 
@@ -385,7 +367,7 @@ def quant_report_cmd(config_path, images, out, top, sets):
 @click.option("--version", default="v1.0-mini", show_default=True, help="nuScenes version of the image's dataroot.")
 @click.option("--intrinsics", default=None, help="fx,fy,cx,cy of a lone image (default: looked up in the dataroot).")
 @click.option("--ckpt", type=click.Path(path_type=Path), default=None, help="Checkpoint (default: the stage's best).")
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intrinsics, ckpt, sets):
     """Predict one image and draw its 3D boxes (class colours, scores) beside a bird's-eye view.
 
@@ -474,7 +456,7 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
     type=click.Path(path_type=Path),
     help="Config to train with (default: configs/fcos3d_efficientnetb0_synthetic.py).",
 )
-@click.option("--set", "sets", multiple=True, help=_SET_HELP)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
 def demo(
     out,
     seed,

@@ -14,6 +14,8 @@ import click
 
 from fcos3d.errors import Fcos3dError
 
+from .console import SET_HELP
+
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
@@ -72,7 +74,7 @@ def _fmt(metrics: dict | None, key: str) -> str:
     "--set",
     "sets",
     multiple=True,
-    help="Override a param() of the config, NAME=VALUE (repeatable), e.g. --set data_root=demo_out/nuscenes_lmdb.",
+    help=SET_HELP,
 )
 def validate_cmd(
     align: bool,

@@ -19,8 +19,8 @@ from .ops_lut_pool import LUT_POOL_FRACTION_BITS, MIN_FRACTION_BITS, LutAverageP
 from .ops_pool import AveragePool
 from .ops_resize_linear import LINEAR_COORDINATE_MODES, ResizeLinear
 from .ops_softmax import Softmax, softmax_constants
+from .parse_ops import conv_multipliers_or_reject, resize_targets
 from .parse_ops import parse_resize as parse_resize_nearest
-from .parse_ops import resize_targets
 from .patterns import Parser, Reject, int_pair, node_attrs, spatial_attrs
 
 __all__ = [
@@ -193,10 +193,7 @@ def parse_conv_transpose(p: Parser, node: onnx.NodeProto) -> None:
     if taps * 255 * 127 + int(np.abs(bias.astype(np.int64)).max(initial=0)) > fx.INT32_MAX:
         raise Reject("ConvTranspose accumulator bound exceeds int32")
     q = p.follow_to_q(node.output[0], activation=True)
-    try:
-        m, sh = fx.conv_multipliers(x.scale, s_w, q.scale)
-    except ValueError as e:
-        raise Reject(str(e)) from None
+    m, sh = conv_multipliers_or_reject(x.scale, s_w, q.scale)
     p.define_output(q)
     op = ConvTranspose(
         p.name(node),

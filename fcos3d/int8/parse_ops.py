@@ -31,6 +31,8 @@ from .ops import (
 from .patterns import Parser, QView, Reject, int_pair, node_attrs, spatial_attrs
 
 __all__ = [
+    "conv_multipliers_or_reject",
+    "resize_targets",
     "parse_add",
     "parse_average_pool",
     "parse_clip",
@@ -79,7 +81,8 @@ def _check_accumulator(weight: np.ndarray, fan_in: int, folded_bias: np.ndarray)
         raise Reject(f"accumulator bound {bound} exceeds int32 (fan-in {fan_in}, |bias| too large)")
 
 
-def _multipliers(s_in: float, s_w, s_out: float) -> tuple[np.ndarray, np.ndarray]:
+def conv_multipliers_or_reject(s_in: float, s_w, s_out: float) -> tuple[np.ndarray, np.ndarray]:
+    """fixedpoint.conv_multipliers, its ValueError (a scale out of range) as this node's Reject."""
     try:
         return fx.conv_multipliers(s_in, s_w, s_out)
     except ValueError as e:
@@ -150,7 +153,7 @@ def parse_conv(p: Parser, node: onnx.NodeProto) -> None:
         p.heads[out] = op  # also in p.ops, in node order
     else:
         q = p.follow_to_q(out, activation=True)
-        m, sh = _multipliers(x.scale, s_w, q.scale)
+        m, sh = conv_multipliers_or_reject(x.scale, s_w, q.scale)
         op = Conv(
             p.name(node),
             x.src,
@@ -384,7 +387,7 @@ def _matmul_op(p: Parser, node: onnx.NodeProto, a: QView, weight, s_w, bias, s_b
         raise Reject("bias - input zero point x sum(w) leaves int32 (docs/int8.md 4.9)")
     _check_accumulator(weight, k, folded)
     q = p.follow_to_q(node.output[0], activation=True)
-    m, sh = _multipliers(a.scale, s_w, q.scale)
+    m, sh = conv_multipliers_or_reject(a.scale, s_w, q.scale)
     p.define_output(q)
     op = MatMul(
         p.name(node),
@@ -434,7 +437,7 @@ def parse_matmul(p: Parser, node: onnx.NodeProto) -> None:
     a = p.dq_view(node.input[0])
     b = p.dq_view(node.input[1])
     q = p.follow_to_q(node.output[0], activation=True)
-    m, sh = _multipliers(a.scale, np.array([b.scale]), q.scale)
+    m, sh = conv_multipliers_or_reject(a.scale, np.array([b.scale]), q.scale)
     p.define_output(q)
     op = MatMul(
         p.name(node),
