@@ -1,7 +1,7 @@
 """Write tests/runtime/golden/requant_ties.json: requantisation cases with exact expected outputs.
 
 The expected values are computed here with Python's exact ``fractions.Fraction`` arithmetic applying the
-documented rule (docs/int8.md) directly, independently of fcos3d/runtime/reference/fixedpoint.py:
+documented rule (docs/int8.md) directly, independently of fcos3d/int8/fixedpoint.py:
 
     requantize(acc, m, shift) = floor(acc * m * 2**shift / 2**31 + 1/2)      (ties toward +inf)
     quantize_multiplier(s)    = m = floor(frac * 2**31 + 1/2), shift = e where s = frac * 2**e,

@@ -1,7 +1,7 @@
 """fcos3d.boards: one TOML file per board (a TVM target dict, a cross compiler, accelerator figures).
 
 Standard library only: ``load_board(name)``, ``board_names()``; the files live beside this module.
-``Board.accelerator`` holds the latency estimator's profile (fcos3d/compiler/estimate.py, PERFORMANCE.md
+``Board.accelerator`` holds the latency estimator's profile (fcos3d/compiler/latency/estimate.py, PERFORMANCE.md
 "Latency model"): every figure with its source, published or a stated assumption, never silent.
 """
 

@@ -590,7 +590,7 @@ def boards_show(name: str) -> None:
     print_table(f"board {b.name}", rows, ("field", "value", "source"))
 
 
-# -- perf (fcos3d/compiler/estimate.py: the latency model of PERFORMANCE.md) ------------------------------
+# -- perf (fcos3d/compiler/latency/estimate.py: the latency model of PERFORMANCE.md) ------------------------------
 
 
 @cli.command("perf")
