@@ -1,5 +1,5 @@
 """`fcos3d-compile model.onnx --target BOARD [--out DIR] [--dump-ir-after PASS] [--tune-trials N --tuning-db DIR]
-[--input-shape NAME=1,3,H,W ...]`: the compiler's command.
+[--input-shape NAME=1,3,H,W ...] [--debug-outputs]`: the compiler's command.
 
 Thin: calls ``build.compile_onnx`` and prints. Exit 2 with one error (listing every unsupported node) on
 graphs outside the supported QDQ patterns, and with one error naming the input and ``--input-shape`` for a
@@ -85,6 +85,12 @@ def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, .
     metavar="NAME=D0,D1,...",
     help="Static shape of an input with symbolic dims, e.g. input=1,3,224,224 (repeatable, one per input).",
 )
+@click.option(
+    "--debug-outputs",
+    is_flag=True,
+    help="Debug build: every layer's output is also a module output (meta.json layer_outputs), so that "
+    "`fcos3d trace` can name the first layer that differs from the simulator. Same integers per layer; slower.",
+)
 def compile_cmd(
     model: Path,
     board: str,
@@ -94,6 +100,7 @@ def compile_cmd(
     tune_trials: int,
     tuning_db: Path | None,
     input_shape: dict[str, tuple[int, ...]],
+    debug_outputs: bool,
 ) -> None:
     """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
     from rich.console import Console
@@ -128,6 +135,7 @@ def compile_cmd(
             tune_trials=tune_trials,
             tuning_db=tuning_db,
             input_shapes=input_shape or None,
+            layer_outputs=debug_outputs,
         )
     except (UnsupportedGraphError, InvalidModelError, InputShapeError) as exc:
         click.echo(f"error: {model}: {exc}", err=True)
@@ -154,10 +162,15 @@ def compile_cmd(
     table = Table(title=f"fcos3d-compile {model.name} -> {b.name}")
     for col in ("tensor", "name", "shape", "dtype"):
         table.add_column(col)
+    layers = set(result.meta.get("layer_outputs", {}).values())
     for kind in ("inputs", "outputs"):
         for t in result.meta[kind]:
+            if t["name"] in layers and t["name"].startswith("layer:"):
+                continue  # the debug build's layer outputs: counted below, not listed
             table.add_row(kind[:-1], t["name"], str(tuple(t["shape"])), t["dtype"])
     console.print(table)
+    if layers:
+        console.print(f"debug build: {len(result.meta['layer_outputs'])} layer outputs (meta.json layer_outputs)")
     times = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
     console.print(f"artifact: {result.out_dir} ({result.library.name}, meta.json); {times}")
     perf = result.out_dir / "perf.json"

@@ -13,6 +13,7 @@ import click
 
 from .boundary import onnx_error, run_command
 from .console import SET_HELP, console, overrides, print_table, progress, progress_bar
+from .trace import trace_cmd
 
 _MAX_SIDE = 8192
 
@@ -669,6 +670,9 @@ def perf_cmd(model, targets, layers, out_dir):
         for e in ests:
             paths = write_report(e, out_dir / e.board)
             click.echo(f"{e.board}: {paths['html']}")
+
+
+cli.add_command(trace_cmd)  # fcos3d trace: its own module (cli/trace.py)
 
 
 def main() -> None:

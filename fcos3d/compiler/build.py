@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,11 +96,15 @@ def compile_onnx(
     tune_trials: int = 0,
     tuning_db: str | Path | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    layer_outputs: bool = False,
 ) -> CompileResult:
     """The whole compile: check -> passes -> relax.build -> export -> meta.json. Returns data; prints nothing.
     ``tune_trials`` / ``tuning_db``: MetaSchedule trials for the functions the database folder lacks, and
     the folder (kept: a later compile reuses it; with 0 trials it is only applied). See tuning.py.
-    ``input_shapes``: {input name: shape} for inputs with symbolic dims (check.py; InputShapeError without)."""
+    ``input_shapes``: {input name: shape} for inputs with symbolic dims (check.py; InputShapeError without).
+    ``layer_outputs``: the debug build (`fcos3d-compile --debug-outputs`): every layer's output is also an output of
+    the module (fcos3d.int8.layers.with_layer_outputs), and meta.json's ``layer_outputs`` maps each op name to its
+    output, so that the tracer (fcos3d trace) can find the first layer that differs from the simulator."""
     from .pipeline import run_pipeline
     from .tuning import Tuning
 
@@ -120,9 +124,14 @@ def compile_onnx(
     t = time.perf_counter()
     checked = check_onnx(onnx_path, run_simplify=run_simplify, input_shapes=input_shapes)
     seconds["check"] = time.perf_counter() - t
+    graph, layer_map = checked.graph, None
+    if layer_outputs:
+        from fcos3d.int8.layers import with_layer_outputs
+
+        graph, layer_map = with_layer_outputs(graph)
     target = board_target(board)
     t = time.perf_counter()
-    lowered = run_pipeline(checked.graph, target, dump_ir_after=dump_ir_after, tuning=tuning)
+    lowered = run_pipeline(graph, target, dump_ir_after=dump_ir_after, tuning=tuning)
     seconds["passes"] = time.perf_counter() - t
     t = time.perf_counter()
     executable = build_executable(lowered.mod, target)
@@ -130,12 +139,14 @@ def compile_onnx(
     path_text = None if hasattr(onnx_path, "graph") else str(onnx_path)
     onnx_info = {"path": path_text, "sha256": checked.sha256, "opset": checked.opset, "simplified": checked.simplified}
     meta = make_meta(
-        checked.graph,
+        graph,
         board=board.name,
         target=_target_json(target),
         onnx=onnx_info,
         output_shapes=module_output_shapes(lowered.mod),
     )
+    if layer_map is not None:
+        meta["layer_outputs"] = layer_map  # {op name: output name}, in op order (the debug build)
     meta["tuning"] = {"trials": tuning.trials, "database": None if tuning.database is None else str(tuning.database)}
     # Written whole or not at all: every file goes into a temp folder beside out_dir, meta.json last (with the
     # sha256 of the others), then the folder replaces out_dir in one rename. A failed link, a full disk or a kill
@@ -162,6 +173,23 @@ def compile_onnx(
             write_report(estimate(checked.graph, board), tmp)
         write_meta(tmp, meta)  # records meta["files"]: the sha256 of model.so and the reports
     return CompileResult(out_dir, out_dir / LIBRARY, meta, seconds, lowered.dumped_ir, checked.note)
+
+
+def debug_build(
+    onnx_path: str | Path, board: str, out_dir: str | Path, echo: Callable[[str], None] = lambda m: None
+) -> Path:
+    """``out_dir`` holding a ``--debug-outputs`` build of ``onnx_path`` for ``board`` (what fcos3d trace runs),
+    compiled when missing, stale, of another board or not a debug build; a current one is reused."""
+    from fcos3d.artifact import compiled_from, read_meta
+
+    out_dir = Path(out_dir)
+    if compiled_from(out_dir, onnx_path):
+        meta, _ = read_meta(out_dir)
+        if meta.get("layer_outputs") and meta.get("board") == board:
+            return out_dir
+    echo(f"compiling a debug build (every layer an output) of {onnx_path} for {board} into {out_dir}")
+    compile_onnx(onnx_path, board, out_dir, layer_outputs=True)
+    return out_dir
 
 
 def _target_json(target) -> dict:

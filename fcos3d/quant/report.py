@@ -37,6 +37,7 @@ __all__ = [
     "layer_names",
     "module_outputs",
     "int_outputs",
+    "int_layer_keys",
     "quant_report",
     "qat_int_lsb",
     "write_report",
@@ -124,6 +125,15 @@ def module_outputs(model: nn.Module, names: Sequence[str], img: torch.Tensor) ->
         for h in handles:
             h.remove()
     return outs, tuple(raw)
+
+
+def int_layer_keys(int_model: IntModel | IntInferModel) -> dict[str, str]:
+    """{int op name: its layer key in this report} (``<module>``, ``<module>:k`` for a module's k-th call): how
+    the tracer (fcos3d trace) lines its layers up with this report's."""
+    if isinstance(int_model, IntInferModel):
+        int_model = int_model.int_model
+    seen: dict[str, int] = {}
+    return {op.name: _keyed(op.name.removeprefix(PREFIX), seen) for op in int_model.ops}
 
 
 @torch.no_grad()
