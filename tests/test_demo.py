@@ -51,9 +51,17 @@ def test_demo_tiny_full_flow(tmp_path):
         "export",
         "compile host",
         "align-bpu",
+        "trace",
         "perf",
         "pictures",
     ]
+    # the demo's own FCOS3D, one val image through float, calibration, qat, torch int, simulator, compiled debug
+    # build and onnxruntime: every integer executor equal at every layer
+    trace = summary["trace"]
+    assert trace["equal"] and trace["layers"] > 100, trace["verdict"]
+    assert set(trace["executors"]) >= {"torch int", "simulator", "compiled (host)"}
+    assert "torch int == simulator at all" in trace["verdict"] and trace["worst_drops"]
+    assert (out / "pictures" / "trace_sqnr_by_layer.png").is_file()
     acc = summary["accuracy"]
     assert set(acc) == {"float", "calibration", "qat", "int_infer", "board"}
     for m in acc.values():

@@ -40,6 +40,7 @@ class DemoOptions:
     compile_targets: tuple[str, ...] = ("host", "arm-npu")
     perf_boards: tuple[str, ...] = PERF_BOARDS
     align_limit: int | None = None  # None: every val image
+    trace_image: int | None = 0  # val image traced layer by layer through every form (None: no trace)
     infer_images: tuple[int, ...] = (0, 1, 3)
     # The demo's short float run scores its boxes low (0.1-0.25 on the default set): 0.3, right for a trained
     # model, would leave its pictures empty.
@@ -134,6 +135,25 @@ def _markdown(summary: dict) -> str:
             "",
             f"{a['images']} images, {a['elements']:,} output elements, **{a['mismatches']} mismatches** "
             f"({a['device']}, board {a['board']}).",
+            "",
+        ]
+    if summary.get("trace"):
+        t = summary["trace"]
+        lines += [
+            "## Layer by layer (fcos3d trace)",
+            "",
+            f"{t['image']}: {t['layers']} layers through {', '.join(t['executors'])}.",
+            "",
+            *[f"- {line}" for line in t["verdict"].splitlines()],
+            "",
+            "Largest int8 SQNR drops (dB against float):",
+            "",
+            "| layer | op | int SQNR dB | drop dB |",
+            "|---|---|---|---|",
+            *[
+                f"| {r['layer']} | {r['kind']} | {r['int_sqnr_db']:.1f} | {r['drop_db']:.1f} |"
+                for r in t["worst_drops"]
+            ],
             "",
         ]
     if summary.get("compile"):
@@ -349,6 +369,46 @@ def run_demo(
             t0,
             str(work_dir / "align_bpu"),
             f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}",
+        )
+
+    # 10b. trace one val image through every form, layer by layer (fcos3d trace)
+    if opts.trace_image is not None:
+        from fcos3d.trainer.trace import run_trace
+
+        t0 = time.perf_counter()
+        with bar("trace (every form, every layer)") as progress:
+            traced = run_trace(
+                cfg,
+                image=opts.trace_image,
+                onnx_path=onnx_path,
+                compiled="host" in artifacts,
+                onnxruntime=True,
+                out=work_dir / "trace",
+                progress=progress,
+            )
+        report = traced["report"]
+        summary["trace"] = {
+            "image": report.input,
+            "layers": len(report.rows),
+            "executors": report.executors,
+            "equal": report.equal,
+            "verdict": report.verdict(),
+            "worst_drops": [
+                {"layer": r["layer"], "kind": r["kind"], "int_sqnr_db": r["sqnr"].get("int"), "drop_db": r["drop_db"]}
+                for r in report.worst_drops(5)
+            ],
+        }
+        png = pictures / "trace_sqnr_by_layer.png"
+        png.write_bytes(traced["paths"]["png"].read_bytes())
+        summary["pictures"].append(str(png))
+        differing = sum(1 for e in report.exact if report.divergences.get(e))
+        steps.done(
+            "trace",
+            t0,
+            str(work_dir / "trace"),
+            f"{len(report.rows)} layers x {len(report.executors)} integer executors: "
+            + ("all equal" if report.equal else f"{differing} executors differ")
+            + f", worst int SQNR drop at {report.worst_drops(1)[0]['layer'] if report.worst_drops(1) else '-'}",
         )
 
     # 11. perf reports for the boards

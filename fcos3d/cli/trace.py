@@ -110,7 +110,7 @@ def trace_cmd(
     \b
     Examples:
       fcos3d trace --config configs/fcos3d_efficientnetb0_synthetic.py --image 3
-      fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target rk3588
+      fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target arm-npu
     """
     from fcos3d.errors import Fcos3dError
 

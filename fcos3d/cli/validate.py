@@ -71,6 +71,11 @@ def _fmt(metrics: dict | None, key: str) -> str:
     help="Report folder [default: <ckpt_dir>/align_bpu].",
 )
 @click.option(
+    "--no-trace",
+    is_flag=True,
+    help="On a mismatch, do not trace the first mismatching image layer by layer (that compiles a debug build).",
+)
+@click.option(
     "--set",
     "sets",
     multiple=True,
@@ -84,6 +89,7 @@ def validate_cmd(
     rpc_timeout: float,
     limit: int | None,
     out_dir: Path | None,
+    no_trace: bool,
     sets: tuple[str, ...],
 ) -> None:
     """Validate a compiled FCOS3D on the board against the integer simulator (HAT's align_bpu)."""
@@ -116,6 +122,7 @@ def validate_cmd(
                 progress=progress,
                 echo=console.print,
                 rpc_timeout=rpc_timeout,
+                trace=not no_trace,
             )
     except (Fcos3dError, InvalidModelError, UnsupportedGraphError, RecordError) as exc:
         _fail(one_line(str(exc)))  # a loader worker's error arrives wrapped: its own line
@@ -144,6 +151,15 @@ def validate_cmd(
         [(s, _fmt(m, "NDS"), _fmt(m, "mAP")) for s, m in stages.items()],
         ("stage", "NDS", "mAP"),
     )
+    traced = report.get("trace")
+    if traced:
+        head = f"trace of image {traced['image']} ({traced['file_name']}): " if "image" in traced else "trace: "
+        if "error" in traced:
+            console.print(f"[yellow]{head}could not run: {traced['error']}")
+        else:
+            for line in traced["verdict"].splitlines():
+                console.print(f"[red]{head}{line}" if not traced["equal"] else f"[yellow]{head}{line}")
+            console.print(f"layer by layer: {traced['paths']['csv']}, {traced['paths']['png']}")
     verdict = "[green]bit-exact[/]" if report["equal"] else f"[red]{report['mismatches']} elements differ[/]"
     console.print(f"{verdict}; report: {Path(report['out_dir']) / REPORT_FILE}")
     sys.exit(0 if report["equal"] else 1)

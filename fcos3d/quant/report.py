@@ -28,7 +28,7 @@ from fcos3d.int8.ops import ResizeNearest as IntResize
 from fcos3d.io import atomic_write_text, atomic_writer
 
 from .intmodel import IntInferModel, IntModel
-from .qat import QAdd, QConv2d, QMaxPool2d, QResizeNearest, QuantFCOS3D
+from .qat import QAdd, QConv2d, QMaxPool2d, QResizeNearest, QuantFCOS3D, link_sources
 
 __all__ = [
     "STAGES",
@@ -106,6 +106,11 @@ def module_outputs(model: nn.Module, names: Sequence[str], img: torch.Tensor) ->
     the caller's grad mode (a QAT model's fake quant takes its exact form without autograd).
     """
     prefix = PREFIX if isinstance(model, QuantFCOS3D) else ""
+    if isinstance(model, QuantFCOS3D) and not model.__dict__.get("_sources_linked", False):
+        # A freshly loaded model links its ops by one float forward on its first call: run it before the hooks
+        # exist, or they would record that float pass as the model's outputs.
+        param = next(model.parameters(), None)
+        link_sources(model, img.to(param.device) if param is not None else img)
     outs: dict[str, torch.Tensor] = {}
     seen: dict[str, int] = {}
     handles = []

@@ -11,13 +11,23 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from fcos3d.artifact import compiled_from
 from fcos3d.errors import Fcos3dError
 
 from .config import build
 from .stages import PREDICT_STAGES, work_dir_of
 
-__all__ = ["ARTIFACT_DIR", "REPORT_DIR", "onnx_of", "default_artifact", "stage_metrics", "run_align_bpu"]
+__all__ = [
+    "ARTIFACT_DIR",
+    "REPORT_DIR",
+    "onnx_of",
+    "default_artifact",
+    "stage_metrics",
+    "run_align_bpu",
+    "trace_first_mismatch",
+]
 
 ARTIFACT_DIR = "artifact-host"
 REPORT_DIR = "align_bpu"
@@ -70,9 +80,11 @@ def run_align_bpu(
     progress: Callable[[int, int], None] | None = None,
     echo: Callable[[str], None] = lambda m: None,
     rpc_timeout: float | None = None,
+    trace: bool = True,
 ) -> dict:
     """Board vs simulator over the config's val JPEGs (fcos3d.runtime.validate.align_bpu's report, plus
-    ``out_dir``). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
+    ``out_dir``; with ``trace``, on a mismatch, ``trace``: the tracer's verdict on the first mismatching image,
+    see trace_first_mismatch). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
     (compiled on first use), ``out_dir`` to <ckpt_dir>/align_bpu."""
     from fcos3d.runtime.execute import parse_device
     from fcos3d.runtime.validate import align_bpu
@@ -103,4 +115,70 @@ def run_align_bpu(
         post=post,
         rpc_timeout=rpc_timeout,
     )
-    return report | {"out_dir": str(out_dir)}
+    report = report | {"out_dir": str(out_dir)}
+    if trace and not report["equal"]:
+        from fcos3d.io import atomic_write_json
+        from fcos3d.runtime.validate import REPORT_FILE
+
+        report["trace"] = trace_first_mismatch(
+            report, onnx_path, Path(artifact_dir), out_dir, device=device, echo=echo, rpc_timeout=rpc_timeout
+        )
+        atomic_write_json(out_dir / REPORT_FILE, report, indent=2, allow_nan=False)  # the report with its trace
+    return report
+
+
+def trace_first_mismatch(
+    report: dict,
+    onnx_path: Path,
+    artifact_dir: Path,
+    out_dir: Path,
+    *,
+    device: str | None = None,
+    echo: Callable[[str], None] = lambda m: None,
+    rpc_timeout: float | None = None,
+) -> dict:
+    """Which layer made align-bpu's first mismatching image differ: that image through a debug build of the same
+    ONNX for the same board (every layer an output, compiled into <out_dir>/debug-<board>, run on the same device)
+    and the simulator, compared layer by layer (fcos3d.runtime.trace). Files in <out_dir>/trace.
+
+    Returns {image, file_name, equal, verdict, divergences, paths} or {error} when the trace itself fails (the
+    align-bpu result stands either way). When the debug build equals the simulator at every layer, the verdict
+    says so: the difference is then outside the layers' integers (a fusion across layers in the normal build, or
+    the transfer of the outputs).
+    """
+    from fcos3d.artifact import read_meta
+    from fcos3d.compiler.build import debug_build
+    from fcos3d.runtime.execute import DEFAULT_RPC_TIMEOUT, load_artifact
+    from fcos3d.runtime.preprocess import input_size_from_meta, prepare_jpeg
+    from fcos3d.runtime.trace import trace_onnx, write_trace
+
+    firsts = [o["first"] for o in report["outputs"] if o.get("first")]
+    if not firsts:
+        return {"error": "no element-wise mismatch to trace (an output could not be compared: see its problem)"}
+    first = min(firsts, key=lambda f: f["image"])
+    try:
+        meta, _ = read_meta(artifact_dir)
+        board = meta["board"]
+        path = Path(report["dataroot"]) / first["file_name"]
+        x = prepare_jpeg(path.read_bytes(), np.eye(3), input_size_from_meta(meta)).x
+        debug_dir = debug_build(onnx_path, board, out_dir / f"debug-{board}", echo)
+        timeout = DEFAULT_RPC_TIMEOUT if rpc_timeout is None else rpc_timeout
+        art = load_artifact(debug_dir, device=device, onnx_path=onnx_path, timeout=timeout)
+        traced = trace_onnx(onnx_path, x, artifact=art, onnxruntime=False, input_name=first["file_name"])
+        paths = write_trace(traced, out_dir / "trace")
+    except (Fcos3dError, OSError, ValueError) as exc:
+        return {"image": first["image"], "file_name": first["file_name"], "error": str(exc).splitlines()[0]}
+    verdict = traced.verdict()
+    if traced.equal:
+        verdict += (
+            "; the debug build reproduces no difference: the mismatch is outside the layers' integers (a fusion "
+            "across layers in the normal build, or the transfer of the outputs)"
+        )
+    return {
+        "image": first["image"],
+        "file_name": first["file_name"],
+        "equal": traced.equal,
+        "verdict": verdict,
+        "divergences": traced.divergences,
+        "paths": {k: str(v) for k, v in paths.items()},
+    }

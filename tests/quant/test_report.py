@@ -56,6 +56,23 @@ def test_int_sqnr_equals_qat_sqnr(report):
         assert r["int"] == pytest.approx(r["qat"], rel=1e-3), r  # heads: float32 vs float64 of the same integers
 
 
+def test_a_freshly_loaded_model_is_measured_quantised(float_model, qat_model):
+    """A QAT model straight from its checkpoint links its ops by a float forward on its first call; that pass must
+    not be what the report measures (it was: the first image's SQNRs came out at float precision, ~130 dB)."""
+    from quant_fixtures import tiny_float_model
+
+    from fcos3d.quant.convert import Float2Calibration, Float2QAT
+
+    fresh = Float2QAT()(Float2Calibration()(tiny_float_model())).eval()  # as load_stage_model builds it
+    fresh.load_state_dict(qat_model.state_dict())
+    assert not fresh.__dict__.get("_sources_linked", False)
+    img = images(1, seed=21)
+    got = quant_report(float_model, {"qat": fresh}, img, names=layer_names(qat_model)).by_index()
+    want = quant_report(float_model, {"qat": qat_model}, img, names=layer_names(qat_model)).by_index()
+    assert [r["qat"] for r in got] == [r["qat"] for r in want]
+    assert np.median([r["qat"] for r in got]) < 60.0  # int8 activations: tens of dB, never float precision
+
+
 def test_identical_model_gives_inf(float_model, qat_model):
     same = quant_report(
         float_model, {"float again": copy.deepcopy(float_model)}, images(1, seed=3), names=layer_names(qat_model)

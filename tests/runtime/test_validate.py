@@ -202,6 +202,13 @@ def test_cli_exit_codes_and_tables(compiled, synth_lmdb, tmp_path, monkeypatch):
     bad = runner.invoke(validate_cmd, args)
     assert bad.exit_code == 1, bad.output
     assert "cls_score_s8" in bad.output and "(0, 2, 1, 1)" in bad.output and "2 elements differ" in bad.output
+    # the tracer ran the first mismatching image through a debug build: the layer that writes cls_score_s8 is named,
+    # with its inputs still equal (the flip is in that output alone)
+    traced = json.loads((ckpt / "align_bpu" / "align_report.json").read_text())
+    assert "trace of image 0" in bad.output and "first at layer" in bad.output
+    assert "its inputs are equal" in bad.output
+    assert (ckpt / "align_bpu" / "trace" / "trace.csv").is_file()
+    assert traced["mismatches"] == 2 and traced["trace"]["divergences"]["compiled (host)"]["inputs_equal"]
     monkeypatch.setattr(execute.Artifact, "run", real_run)
 
     missing = runner.invoke(validate_cmd, [*args[:2], str(tmp_path / "nope.py")])
