@@ -84,6 +84,13 @@ def _onnx_input(onnx_path: Path, image: str | None, seed: int):
     show_default=True,
     help="Also run the ONNX in onnxruntime (float QDQ: compared in LSB, not required to be equal).",
 )
+@click.option(
+    "--float-onnx",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Without --config: the float ONNX the model was quantised from (quantize_static keeps its tensor "
+    "names); adds every layer's SQNR against float.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the random input (without --config).")
 @click.option("--top", default=10, show_default=True, help="Rows of the worst-SQNR-drop table.")
 @click.option(
@@ -94,7 +101,19 @@ def _onnx_input(onnx_path: Path, image: str | None, seed: int):
 )
 @click.option("--set", "sets", multiple=True, help=SET_HELP)
 def trace_cmd(
-    config_path, onnx_path, image, board, artifact_dir, device, no_compiled, onnxruntime, seed, top, out, sets
+    config_path,
+    onnx_path,
+    image,
+    board,
+    artifact_dir,
+    device,
+    no_compiled,
+    onnxruntime,
+    float_onnx,
+    seed,
+    top,
+    out,
+    sets,
 ):
     """Find the first layer where two integer executors differ, and where int8 loses most SQNR.
 
@@ -110,6 +129,7 @@ def trace_cmd(
     \b
     Examples:
       fcos3d trace --config configs/fcos3d_efficientnetb0_synthetic.py --image 3
+      fcos3d trace --onnx model.qdq.onnx --float-onnx model.onnx --image photo.jpg
       fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target arm-npu
     """
     from fcos3d.errors import Fcos3dError
@@ -151,7 +171,15 @@ def trace_cmd(
                 art_dir = Path("build") / f"{onnx_path.stem}-{board}-debug"
                 debug_build(onnx_path, board, art_dir, click.echo)
             artifact = load_artifact(art_dir, device=device, onnx_path=onnx_path)
-        report = trace_onnx(onnx_path, x, artifact=artifact, onnxruntime=onnxruntime, simulator=sim, input_name=label)
+        report = trace_onnx(
+            onnx_path,
+            x,
+            artifact=artifact,
+            onnxruntime=onnxruntime,
+            simulator=sim,
+            input_name=label,
+            float_onnx=float_onnx,
+        )
         paths = write_trace(report, out or Path(f"trace-{onnx_path.stem}"))
     if not report.exact and not report.approximate:
         raise Fcos3dError("only one executor ran: nothing to compare (drop --no-compiled, or export the ONNX)")

@@ -34,6 +34,7 @@ __all__ = [
     "artifact_layers",
     "simulator_layers",
     "onnxruntime_layers",
+    "float_onnx_layers",
     "trace_integers",
     "trace_onnx",
     "float_rows",
@@ -118,6 +119,39 @@ def onnxruntime_layers(onnx_path, layers: Sequence[Layer], x, inputs: Sequence =
             v = np.round(v.astype(np.float64) / ly.scales.reshape(1, -1, 1, 1)).astype(np.int64)
         out[ly.name] = v
     return out
+
+
+def float_onnx_layers(float_onnx, qdq_onnx, layers: Sequence[Layer], x, inputs: Sequence = ()) -> dict[str, np.ndarray]:
+    """The float model that a QDQ ONNX was quantised from (onnxruntime's quantize_static keeps its tensor names),
+    run in onnxruntime on the dequantised input: {layer name: float tensor} for every layer whose QuantizeLinear
+    reads a tensor of the float model (the layer's float value before quantisation)."""
+    import onnx
+    import onnxruntime as ort
+
+    qdq = onnx.load(str(qdq_onnx), load_external_data=False)
+    quantized_from = {n.output[0]: n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
+    model = onnx.load(str(float_onnx))
+    produced = {t for n in model.graph.node for t in n.output}
+    have = {o.name for o in model.graph.output}
+    wanted = {ly.name: quantized_from[ly.tensor] for ly in layers if quantized_from.get(ly.tensor) in produced}
+    for t in dict.fromkeys(wanted.values()):
+        if t not in have:
+            model.graph.output.append(onnx.ValueInfoProto(name=t))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    given = dict(x) if isinstance(x, Mapping) else {session.get_inputs()[0].name: x}
+    specs = {i.name: i for i in inputs}
+    feeds = {}
+    for i in session.get_inputs():
+        if i.name not in specs:
+            raise Fcos3dError(f"{float_onnx}: input {i.name!r} is not an input of {qdq_onnx}: give its own float model")
+        v = np.asarray(given[i.name], dtype=np.float64)
+        feeds[i.name] = ((v - specs[i.name].zero_point) * specs[i.name].scale).astype(np.float32)
+    names = list(dict.fromkeys(wanted.values()))
+    values = dict(zip(names, session.run(names, feeds), strict=True))
+    return {layer: np.asarray(values[t], dtype=np.float64) for layer, t in wanted.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -308,9 +342,12 @@ def trace_onnx(
     onnxruntime: bool = True,
     simulator=None,
     input_name: str = "",
+    float_onnx=None,
 ) -> TraceReport:
     """Any int8 ONNX the compiler takes: the simulator (reference), a debug ``artifact`` (load_artifact of a
-    ``--debug-outputs`` build) and onnxruntime (compared in LSB), every layer, for the int8 input(s) ``x``."""
+    ``--debug-outputs`` build) and onnxruntime (compared in LSB), every layer, for the int8 input(s) ``x``.
+    ``float_onnx``: the float model it was quantised from; then every layer also gets the SQNR against float of
+    the simulator's integers ("int") and of onnxruntime's ("onnxruntime"), and their error in output steps."""
     from .reference.simulator import Simulator
 
     sim = simulator if simulator is not None else Simulator(onnx_path)
@@ -323,9 +360,16 @@ def trace_onnx(
         tensors["onnxruntime"] = onnxruntime_layers(onnx_path, layers, x, sim.graph.inputs)
         approximate.append("onnxruntime")
     inputs = [i.tensor for i in sim.graph.inputs]
-    return trace_integers(
+    report = trace_integers(
         layers, tensors, SIMULATOR, approximate=approximate, input_tensors=inputs, input_name=input_name
     )
+    if float_onnx is not None:
+        by_name = {ly.name: ly for ly in layers}
+        forms = {"float": float_onnx_layers(float_onnx, onnx_path, layers, x, sim.graph.inputs)}
+        if "onnxruntime" in tensors:
+            forms["onnxruntime"] = {k: dequantize(by_name[k], v) for k, v in tensors["onnxruntime"].items()}
+        float_rows(report, layers, tensors[SIMULATOR], forms)
+    return report
 
 
 def float_rows(
@@ -449,28 +493,47 @@ def _plot(report: TraceReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    fig, (ax, bx) = plt.subplots(
+        2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}, layout="constrained"
+    )
     x = [r["index"] for r in report.rows]
     finite = [v for r in report.rows for v in r["sqnr"].values() if math.isfinite(v)]
-    top = (max(finite) if finite else 60.0) + 5.0
+    # Above ~90 dB two tensors differ by float rounding only: such values (and inf, equal) sit on the top line.
+    top = min(max(finite) if finite else 60.0, 90.0) + 5.0
     for form in [f for f in report.forms if f != "float"]:
-        ys = [min(r["sqnr"].get(form, math.nan), top) for r in report.rows]
-        ax.plot(x, ys, marker=".", markersize=3, linewidth=1, label=f"{form} vs float")
+        ys = [r["sqnr"].get(form, math.nan) for r in report.rows]
+        (line,) = ax.plot(x, [min(v, top) for v in ys], marker=".", markersize=3, linewidth=1, label=f"{form} vs float")
+        hi = [(i, top) for i, v in zip(x, ys, strict=True) if v > top]
+        if hi:
+            ax.plot(*zip(*hi, strict=True), "^", color=line.get_color(), markersize=4)
+    ax.axhline(top, color="grey", linewidth=0.5)
+    ax.text(x[0] if x else 0, top, f" >= {top:.0f} dB (equal up to float rounding)", fontsize=7, va="bottom")
     for r in report.worst_drops(3):
-        ax.annotate(r["layer"].removeprefix("model."), (r["index"], r["sqnr"]["int"]), fontsize=7, rotation=20)
+        ax.annotate(
+            r["layer"].removeprefix("model."), (r["index"], min(r["sqnr"]["int"], top)), fontsize=7, rotation=20
+        )
     colors = iter(["red", "purple", "brown", "black"])
     for e, d in report.divergences.items():
         if d is not None and e not in report.approximate:
             ax.axvline(d["index"], color=next(colors, "red"), linestyle="--", label=f"{e} first differs: {d['layer']}")
     if not report.forms or not finite:
         ax.text(0.5, 0.5, "no float forms: integer executors only", transform=ax.transAxes, ha="center")
-    ax.set_xlabel("layer (execution order of the int8 op list)")
-    ax.set_ylabel("SQNR against float (dB); equal: top")
+    ax.set_ylabel("SQNR against float (dB)")
     ax.set_title(f"fcos3d trace: {report.input}" + ("" if report.equal else "  (integer executors DIFFER)"))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    # Below: elements that differ from the reference, per executor and layer (0: a flat line at the bottom).
+    for e in [e for e in report.executors if e != report.reference]:
+        counts = [r["differ"].get(e) for r in report.rows]
+        style = ":" if e in report.approximate else "-"
+        bx.plot(x, [math.nan if c is None else c for c in counts], style, marker=".", markersize=3, label=e)
+    bx.set_yscale("symlog", linthresh=1)
+    bx.set_ylabel(f"elements != {report.reference}")
+    bx.set_xlabel("layer (execution order of the int8 op list)")
+    bx.grid(alpha=0.3)
+    if bx.get_legend_handles_labels()[0]:
+        bx.legend(fontsize=8, loc="upper left")
     with atomic_writer(path) as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)

@@ -60,6 +60,25 @@ def test_debug_build_equals_the_simulator_at_every_layer(models, name, tmp_path)
     assert "onnxruntime" in report.approximate and all(r["differ"]["onnxruntime"] is not None for r in report.rows)
 
 
+def test_float_model_gives_every_layer_an_sqnr(models):
+    """With the float ONNX quantize_static started from, each layer is also measured against float: the
+    simulator's integers ("int") and onnxruntime's, by SQNR and by the float value's distance in output steps."""
+    from fcos3d.runtime.trace import trace_onnx
+
+    path = models["mobilenet_v3"]
+    report = trace_onnx(path, _x(), float_onnx=path.with_name("mobilenet_v3.float.onnx"))
+    measured = [r for r in report.rows if "int" in r["sqnr"]]
+    assert len(measured) >= len(report.rows) * 0.8  # every layer whose Q reads a float-model tensor
+    sqnr = np.array([r["sqnr"]["int"] for r in measured])
+    assert np.all(sqnr > 5.0) and np.median(sqnr) > 20.0, sqnr
+    # onnxruntime equals the simulator here (0 LSB, see above), so its SQNR is the simulator's
+    assert all(r["sqnr"]["onnxruntime"] == r["sqnr"]["int"] for r in measured if r["differ"]["onnxruntime"] == 0)
+    # the float value sits within a few output steps of the integer (rounding, then accumulated error)
+    lsb = [r["max_lsb"]["float"] for r in measured]
+    assert all(0.0 <= v < 64.0 for v in lsb) and sum(v > 0.0 for v in lsb) > len(lsb) // 2, lsb
+    assert report.worst_drops(3)
+
+
 def test_a_flipped_constant_in_the_compiled_module_is_found_at_its_layer(models, tmp_path, monkeypatch):
     """One conv's bias, channel 2, raised by one output step inside the compiler's import: the tracer names that
     conv, channel 2's first element, the two values one LSB apart, and the conv's inputs still equal."""
