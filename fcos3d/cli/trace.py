@@ -30,9 +30,8 @@ def _onnx_input(onnx_path: Path, image: str | None, seed: int):
     import numpy as np
 
     from fcos3d.errors import Fcos3dError
-    from fcos3d.runtime.reference.simulator import Simulator
 
-    sim = Simulator(onnx_path)
+    sim = _simulator(onnx_path)
     if len(sim.graph.inputs) != 1:
         raise Fcos3dError(f"{onnx_path}: fcos3d trace runs models with one input, this one has {sim.input_names}")
     shape = sim.graph.inputs[0].shape
@@ -50,8 +49,26 @@ def _onnx_input(onnx_path: Path, image: str | None, seed: int):
         raise Fcos3dError(f"--image {path}: the model's input {tuple(shape)} is not an (N, 3, H, W) image; use random")
     from fcos3d.runtime.preprocess import prepare_jpeg
 
-    x = prepare_jpeg(path.read_bytes(), np.eye(3), (int(shape[3]), int(shape[2]))).x
+    try:
+        x = prepare_jpeg(path.read_bytes(), np.eye(3), (int(shape[3]), int(shape[2]))).x
+    except Fcos3dError:
+        raise Fcos3dError(f"--image {path}: not a readable image; give a JPEG file or 'random'") from None
     return sim, np.repeat(x, shape[0], axis=0), str(path)
+
+
+def _simulator(onnx_path: Path):
+    """The simulator of ``onnx_path``; an ONNX that does not read is one error naming the file."""
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    from .boundary import onnx_error
+
+    try:
+        return Simulator(onnx_path)
+    except Exception as exc:
+        err = onnx_error(onnx_path, exc)
+        if err is None:
+            raise
+        raise err from None
 
 
 @click.command("trace")

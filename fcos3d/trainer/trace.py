@@ -75,7 +75,10 @@ def trace_input(cfg: dict, image: int | str | Path, size: tuple[int, int] | None
     if size is None:
         h, w = _val_dataset(cfg)[0]["img"].shape[-2:]
         size = (int(w), int(h))
-    prepared = prepare_jpeg(path.read_bytes(), np.eye(3), size)
+    try:
+        prepared = prepare_jpeg(path.read_bytes(), np.eye(3), size)
+    except Fcos3dError:
+        raise Fcos3dError(f"--image {path}: not a readable image; give a JPEG file or a val index") from None
     return torch.from_numpy(prepared.x.astype(np.float32) * INPUT_SCALE), str(path)
 
 

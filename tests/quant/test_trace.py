@@ -136,3 +136,30 @@ def test_a_missing_image_is_a_clear_error(traced):
         trace_input(cfg, 10**6)
     with pytest.raises(Fcos3dError, match="no such file"):
         trace_input(cfg, "/nonexistent.jpg")
+
+
+def test_cli_prints_the_verdict_and_exits_1_on_a_difference(traced, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import fcos3d.runtime.reference.simulator as simulator
+    from fcos3d.cli.main import cli
+
+    cfg, res = traced
+    monkeypatch.setenv("COLUMNS", "200")  # rich: one table row per line
+    args = ["trace", "--config", cfg["__file__"], "--image", "1", "--out", str(tmp_path / "ok"), "--top", "4"]
+    ok = CliRunner().invoke(cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert "compiled (host) == simulator at all" in ok.output and "torch int == simulator" in ok.output
+    assert "largest SQNR drops" in ok.output and (tmp_path / "ok" / "trace.png").is_file()
+
+    victim = next(r for r in res["report"].rows if r["kind"] == "Conv" and r["dtype"] == "int8")
+    real = simulator.run_op
+
+    def faulty(op, *xs):
+        y = real(op, *xs)
+        return (y.astype(np.int16) // 2).astype(np.int8) if op.name == victim["layer"] else y
+
+    monkeypatch.setattr(simulator, "run_op", faulty)
+    bad = CliRunner().invoke(cli, [*args[:-4], "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1, bad.output
+    assert "first differing layer" in bad.output and victim["layer"] in bad.output
