@@ -133,7 +133,11 @@ def float_onnx_layers(float_onnx, qdq_onnx, layers: Sequence[Layer], x, inputs: 
     model = onnx.load(str(float_onnx))
     produced = {t for n in model.graph.node for t in n.output}
     have = {o.name for o in model.graph.output}
+    # The tensor each layer's QuantizeLinear reads. QOperator nodes (QLinearConv, ...) name no float tensor: their
+    # fused ReLUs leave nothing of the float model to line up with, so such layers get no float value.
     wanted = {ly.name: quantized_from[ly.tensor] for ly in layers if quantized_from.get(ly.tensor) in produced}
+    if not wanted:
+        return {}
     for t in dict.fromkeys(wanted.values()):
         if t not in have:
             model.graph.output.append(onnx.ValueInfoProto(name=t))
@@ -366,6 +370,11 @@ def trace_onnx(
     if float_onnx is not None:
         by_name = {ly.name: ly for ly in layers}
         forms = {"float": float_onnx_layers(float_onnx, onnx_path, layers, x, sim.graph.inputs)}
+        if not forms["float"]:
+            report.notes.append(
+                f"{float_onnx}: no layer of {onnx_path} is a QuantizeLinear of one of its tensors (QOperator form?): "
+                "no SQNR against float"
+            )
         if "onnxruntime" in tensors:
             forms["onnxruntime"] = {k: dequantize(by_name[k], v) for k, v in tensors["onnxruntime"].items()}
         float_rows(report, layers, tensors[SIMULATOR], forms)

@@ -124,3 +124,24 @@ def _compile(*args) -> subprocess.CompletedProcess:
     if not SCRIPT.exists():
         pytest.skip(f"{SCRIPT} is not installed: run .venv/bin/pip install -e . --no-deps")
     return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_every_zoo_model_traces_layer_by_layer(zoo, name):
+    """fcos3d trace takes every model the compiler takes: each layer of the op list lined up between the
+    simulator, onnxruntime (in LSB) and the float model quantize_static started from (SQNR)."""
+    from fcos3d.runtime.reference.simulator import Simulator
+    from fcos3d.runtime.trace import trace_onnx
+
+    path, shape = zoo[name]
+    sim = Simulator(path, {"input": shape} if shape else None)
+    x = golden_inputs(tuple(shape or _declared_shape(path)))["random"]
+    report = trace_onnx(path, x, simulator=sim, float_onnx=path.with_name(f"{name}.float.onnx"))
+    assert len(report.rows) == len(sim.graph.ops)
+    assert all(r["differ"]["onnxruntime"] is not None for r in report.rows), name
+    measured = [r for r in report.rows if "int" in r["sqnr"]]
+    if "qoperator" in name:  # QLinear* nodes name no float tensor (their ReLUs are fused): no SQNR, said so
+        assert not measured and "QOperator" in report.notes[0], name
+        return
+    assert len(measured) >= len(report.rows) - 2, name  # all but layers whose float tensor the ONNX lacks
+    assert sum(r["sqnr"]["int"] > 10.0 for r in measured) >= len(measured) // 2, name
