@@ -209,6 +209,10 @@ def run_trace(
     if onnxruntime and onnx_path is not None:
         tensors["onnxruntime"] = onnxruntime_layers(onnx_path, layers, x8.numpy(), sim.graph.inputs)
         approximate.append("onnxruntime")
+    if len(tensors) < 2:
+        raise Fcos3dError(
+            f"only {next(iter(tensors))} ran: nothing to compare; export the ONNX (`fcos3d export`) or drop --no-compiled"
+        )
     reference = SIMULATOR if SIMULATOR in tensors else TORCH_INT
     report = trace_integers(
         layers,
