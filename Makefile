@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip check  # one consistent set, TOSA tools included (pyproject.toml: onnx 1.21 beside tosa-tools)
 	touch $(STAMP)
 
 setup: $(STAMP)
