@@ -85,7 +85,15 @@ def _simulator(onnx_path: Path):
     default=None,
     help="A val index (with --config, default 0), a JPEG file (prepared the on-board way), or 'random'.",
 )
-@click.option("--target", "board", default="host", show_default=True, help="Board of the compiled debug build.")
+@click.option(
+    "--target",
+    "boards",
+    multiple=True,
+    default=("host",),
+    show_default=True,
+    help="Board(s) of the compiled debug build (repeat for several): a TVM board runs here or over --device, an "
+    "Ethos-U board (ethos-u55-256, ethos-u65-512, ethos-u85-256) on the TOSA reference model.",
+)
 @click.option(
     "--artifact",
     "artifact_dir",
@@ -121,7 +129,7 @@ def trace_cmd(
     config_path,
     onnx_path,
     image,
-    board,
+    boards,
     artifact_dir,
     device,
     no_compiled,
@@ -148,6 +156,7 @@ def trace_cmd(
       fcos3d trace --config configs/fcos3d_efficientnetb0_synthetic.py --image 3
       fcos3d trace --onnx model.qdq.onnx --float-onnx model.onnx --image photo.jpg
       fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target arm-npu
+      fcos3d trace --onnx model.qdq.onnx --target host --target ethos-u85-256   (+ the TOSA reference model)
     """
     from fcos3d.errors import Fcos3dError
 
@@ -166,7 +175,7 @@ def trace_cmd(
                 image=0 if image is None else image,
                 onnx_path=onnx_path,
                 compiled=not no_compiled,
-                board=board,
+                board=boards,
                 artifact_dir=artifact_dir,
                 device=device,
                 onnxruntime=onnxruntime,
@@ -179,21 +188,22 @@ def trace_cmd(
         from fcos3d.runtime.trace import trace_onnx, write_trace
 
         sim, x, label = _onnx_input(onnx_path, image, seed)
-        artifact = None
+        artifacts = []
         if not no_compiled:
             from fcos3d.runtime.execute import load_artifact
 
-            art_dir = artifact_dir
-            if art_dir is None:
+            if artifact_dir is not None:
+                artifacts.append(load_artifact(artifact_dir, device=device, onnx_path=onnx_path))
+            for b in boards if artifact_dir is None else ():
                 from fcos3d.compiler.build import debug_build
 
-                art_dir = Path("build") / f"{onnx_path.stem}-{board}-debug"
-                debug_build(onnx_path, board, art_dir, click.echo)
-            artifact = load_artifact(art_dir, device=device, onnx_path=onnx_path)
+                art_dir = debug_build(onnx_path, b, Path("build") / f"{onnx_path.stem}-{b}-debug", click.echo)
+                remote = device if b == boards[0] else None
+                artifacts.append(load_artifact(art_dir, device=remote, onnx_path=onnx_path))
         report = trace_onnx(
             onnx_path,
             x,
-            artifact=artifact,
+            artifact=artifacts,
             onnxruntime=onnxruntime,
             simulator=sim,
             input_name=label,

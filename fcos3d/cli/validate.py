@@ -71,6 +71,14 @@ def _fmt(metrics: dict | None, key: str) -> str:
     help="Report folder [default: <ckpt_dir>/align_bpu].",
 )
 @click.option(
+    "--target",
+    "board",
+    default="host",
+    show_default=True,
+    help="Board whose artifact (<ckpt_dir>/artifact-<board>, compiled on first use) runs when --artifact is not "
+    "given; an Ethos-U board's runs on the TOSA reference model (the NPU's integer spec, no hardware).",
+)
+@click.option(
     "--no-trace",
     is_flag=True,
     help="On a mismatch, do not trace the first mismatching image layer by layer (that compiles a debug build).",
@@ -89,6 +97,7 @@ def validate_cmd(
     rpc_timeout: float,
     limit: int | None,
     out_dir: Path | None,
+    board: str,
     no_trace: bool,
     sets: tuple[str, ...],
 ) -> None:
@@ -112,7 +121,8 @@ def validate_cmd(
         from fcos3d.trainer.stages import work_dir_of
 
         cfg = load_config(config_path, _overrides(sets))
-        with progress_bar(f"align-bpu on {device or 'this host'}") as progress:
+        where = device or ("the TOSA reference model" if board.startswith("ethos-u") else "this host")
+        with progress_bar(f"align-bpu on {where}") as progress:
             report = run_align_bpu(
                 cfg,
                 artifact_dir=artifact_dir,
@@ -123,6 +133,7 @@ def validate_cmd(
                 echo=console.print,
                 rpc_timeout=rpc_timeout,
                 trace=not no_trace,
+                board=board,
             )
     except (Fcos3dError, InvalidModelError, UnsupportedGraphError, RecordError) as exc:
         _fail(one_line(str(exc)))  # a loader worker's error arrives wrapped: its own line
@@ -140,7 +151,8 @@ def validate_cmd(
         )
         rows.append((o["name"], o["mismatches"], o["total"], o["max_abs_diff"], where))
     print_table(
-        f"board vs simulator: {report['images']} images on {report['device']} ({report['board']})",
+        f"board vs simulator: {report['images']} images on {report.get('device_label') or report['device']} "
+        f"({report['board']})",
         rows,
         ("output", "mismatches", "elements", "max |diff|", "first mismatch"),
     )

@@ -114,6 +114,33 @@ def compile_onnx(
         raise ValueError(f"tuning measures candidates on this machine: tune for board 'host', not {board.name!r}")
 
     board = load_board(board) if isinstance(board, str) else board
+    from .tosa.vela import VELA_CONFIGS
+
+    if board.name in VELA_CONFIGS:  # an Ethos-U NPU: TOSA + Vela (compiler/tosa), not a TVM library
+        if tune_trials or dump_ir_after:
+            raise ValueError(
+                f"board {board.name!r} compiles through TOSA and Vela: --tune-trials and "
+                "--dump-ir-after are TVM options"
+            )
+        from .tosa.artifact import compile_tosa_artifact
+
+        t = time.perf_counter()
+        art = compile_tosa_artifact(
+            onnx_path,
+            board,
+            out_dir,
+            input_shapes=input_shapes,
+            run_simplify=run_simplify,
+            layer_outputs=layer_outputs,
+        )
+        return CompileResult(
+            Path(out_dir),
+            art.tosa,
+            art.meta,
+            {"tosa" if layer_outputs else "tosa+vela": time.perf_counter() - t},
+            None,
+            "",
+        )
     if board.estimate_only:
         raise ValueError(
             f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "

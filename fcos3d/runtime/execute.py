@@ -338,7 +338,8 @@ def load_artifact(
     board: str | None = None,
     timeout: float = DEFAULT_RPC_TIMEOUT,
 ) -> Artifact:
-    """Open an artifact folder and load model.so into a Relax VM, on this CPU or on a board over TVM RPC.
+    """Open an artifact folder and load model.so into a Relax VM, on this CPU or on a board over TVM RPC; an
+    Ethos-U artifact (meta.json backend "tosa") opens on the TOSA reference model (runtime/tosa_reference.py).
 
     Checks first, each failure one ArtifactError naming the file and the fix: meta.json is valid; model.so is a
     whole ELF library for the machine meta.json's target names (run locally: for this machine); the TVM versions
@@ -355,6 +356,15 @@ def load_artifact(
     path = Path(path)
     meta, meta_path = read_meta(path)
     remote = parse_device(device)
+    if meta.get("backend") == "tosa":  # an Ethos-U artifact: model.tosa on the TOSA reference model, here
+        if remote is not None:
+            raise Fcos3dError(
+                f"{meta_path}: a TOSA artifact for {meta.get('board')!r} runs on the TOSA reference model on this "
+                f"machine (the NPU's integer spec, no hardware); drop --device {device}"
+            )
+        from .tosa_reference import load_tosa_artifact
+
+        return load_tosa_artifact(path, onnx_path=onnx_path, board=board)
     lib_path = library_path(meta, meta_path)
     elf = _check_library(meta, meta_path, lib_path, board, local=remote is None)
     check_files(meta, meta_path)

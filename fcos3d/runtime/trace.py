@@ -333,7 +333,10 @@ def trace_integers(
 
 
 def executor_name(artifact) -> str:
-    """How a compiled artifact is named in a trace: ``compiled (<board>)``, ``@HOST:PORT`` when it runs remotely."""
+    """How a compiled artifact is named in a trace: ``compiled (<board>)``, ``@HOST:PORT`` when it runs remotely,
+    ``TOSA reference model (<board>)`` for an Ethos-U artifact (the NPU's integer spec, no hardware)."""
+    if artifact.meta.get("backend") == "tosa":
+        return f"TOSA reference model ({artifact.meta.get('board', '?')})"
     where = "" if artifact.device == "local" else f" @{artifact.device}"
     return f"compiled ({artifact.meta.get('board', '?')}{where})"
 
@@ -348,8 +351,8 @@ def trace_onnx(
     input_name: str = "",
     float_onnx=None,
 ) -> TraceReport:
-    """Any int8 ONNX the compiler takes: the simulator (reference), a debug ``artifact`` (load_artifact of a
-    ``--debug-outputs`` build) and onnxruntime (compared in LSB), every layer, for the int8 input(s) ``x``.
+    """Any int8 ONNX the compiler takes: the simulator (reference), a debug ``artifact`` or a list of them
+    (load_artifact of ``--debug-outputs`` builds: TVM modules, TOSA on the reference model) and onnxruntime (compared in LSB), every layer, for the int8 input(s) ``x``.
     ``float_onnx``: the float model it was quantised from; then every layer also gets the SQNR against float of
     the simulator's integers ("int") and of onnxruntime's ("onnxruntime"), and their error in output steps."""
     from .reference.simulator import Simulator
@@ -357,8 +360,8 @@ def trace_onnx(
     sim = simulator if simulator is not None else Simulator(onnx_path)
     layers = graph_layers(sim.graph)
     tensors = {SIMULATOR: simulator_layers(sim, x)}
-    if artifact is not None:
-        tensors[executor_name(artifact)] = artifact_layers(artifact, x)
+    for art in [] if artifact is None else artifact if isinstance(artifact, (list, tuple)) else [artifact]:
+        tensors[executor_name(art)] = artifact_layers(art, x)
     approximate = []
     if onnxruntime:
         tensors["onnxruntime"] = onnxruntime_layers(onnx_path, layers, x, sim.graph.inputs)

@@ -181,6 +181,8 @@ def align_bpu(
         "outputs": outputs,
         "metrics": metrics,
         "device": artifact.device,
+        # what computed the board's integers, said wherever shown: a TOSA artifact runs on the reference model
+        "device_label": getattr(artifact, "label", None) or artifact.device,
         "board": artifact.meta["board"],
         "artifact": str(Path(artifact_dir)),
         "onnx": str(onnx_path),

@@ -42,18 +42,22 @@ def onnx_of(cfg: dict) -> Path:
     return path
 
 
-def default_artifact(onnx_path: Path, work_dir: Path, echo: Callable[[str], None] = lambda m: None) -> Path:
-    """<ckpt_dir>/artifact-host, compiled for this host when missing or compiled from another ONNX."""
+def default_artifact(
+    onnx_path: Path, work_dir: Path, echo: Callable[[str], None] = lambda m: None, board: str = "host"
+) -> Path:
+    """<ckpt_dir>/artifact-<board>, compiled for ``board`` when missing, compiled from another ONNX or for another
+    board (an Ethos-U board's is model.tosa + Vela's output, run on the TOSA reference model)."""
+    from fcos3d.artifact import read_meta
     from fcos3d.compiler.build import compile_onnx
 
-    out = work_dir / ARTIFACT_DIR
-    if compiled_from(out, onnx_path):
+    out = work_dir / (ARTIFACT_DIR if board == "host" else f"artifact-{board}")
+    if compiled_from(out, onnx_path) and read_meta(out)[0].get("board") == board:
         return out
     if (out / "meta.json").is_file():
-        echo(f"{out} was compiled from another ONNX: recompiling {onnx_path} for host")
+        echo(f"{out} was compiled from another ONNX: recompiling {onnx_path} for {board}")
     else:
-        echo(f"compiling {onnx_path} for host into {out} (once)")
-    compile_onnx(onnx_path, "host", out)
+        echo(f"compiling {onnx_path} for {board} into {out} (once)")
+    compile_onnx(onnx_path, board, out)
     return out
 
 
@@ -81,9 +85,11 @@ def run_align_bpu(
     echo: Callable[[str], None] = lambda m: None,
     rpc_timeout: float | None = None,
     trace: bool = True,
+    board: str = "host",
 ) -> dict:
     """Board vs simulator over the config's val JPEGs (fcos3d.runtime.validate.align_bpu's report, plus
-    ``out_dir``; with ``trace``, on a mismatch, ``trace``: the tracer's verdict on the first mismatching image,
+    ``out_dir``; ``board``: the board whose artifact <ckpt_dir>/artifact-<board> is compiled on first use when no
+    ``artifact_dir`` is given; with ``trace``, on a mismatch, ``trace``: the tracer's verdict on the first mismatching image,
     see trace_first_mismatch). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
     (compiled on first use), ``out_dir`` to <ckpt_dir>/align_bpu."""
     from fcos3d.runtime.execute import parse_device
@@ -100,7 +106,7 @@ def run_align_bpu(
     split_meta = build(cfg["val_data_loader"]["dataset"], "val_data_loader.dataset").meta
     post = build(cfg["post_process"], "post_process") if "post_process" in cfg else None
     if artifact_dir is None:
-        artifact_dir = default_artifact(onnx_path, work_dir, echo)
+        artifact_dir = default_artifact(onnx_path, work_dir, echo, board)
     out_dir = Path(out_dir) if out_dir is not None else work_dir / REPORT_DIR
     report = align_bpu(
         artifact_dir,

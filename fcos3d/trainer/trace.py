@@ -15,7 +15,7 @@ data and prints nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +114,7 @@ def run_trace(
     image: int | str | Path = 0,
     onnx_path: str | Path | None = None,
     compiled: bool = True,
-    board: str = "host",
+    board: str | Sequence[str] = "host",
     artifact_dir: str | Path | None = None,
     device: str | None = None,
     onnxruntime: bool = False,
@@ -125,8 +125,9 @@ def run_trace(
     """Trace ``image`` through every form the config has; returns dict(report=TraceReport, paths, forms).
 
     ``onnx_path``: the int8 ONNX (default: the config's export, when it exists). ``compiled``: also run the debug
-    build for ``board`` (``artifact_dir``, default <ckpt_dir>/artifact-<board>-debug, compiled when missing or
-    stale; ``device`` HOST:PORT runs it on a board over TVM RPC). ``onnxruntime``: also run the ONNX in
+    build for ``board`` (one name or several; ``artifact_dir`` instead: a debug build to use; default
+    <ckpt_dir>/artifact-<board>-debug, compiled when missing or stale; ``device`` HOST:PORT runs the first board's
+    over TVM RPC; an Ethos-U board's runs on the TOSA reference model). ``onnxruntime``: also run the ONNX in
     onnxruntime (compared in LSB, not for equality). Files: ``out`` (default <ckpt_dir>/trace).
     """
     from fcos3d.quant.intmodel import IntInferModel, QAT2Quantize
@@ -197,13 +198,16 @@ def run_trace(
     if compiled and sim is not None:
         from fcos3d.runtime.execute import load_artifact
 
-        art_dir = Path(artifact_dir) if artifact_dir is not None else work_dir / f"artifact-{board}-debug"
-        if artifact_dir is None:
+        boards = [board] if isinstance(board, str) else list(board)
+        if artifact_dir is not None:
+            artifact = load_artifact(artifact_dir, device=device, onnx_path=onnx_path)
+            tensors[executor_name(artifact)] = artifact_layers(artifact, x8.numpy())
+        for b in boards if artifact_dir is None else []:
             from fcos3d.compiler.build import debug_build
 
-            debug_build(onnx_path, board, art_dir, echo)
-        artifact = load_artifact(art_dir, device=device, onnx_path=onnx_path)
-        tensors[executor_name(artifact)] = artifact_layers(artifact, x8.numpy())
+            art_dir = debug_build(onnx_path, b, work_dir / f"artifact-{b}-debug", echo)
+            artifact = load_artifact(art_dir, device=device if b == boards[0] else None, onnx_path=onnx_path)
+            tensors[executor_name(artifact)] = artifact_layers(artifact, x8.numpy())
     step()
     approximate = []
     if onnxruntime and onnx_path is not None:

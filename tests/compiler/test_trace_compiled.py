@@ -60,6 +60,22 @@ def test_debug_build_equals_the_simulator_at_every_layer(models, name, tmp_path)
     assert "onnxruntime" in report.approximate and all(r["differ"]["onnxruntime"] is not None for r in report.rows)
 
 
+def test_tosa_debug_build_equals_the_simulator_at_every_layer(models, tmp_path):
+    """The TOSA reference model (an Ethos-U board's stand-in) traced layer by layer: a debug build's model.tosa
+    exposes every layer, and each equals the simulator's (asymmetric uint8 model with lookup tables)."""
+    pytest.importorskip("tosa", reason="tosa-tools (the TOSA reference model) is not installed")
+    from fcos3d.compiler.build import compile_onnx
+    from fcos3d.runtime.execute import load_artifact
+    from fcos3d.runtime.trace import trace_onnx
+
+    path = models["mobilenet_v3"]
+    result = compile_onnx(path, "ethos-u55-256", tmp_path / "tosa-debug", layer_outputs=True)
+    assert result.meta["backend"] == "tosa" and result.meta["vela"] is None and result.meta["layer_outputs"]
+    report = trace_onnx(path, _x(seed=5), artifact=load_artifact(tmp_path / "tosa-debug", onnx_path=path))
+    assert report.exact == ["TOSA reference model (ethos-u55-256)"]
+    assert report.equal and all(r["differ"]["TOSA reference model (ethos-u55-256)"] == 0 for r in report.rows)
+
+
 def test_float_model_gives_every_layer_an_sqnr(models):
     """With the float ONNX quantize_static started from, each layer is also measured against float: the
     simulator's integers ("int") and onnxruntime's, by SQNR and by the float value's distance in output steps."""

@@ -237,3 +237,25 @@ def test_align_bpu_over_rpc_equals_the_local_run(compiled, synth_nusc, tmp_path)
     assert remote["device"] == address and remote["mismatches"] == 0 and remote["images"] == 2
     results = [json.loads(Path(r["metrics"]["result_file"]).read_text())["results"] for r in (local, remote)]
     assert results[0] == results[1] and local["metrics"]["NDS"] == remote["metrics"]["NDS"]
+
+
+@pytest.mark.slow
+def test_align_bpu_on_the_tosa_reference_model_equals_the_host_board(compiled, synth_nusc, tmp_path):
+    """An Ethos-U artifact (model.tosa + Vela's command stream) runs on the TOSA reference model, the NPU's integer
+    spec: every output element equals the simulator's, so its boxes and NDS are the host board's; it says so."""
+    pytest.importorskip("tosa", reason="tosa-tools (the TOSA reference model) is not installed")
+    from fcos3d.compiler.build import compile_onnx
+    from fcos3d.runtime.tosa_reference import BOARD_LABEL
+    from fcos3d.runtime.validate import align_bpu
+
+    onnx_path, art_dir, _ = compiled
+    root, version = synth_nusc
+    result = compile_onnx(onnx_path, "ethos-u85-256", tmp_path / "artifact-ethos-u85-256")
+    assert result.meta["backend"] == "tosa" and result.meta["vela"]["cpu_fallback"] is False
+    npu = align_bpu(
+        tmp_path / "artifact-ethos-u85-256", onnx_path, root, version, "val", limit=4, out_dir=tmp_path / "n"
+    )
+    host = align_bpu(art_dir, onnx_path, root, version, "val", limit=4, out_dir=tmp_path / "h")
+    assert npu["equal"] and npu["mismatches"] == 0 and sum(o["total"] for o in npu["outputs"]) > 0
+    assert npu["device_label"] == BOARD_LABEL and npu["board"] == "ethos-u85-256"
+    assert npu["metrics"]["NDS"] == host["metrics"]["NDS"] and npu["metrics"]["mAP"] == host["metrics"]["mAP"]

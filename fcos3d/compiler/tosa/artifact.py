@@ -30,7 +30,7 @@ TOOL_DISTS = ("tosa-tools", "ethos-u-vela")
 class TosaArtifact:
     out_dir: Path
     tosa: Path
-    vela: VelaResult
+    vela: VelaResult | None  # None: a debug build (not run through Vela)
     meta: dict
     perf: dict
 
@@ -41,6 +41,7 @@ def compile_tosa_artifact(
     out_dir: str | Path,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     run_simplify: bool = True,
+    layer_outputs: bool = False,
 ) -> TosaArtifact:
     """The int8 QDQ ONNX -> ``out_dir`` for an Ethos-U ``board``. Returns data; prints nothing.
 
@@ -49,6 +50,9 @@ def compile_tosa_artifact(
     layout, for fcos3d.runtime.tosa_reference), ``vela`` (its three settings, totals, whether any op fell to the
     CPU) and the versions of tosa-tools and ethos-u-vela. Raises ``Fcos3dError`` for a board Vela has no
     configuration for, and the emitter's / Vela's one-line errors.
+    ``layer_outputs``: the debug build (fcos3d-compile --debug-outputs): every layer's output is also a graph output
+    (meta.json ``layer_outputs``) for the tracer; it runs on the reference model only, so Vela is not run
+    (``vela`` is null) and the perf report is our estimate alone.
     """
     from ..check import check_onnx
     from ..latency.estimate import estimate
@@ -62,7 +66,11 @@ def compile_tosa_artifact(
     out_dir = Path(out_dir)
     replaceable(out_dir)  # a folder that is not an artifact fails before the work
     checked = check_onnx(onnx_path, run_simplify=run_simplify, input_shapes=input_shapes)
-    graph = checked.graph
+    graph, layer_map = checked.graph, None
+    if layer_outputs:
+        from fcos3d.int8.layers import with_layer_outputs
+
+        graph, layer_map = with_layer_outputs(graph)
     program = emit_tosa(graph, input_shapes)
     shapes = infer_shapes(
         graph,
@@ -80,13 +88,20 @@ def compile_tosa_artifact(
     meta["library"] = TOSA_FILE
     meta["tosa_io"] = program.io
     meta["versions"].update({d: installed_version(d) for d in TOOL_DISTS})
+    if layer_map is not None:
+        meta["layer_outputs"] = layer_map  # {op name: output name} (the debug build)
     replaceable(out_dir)
     with atomic_dir(out_dir) as tmp:
         tosa = program.write(tmp / TOSA_FILE)
-        vela = run_vela(tosa, VELA_CONFIGS[board.name], tmp)
-        meta["vela"] = {**vela.as_dict(), "cpu_fallback": vela.cpu_fallback}
-        perf = side_by_side(estimate(graph, board), vela, program.op_of)
-        write_perf(perf, tmp)
-        write_meta(tmp, meta)
-    vela = replace(vela, output=out_dir / vela.output.name)  # where it lies once the folder is renamed
-    return TosaArtifact(out_dir, out_dir / TOSA_FILE, vela, meta, perf)
+        if layer_map is not None:
+            meta["vela"] = None  # a debug build runs on the reference model only
+            write_meta(tmp, meta)
+            return_vela, perf = None, {}
+        else:
+            vela = run_vela(tosa, VELA_CONFIGS[board.name], tmp)
+            meta["vela"] = {**vela.as_dict(), "cpu_fallback": vela.cpu_fallback}
+            perf = side_by_side(estimate(checked.graph, board), vela, program.op_of)
+            write_perf(perf, tmp)
+            write_meta(tmp, meta)
+            return_vela = replace(vela, output=out_dir / vela.output.name)  # where it lies after the rename
+    return TosaArtifact(out_dir, out_dir / TOSA_FILE, return_vela, meta, perf)
