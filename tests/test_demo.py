@@ -32,6 +32,8 @@ def test_demo_tiny_full_flow(tmp_path):
         "1",
         "--target",
         "host",
+        "--target",
+        "ethos-u55-256",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -50,7 +52,9 @@ def test_demo_tiny_full_flow(tmp_path):
         "predict int_infer",
         "export",
         "compile host",
+        "compile ethos-u55-256",
         "align-bpu",
+        "align-bpu ethos-u55-256",
         "trace",
         "perf",
         "pictures",
@@ -59,7 +63,15 @@ def test_demo_tiny_full_flow(tmp_path):
     # build and onnxruntime: every integer executor equal at every layer
     trace = summary["trace"]
     assert trace["equal"] and trace["layers"] > 100, trace["verdict"]
-    assert set(trace["executors"]) >= {"torch int", "simulator", "compiled (host)"}
+    assert set(trace["executors"]) >= {
+        "torch int",
+        "simulator",
+        "compiled (host)",
+        "TOSA reference model (ethos-u55-256)",
+    }
+    # the Ethos-U artifact on the TOSA reference model: 12 val images, every output element equal
+    (npu,) = summary["align_npu"]
+    assert npu["board"] == "ethos-u55-256" and npu["images"] == 12 and npu["mismatches"] == 0 and npu["elements"] > 0
     assert "torch int == simulator at all" in trace["verdict"] and trace["worst_drops"]
     assert (out / "pictures" / "trace_sqnr_by_layer.png").is_file()
     acc = summary["accuracy"]
@@ -75,6 +87,7 @@ def test_demo_tiny_full_flow(tmp_path):
         "arm-npu",
         "ethos-u65-512",
         "ethos-u55-256",
+        "ethos-u85-256",
         "journey5-bayes",
     }
     assert all(p["latency_ms"] > 0 for p in summary["perf"])

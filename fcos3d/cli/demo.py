@@ -23,7 +23,7 @@ from fcos3d.io import atomic_write_json, atomic_write_text, atomic_writer
 __all__ = ["DemoOptions", "run_demo", "STAGE_ORDER"]
 
 STAGE_ORDER = ("float", "calibration", "qat", "int_infer", "board")
-PERF_BOARDS = ("host", "arm-npu", "ethos-u65-512", "ethos-u55-256", "journey5-bayes")
+PERF_BOARDS = ("host", "arm-npu", "ethos-u65-512", "ethos-u55-256", "ethos-u85-256", "journey5-bayes")
 
 
 @dataclass
@@ -37,10 +37,11 @@ class DemoOptions:
     float_epochs: int = 3
     calibration_steps: int = 10
     qat_steps: int = 40  # QAT fine-tunes from calibrated weights; a few dozen steps show the stage
-    compile_targets: tuple[str, ...] = ("host", "arm-npu")
+    compile_targets: tuple[str, ...] = ("host", "arm-npu", "ethos-u55-256")
     perf_boards: tuple[str, ...] = PERF_BOARDS
     align_limit: int | None = None  # None: every val image
     trace_image: int | None = 0  # val image traced layer by layer through every form (None: no trace)
+    npu_align_images: int = 12  # val images align-bpu runs on the TOSA reference model (about 3 s each at 384x256)
     infer_images: tuple[int, ...] = (0, 1, 3)
     # The demo's short float run scores its boxes low (0.1-0.25 on the default set): 0.3, right for a trained
     # model, would leave its pictures empty.
@@ -135,6 +136,12 @@ def _markdown(summary: dict) -> str:
             "",
             f"{a['images']} images, {a['elements']:,} output elements, **{a['mismatches']} mismatches** "
             f"({a['device']}, board {a['board']}).",
+            "",
+        ]
+    for a in summary.get("align_npu", []):
+        lines += [
+            f"{a['board']}: {a['images']} images, {a['elements']:,} output elements, **{a['mismatches']} mismatches** "
+            f"({a['device']}).",
             "",
         ]
     if summary.get("trace"):
@@ -338,7 +345,13 @@ def run_demo(
         artifacts[target] = folder
         secs = round(time.perf_counter() - t0, 1)
         summary["compile"].append({"target": target, "status": "ok", "seconds": secs, "dir": str(folder)})
-        steps.done(f"compile {target}", t0, str(res.library), "TVM library + meta.json + perf reports")
+        what = (
+            f"TOSA + Vela command stream ({res.meta['vela']['npu_ops']} ops on the NPU, "
+            f"{res.meta['vela']['cpu_ops']} on the CPU) + perf, ours beside Vela's"
+            if res.meta.get("backend") == "tosa"
+            else "TVM library + meta.json + perf reports"
+        )
+        steps.done(f"compile {target}", t0, str(res.library), what)
 
     # 10. align-bpu on the host artifact over every val image
     if "host" in artifacts:
@@ -371,6 +384,41 @@ def run_demo(
             f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}",
         )
 
+    # 10a. align-bpu on each Ethos-U artifact: model.tosa on the TOSA reference model (the NPU's integer spec)
+    from fcos3d.compiler.tosa.vela import VELA_CONFIGS
+
+    npu_boards = [t for t in artifacts if t in VELA_CONFIGS]
+    for target in npu_boards:
+        from fcos3d.trainer.align import run_align_bpu
+
+        t0 = time.perf_counter()
+        with bar(f"align-bpu {target} (TOSA reference model)") as progress:
+            rep = run_align_bpu(
+                cfg,
+                artifact_dir=artifacts[target],
+                onnx_path=onnx_path,
+                limit=opts.npu_align_images,
+                out_dir=work_dir / f"align_bpu-{target}",
+                progress=progress,
+            )
+        elements = sum(o["total"] for o in rep["outputs"])
+        summary.setdefault("align_npu", []).append(
+            {
+                "board": target,
+                "images": rep["images"],
+                "elements": elements,
+                "mismatches": rep["mismatches"],
+                "equal": rep["equal"],
+                "device": rep["device_label"],
+            }
+        )
+        steps.done(
+            f"align-bpu {target}",
+            t0,
+            str(work_dir / f"align_bpu-{target}"),
+            f"{rep['images']} images on the TOSA reference model, {rep['mismatches']} of {elements:,} elements differ",
+        )
+
     # 10b. trace one val image through every form, layer by layer (fcos3d trace)
     if opts.trace_image is not None:
         from fcos3d.trainer.trace import run_trace
@@ -382,6 +430,7 @@ def run_demo(
                 image=opts.trace_image,
                 onnx_path=onnx_path,
                 compiled="host" in artifacts,
+                board=["host", *npu_boards[:1]],
                 onnxruntime=True,
                 out=work_dir / "trace",
                 progress=progress,
