@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # An emulated Arm board: an aarch64 Debian userland run by qemu-user, with TVM's RPC server, so that
-# `fcos3d-compile --target arm-npu` artifacts really execute (tests/runtime/test_arm_board.py).
+# `fcos3d-compile --target cortex-a55` artifacts really execute (tests/runtime/test_arm_board.py).
 #
 # Usage: scripts/make_arm_board.sh [DIR]   (default ${FCOS3D_ARM_BOARD:-~/.cache/fcos3d/arm64-rootfs})
 # Idempotent: does nothing when DIR/.complete records the same versions. Needs debootstrap and

@@ -84,7 +84,7 @@ def test_demo_tiny_full_flow(tmp_path):
     assert align["images"] == 12 and align["mismatches"] == 0 and align["equal"] and align["elements"] > 0
     assert {p["board"] for p in summary["perf"]} == {
         "host",
-        "arm-npu",
+        "cortex-a55",
         "ethos-u65-512",
         "ethos-u55-256",
         "ethos-u85-256",
@@ -97,7 +97,7 @@ def test_demo_tiny_full_flow(tmp_path):
     assert (out / "pictures" / "accuracy.png").stat().st_size > 10_000
     assert (out / "work_dir" / "fcos3d_int8_qdq.onnx").is_file()
     assert (out / "work_dir" / "artifact-host" / "model.so").is_file()
-    assert (out / "perf" / "arm-npu" / "perf.html").is_file()
+    assert (out / "perf" / "cortex-a55" / "perf.html").is_file()
     md = (out / "SUMMARY.md").read_text()
     assert "| int_infer |" in md and "0 mismatches" in md
 

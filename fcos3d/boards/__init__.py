@@ -24,6 +24,7 @@ __all__ = [
     "BoardError",
     "UnknownBoardError",
     "board_names",
+    "alias_of",
     "load_board",
     "load_board_file",
 ]
@@ -65,7 +66,7 @@ ACCELERATOR_FIGURES: dict[str, str] = {
 
 # Optional per-op-kind throughputs that replace macs_per_cycle / elementwise_per_cycle for that kind: the
 # calibrated host profile needs them (untuned code runs a depthwise conv or a requantising Add at its own
-# speed); NPU profiles model the depthwise penalty with the block geometry instead and leave them out.
+# speed); the Ethos-U profiles have them as fitted to Vela's estimate (scripts/fit_npu_boards.py).
 OPTIONAL_FIGURES: dict[str, str] = {
     "depthwise_macs_per_cycle": "MAC/cycle",
     "add_per_cycle": "elements/cycle",
@@ -203,11 +204,29 @@ def load_board_file(path: str | Path) -> Board:
     return _parse(path.read_text, str(path))
 
 
+def alias_of(name: str) -> str | None:
+    """The board a packaged alias names (``arm-npu`` -> ``ethos-u65-512``), None for a board of its own."""
+    files = _files()
+    if name not in files:
+        return None
+    try:
+        target = tomllib.loads(files[name].read_text()).get("alias_of")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # load_board reports the file's problem
+    return str(target) if target else None
+
+
 def load_board(name: str) -> Board:
-    """A packaged board by name (``host``, ``arm-npu``, ...), or a path to a ``.toml`` file."""
+    """A packaged board by name (``host``, ``cortex-a55``, ``ethos-u55-256``, ...; an alias such as ``arm-npu``
+    gives the board it names), or a path to a ``.toml`` file."""
     if name.endswith(".toml"):
         return load_board_file(name)
     files = _files()
     if name not in files:
         raise UnknownBoardError(f"unknown board {name!r}; known boards: {', '.join(sorted(files))}")
+    target = alias_of(name)
+    if target is not None:
+        if target not in files or alias_of(target) is not None:
+            raise BoardError(f"fcos3d/boards/{name}.toml: alias_of = {target!r} is not a packaged board")
+        return load_board(target)
     return _parse(files[name].read_text, f"fcos3d/boards/{name}.toml")

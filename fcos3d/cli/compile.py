@@ -119,7 +119,7 @@ def compile_cmd(
 
     if b.estimate_only and b.name not in VELA_CONFIGS:  # Ethos-U boards compile through TOSA + Vela
         raise click.UsageError(
-            f"board {b.name!r} is estimate-only (no TVM runtime on its CPU): "
+            f"board {b.name!r} is estimate-only (nothing compiled here runs on its accelerator): "
             f"use `fcos3d perf --target {b.name} {model}`"
         )
     if tune_trials and tuning_db is None:

@@ -23,7 +23,7 @@ from fcos3d.io import atomic_write_json, atomic_write_text, atomic_writer
 __all__ = ["DemoOptions", "run_demo", "STAGE_ORDER"]
 
 STAGE_ORDER = ("float", "calibration", "qat", "int_infer", "board")
-PERF_BOARDS = ("host", "arm-npu", "ethos-u65-512", "ethos-u55-256", "ethos-u85-256", "journey5-bayes")
+PERF_BOARDS = ("host", "cortex-a55", "ethos-u65-512", "ethos-u55-256", "ethos-u85-256", "journey5-bayes")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class DemoOptions:
     float_epochs: int = 3
     calibration_steps: int = 10
     qat_steps: int = 40  # QAT fine-tunes from calibrated weights; a few dozen steps show the stage
-    compile_targets: tuple[str, ...] = ("host", "arm-npu", "ethos-u55-256")
+    compile_targets: tuple[str, ...] = ("host", "cortex-a55", "ethos-u55-256")
     perf_boards: tuple[str, ...] = PERF_BOARDS
     align_limit: int | None = None  # None: every val image
     trace_image: int | None = 0  # val image traced layer by layer through every form (None: no trace)

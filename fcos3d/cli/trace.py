@@ -155,7 +155,7 @@ def trace_cmd(
     Examples:
       fcos3d trace --config configs/fcos3d_efficientnetb0_synthetic.py --image 3
       fcos3d trace --onnx model.qdq.onnx --float-onnx model.onnx --image photo.jpg
-      fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target arm-npu
+      fcos3d trace --onnx model.qdq.onnx --image random --device 192.168.1.20:9090 --target cortex-a55
       fcos3d trace --onnx model.qdq.onnx --target host --target ethos-u85-256   (+ the TOSA reference model)
     """
     from fcos3d.errors import Fcos3dError

@@ -143,7 +143,7 @@ def compile_onnx(
         )
     if board.estimate_only:
         raise ValueError(
-            f"board {board.name!r} is an estimate-only profile (its CPU cannot load a TVM library): "
+            f"board {board.name!r} is an estimate-only profile (nothing compiled here runs on its accelerator): "
             f"use `fcos3d perf --target {board.name} MODEL.onnx`"
         )
     replaceable(Path(out_dir))  # a folder that is not an artifact fails before the long compile

@@ -10,8 +10,8 @@ from fcos3d.boards import ACCELERATOR_FIGURES, OPTIONAL_FIGURES, UnknownBoardErr
 
 
 def test_packaged_boards_load():
-    assert {"host", "arm-npu"} <= set(board_names())
-    arm = load_board("arm-npu")
+    assert {"host", "cortex-a55", "arm-npu"} <= set(board_names())
+    arm = load_board("cortex-a55")
     assert arm.target_dict() == {
         "kind": "llvm",
         "mtriple": "aarch64-linux-gnu",
@@ -29,7 +29,7 @@ def test_packaged_boards_load():
 def test_unknown_board_error_lists_known_boards():
     with pytest.raises(
         UnknownBoardError,
-        match="known boards: arm-npu, ethos-u55-256, ethos-u65-512, ethos-u85-256, host, journey5-bayes",
+        match="known boards: arm-npu, cortex-a55, ethos-u55-256, ethos-u65-512, ethos-u85-256, host, journey5-bayes",
     ):
         load_board("jetson")
 
@@ -71,7 +71,8 @@ def test_ethos_u55_256_matches_vela():
     assert geometry == (256, 2, 2, 8, 8)
     assert acc["block_h"] * acc["block_w"] * acc["block_oc"] * acc["block_ic"] == acc["macs_per_cycle"]
     assert (acc["clock_hz"], acc["sram_bytes_per_s"], acc["dram_bytes_per_s"]) == (500e6, 4e9, 0.5e9)
-    assert load_board("ethos-u55-256").estimate_only
+    # it compiles (TOSA + Vela); the estimate-only board is the Journey 5, whose BPU nothing of ours runs on
+    assert not load_board("ethos-u55-256").estimate_only and load_board("journey5-bayes").estimate_only
 
 
 def test_host_profile_is_calibrated():
@@ -122,3 +123,14 @@ def test_a_broken_board_file_is_one_error_naming_it(tmp_path, content, match):
         load_board(str(p))
     with pytest.raises(BoardError, match=r"nope\.toml: cannot be read \(No such file"):
         load_board(str(tmp_path / "nope.toml"))
+
+
+def test_arm_npu_names_the_ethos_u65_and_promises_no_accelerator_it_does_not_run_on():
+    """arm-npu is an alias of the Ethos-U65-512 (compiled through TOSA + Vela); the aarch64 CPU build is
+    cortex-a55, whose estimate describes that CPU, not an NPU."""
+    from fcos3d.boards import alias_of
+
+    assert alias_of("arm-npu") == "ethos-u65-512" and load_board("arm-npu") == load_board("ethos-u65-512")
+    cpu = load_board("cortex-a55")
+    assert "Cortex-A55 CPU" in cpu.accelerator.name and "NPU" not in cpu.accelerator.name
+    assert alias_of("cortex-a55") is None and load_board("cortex-a55").name == "cortex-a55"

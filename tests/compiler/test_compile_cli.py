@@ -1,4 +1,4 @@
-"""The `fcos3d-compile` console script: arm-npu gives an aarch64 ELF; unsupported ops give exit 2 and one error."""
+"""The `fcos3d-compile` console script: cortex-a55 gives an aarch64 ELF; unsupported ops give exit 2 and one error."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_arm_npu_target_writes_an_aarch64_shared_object(tmp_path):
     if shutil.which("aarch64-linux-gnu-g++") is None:
         pytest.skip("aarch64-linux-gnu-g++ is missing (apt-get install g++-aarch64-linux-gnu; .ci/run installs it)")
     model = _small_model(tmp_path / "m.onnx")
-    proc = _run(model, "--target", "arm-npu", "--out", tmp_path / "art", "--dump-ir-after", "fuse")
+    proc = _run(model, "--target", "cortex-a55", "--out", tmp_path / "art", "--dump-ir-after", "fuse")
     assert proc.returncode == 0, proc.stderr
     header = (tmp_path / "art" / "model.so").read_bytes()[:20]
     assert header[:4] == b"\x7fELF"
@@ -45,7 +45,7 @@ def test_arm_npu_target_writes_an_aarch64_shared_object(tmp_path):
     assert header[5] == 1  # EI_DATA: little endian
     assert struct.unpack_from("<H", header, 18)[0] == EM_AARCH64  # e_machine
     meta = json.loads((tmp_path / "art" / "meta.json").read_text())
-    assert meta["board"] == "arm-npu" and meta["target"]["mtriple"] == "aarch64-linux-gnu"
+    assert meta["board"] == "cortex-a55" and meta["target"]["mtriple"] == "aarch64-linux-gnu"
     assert [o["dtype"] for o in meta["outputs"]] == ["int8", "int32"]
     assert len(meta["outputs"][1]["scales"]) == 2  # per output channel of the int32 head
     assert "R.call_tir" in (tmp_path / "art" / "ir-after-fuse.py").read_text()
@@ -70,14 +70,14 @@ def test_unsupported_ops_exit_2_with_one_error_listing_them(tmp_path):
 def test_unknown_board_lists_the_known_ones(tmp_path):
     proc = _run(_small_model(tmp_path / "m.onnx"), "--target", "nope")
     assert proc.returncode == 2
-    assert "arm-npu" in proc.stderr and "host" in proc.stderr
+    assert "cortex-a55" in proc.stderr and "host" in proc.stderr
 
 
 def test_tune_trials_without_a_database_or_for_a_cross_board_is_a_usage_error(tmp_path):
     model = _small_model(tmp_path / "m.onnx")
     proc = _run(model, "--tune-trials", "8", "--out", tmp_path / "art")
     assert proc.returncode == 2 and "--tuning-db" in proc.stderr
-    proc = _run(model, "--target", "arm-npu", "--tune-trials", "8", "--tuning-db", tmp_path / "db")
+    proc = _run(model, "--target", "cortex-a55", "--tune-trials", "8", "--tuning-db", tmp_path / "db")
     assert proc.returncode == 2 and "--target host" in proc.stderr
 
 

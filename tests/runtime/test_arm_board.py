@@ -1,4 +1,4 @@
-"""The `--target arm-npu` artifact really executes: TVM's RPC server on an emulated aarch64 board (qemu-user,
+"""The `--target cortex-a55` artifact really executes: TVM's RPC server on an emulated aarch64 board (qemu-user,
 built by scripts/make_arm_board.sh) runs the cross-compiled model.so, bit-exact with the simulator."""
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def board(tmp_path_factory):
 
 
 def test_arm_artifact_runs_bit_exact_on_the_emulated_board(tmp_path, board):
-    onnx_path, folder = write_artifact(tmp_path, "arm-npu", seed=7)
+    onnx_path, folder = write_artifact(tmp_path, "cortex-a55", seed=7)
     assert read_elf(folder / "model.so").arch == "aarch64"
-    art = load_artifact(folder, device=board, onnx_path=onnx_path, board="arm-npu")
+    art = load_artifact(folder, device=board, onnx_path=onnx_path, board="cortex-a55")
     sim = Simulator(onnx_path)
     for x in random_inputs(2, seed=8):
         report = compare_outputs(art.run(x), sim.run(x))

@@ -91,14 +91,14 @@ def test_onnx_moved_away_is_not_checked(copy_of):
 
 def test_wrong_board(copy_of):
     # meta.json claims the Arm board, the library is this machine's
-    _edit_meta(copy_of, lambda m: (m.update(board="arm-npu"), m["target"].update(mtriple="aarch64-linux-gnu")))
-    with pytest.raises(ArtifactError, match=r"x86_64 library but .*meta\.json says board 'arm-npu'.*fcos3d-compile"):
+    _edit_meta(copy_of, lambda m: (m.update(board="cortex-a55"), m["target"].update(mtriple="aarch64-linux-gnu")))
+    with pytest.raises(ArtifactError, match=r"x86_64 library but .*meta\.json says board 'cortex-a55'.*fcos3d-compile"):
         load_artifact(copy_of)
 
 
 def test_expected_board(copy_of):
-    with pytest.raises(ArtifactError, match=r"compiled for board 'host', not 'arm-npu'.*--target arm-npu"):
-        load_artifact(copy_of, board="arm-npu")
+    with pytest.raises(ArtifactError, match=r"compiled for board 'host', not 'cortex-a55'.*--target cortex-a55"):
+        load_artifact(copy_of, board="cortex-a55")
 
 
 def test_missing_output(copy_of):
@@ -131,9 +131,9 @@ def test_errors_are_fcos3d_errors(copy_of):
 def test_arm_library_is_refused_locally(tmp_path):
     if shutil.which("aarch64-linux-gnu-g++") is None:
         pytest.skip("needs the cross compiler aarch64-linux-gnu-g++ (apt-get install g++-aarch64-linux-gnu)")
-    _, folder = write_artifact(tmp_path, "arm-npu")
+    _, folder = write_artifact(tmp_path, "cortex-a55")
     assert read_elf(folder / "model.so").arch == "aarch64"
-    with pytest.raises(ArtifactError, match=r"aarch64 library \(board 'arm-npu'\).*device='HOST:PORT'"):
+    with pytest.raises(ArtifactError, match=r"aarch64 library \(board 'cortex-a55'\).*device='HOST:PORT'"):
         load_artifact(folder)
 
 

@@ -353,9 +353,12 @@ def estimate(graph: IntGraph, board: Board | str) -> Estimate:
             f"board {board.name!r} has no [accelerator] profile: add one to its TOML file "
             "(fcos3d/boards/ethos-u55-256.toml is an example)"
         )
+    # A board whose accelerator nothing of ours runs on says so in every report that names it (perf.json/.html,
+    # fcos3d perf, the demo's summary).
+    name = f"{acc.name} [estimate only: no artifact runs on it]" if board.estimate_only else acc.name
     return Estimate(
         board.name,
-        acc.name,
+        name,
         acc["clock_hz"],
         acc["macs_per_cycle"],
         layer_estimates(graph, acc),
