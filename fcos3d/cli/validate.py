@@ -151,11 +151,12 @@ def validate_cmd(
         )
         rows.append((o["name"], o["mismatches"], o["total"], o["max_abs_diff"], where))
     print_table(
-        f"board vs simulator: {report['images']} images on {report.get('device_label') or report['device']} "
-        f"({report['board']})",
+        f"board vs simulator: {report['images']} images on {report['device']} ({report['board']})",
         rows,
         ("output", "mismatches", "elements", "max |diff|", "first mismatch"),
     )
+    if report.get("device_label") and report["device_label"] != report["device"]:
+        console.print(f"the board's outputs were computed by: {report['device_label']}")
     stages = stage_metrics(work_dir_of(cfg))
     stages["board"] = report["metrics"]
     print_table(

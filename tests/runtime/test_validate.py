@@ -259,3 +259,22 @@ def test_align_bpu_on_the_tosa_reference_model_equals_the_host_board(compiled, s
     assert npu["equal"] and npu["mismatches"] == 0 and sum(o["total"] for o in npu["outputs"]) > 0
     assert npu["device_label"] == BOARD_LABEL and npu["board"] == "ethos-u85-256"
     assert npu["metrics"]["NDS"] == host["metrics"]["NDS"] and npu["metrics"]["mAP"] == host["metrics"]["mAP"]
+
+
+@pytest.mark.slow
+def test_cli_target_an_ethos_u_board(compiled, synth_lmdb, tmp_path):
+    """fcos3d-validate --align-bpu --target ethos-u85-256 compiles the config's ONNX for the NPU (TOSA + Vela) on
+    first use and runs it on the TOSA reference model, saying so in its table."""
+    pytest.importorskip("tosa", reason="tosa-tools (the TOSA reference model) is not installed")
+    import os
+    import subprocess
+
+    onnx_path, _, _ = compiled
+    ckpt = tmp_path / "work"
+    cfg = _write_config(tmp_path / "cfg.py", synth_lmdb, onnx_path, ckpt)
+    args = ["--align-bpu", "--config", str(cfg), "--target", "ethos-u85-256", "--limit", "2"]
+    env = {**os.environ, "COLUMNS": "250", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "trainer")}
+    r = subprocess.run([sys.executable, "-m", "fcos3d.cli.validate", *args], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "TOSA reference model (the NPU's integer spec), no hardware" in r.stdout and "bit-exact" in r.stdout
+    assert (ckpt / "artifact-ethos-u85-256" / "model.tosa").is_file()
