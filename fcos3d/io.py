@@ -11,6 +11,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -161,6 +162,21 @@ def atomic_write_json(path, obj, *, indent: int | None = None, allow_nan: bool =
     """
     text = json.dumps(obj, indent=indent, allow_nan=allow_nan)
     return atomic_write_text(path, text + "\n")
+
+
+def json_plain(v, *, inf_as_text: bool = False):
+    """A JSON-safe copy of ``v`` for strict readers: mappings (keys as str) and lists/tuples recursively, numpy
+    scalars to Python numbers (anything with ``item()`` that is not a container), NaN to None, and +-inf to None or,
+    with ``inf_as_text``, to "inf" / "-inf" (where an infinite SQNR means "equal" and must survive)."""
+    if isinstance(v, dict) or hasattr(v, "items") and hasattr(v, "keys"):
+        return {str(k): json_plain(x, inf_as_text=inf_as_text) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_plain(x, inf_as_text=inf_as_text) for x in v]
+    if hasattr(v, "item") and not hasattr(v, "__len__"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return ("inf" if v > 0 else "-inf") if inf_as_text and not math.isnan(v) else None
+    return v
 
 
 # -- folders ----------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 
 from fcos3d.errors import Fcos3dError
 from fcos3d.int8.layers import Layer, graph_layers
-from fcos3d.io import atomic_write_json, atomic_write_text, atomic_writer
+from fcos3d.io import atomic_write_json, atomic_write_text, atomic_writer, json_plain
 
 __all__ = [
     "SIMULATOR",
@@ -72,6 +72,17 @@ def artifact_layers(artifact, x) -> dict[str, np.ndarray]:
     return {op: out[name] for op, name in mapping.items()}
 
 
+def _session(model):
+    """An onnxruntime CPU session that runs ``model`` (a ModelProto) as written: no graph optimisation (which would
+    fuse away the tensors the tracer reads), one thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def onnxruntime_layers(onnx_path, layers: Sequence[Layer], x, inputs: Sequence = ()) -> dict[str, np.ndarray]:
     """onnxruntime running the QDQ ONNX in float, every layer's integers where the ONNX holds them.
 
@@ -84,7 +95,6 @@ def onnxruntime_layers(onnx_path, layers: Sequence[Layer], x, inputs: Sequence =
     in float32, so it may differ from the simulator by 1 LSB at ties (docs/int8.md); the tracer reports it so.
     """
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(onnx_path))
     produced = {t: n for n in model.graph.node for t in n.output}
@@ -94,10 +104,7 @@ def onnxruntime_layers(onnx_path, layers: Sequence[Layer], x, inputs: Sequence =
         if ly.tensor not in have:
             model.graph.output.append(onnx.ValueInfoProto(name=ly.tensor))
             have.add(ly.tensor)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # run the graph as written
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = _session(model)
     given = dict(x) if isinstance(x, Mapping) else {session.get_inputs()[0].name: x}
     specs = {i.name: i for i in inputs}
     feeds = {}
@@ -126,7 +133,6 @@ def float_onnx_layers(float_onnx, qdq_onnx, layers: Sequence[Layer], x, inputs: 
     run in onnxruntime on the dequantised input: {layer name: float tensor} for every layer whose QuantizeLinear
     reads a tensor of the float model (the layer's float value before quantisation)."""
     import onnx
-    import onnxruntime as ort
 
     qdq = onnx.load(str(qdq_onnx), load_external_data=False)
     quantized_from = {n.output[0]: n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
@@ -141,10 +147,7 @@ def float_onnx_layers(float_onnx, qdq_onnx, layers: Sequence[Layer], x, inputs: 
     for t in dict.fromkeys(wanted.values()):
         if t not in have:
             model.graph.output.append(onnx.ValueInfoProto(name=t))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = _session(model)
     given = dict(x) if isinstance(x, Mapping) else {session.get_inputs()[0].name: x}
     specs = {i.name: i for i in inputs}
     feeds = {}
@@ -439,20 +442,8 @@ def float_rows(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _plain(v):
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return "inf" if v > 0 else "-inf" if v < 0 else None
-    return v
-
-
 def report_json(report: TraceReport) -> dict:
-    return _plain(
+    return json_plain(
         dict(
             input=report.input,
             reference=report.reference,
@@ -465,7 +456,8 @@ def report_json(report: TraceReport) -> dict:
             worst_drops=[dict(index=r["index"], layer=r["layer"], drop_db=r["drop_db"]) for r in report.worst_drops()],
             notes=report.notes,
             rows=report.rows,
-        )
+        ),
+        inf_as_text=True,
     )
 
 

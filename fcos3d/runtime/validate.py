@@ -7,7 +7,6 @@ compared, then the BOARD's outputs are decoded and scored (NDS/mAP). Torch-free;
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from fcos3d.boxes.decode import group_outputs
 from fcos3d.errors import Fcos3dError
-from fcos3d.io import atomic_write_json
+from fcos3d.io import atomic_write_json, json_plain
 
 __all__ = ["REPORT_FILE", "align_bpu", "camera_images", "collector_intrinsics", "dequantize", "model_strides"]
 
@@ -75,19 +74,6 @@ def dequantize(raw: Mapping[str, np.ndarray], outputs: Sequence[Mapping]) -> lis
 def collector_intrinsics(cam_intrinsic) -> np.ndarray:
     """The (3, 3) intrinsics as the training pipeline's collate gives them to predict_split: float32 values."""
     return np.asarray(cam_intrinsic, dtype=np.float32)
-
-
-def _plain(v):
-    """JSON-safe: numpy scalars to Python, NaN/inf to None (strict JSON)."""
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def align_bpu(
@@ -190,6 +176,6 @@ def align_bpu(
         "version": version,
         "dataroot": str(root),
     }
-    report = _plain(report)
+    report = json_plain(report)
     atomic_write_json(out_dir / REPORT_FILE, report, indent=2, allow_nan=False)
     return report
