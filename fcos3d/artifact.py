@@ -118,7 +118,8 @@ def write_meta(out_dir: str | Path, meta: dict) -> Path:
 
 # Names fcos3d-compile writes into an artifact folder (and the CLI's IR dumps): a folder holding only these is
 # one it may replace; anything else there belongs to someone else.
-_OWN_FILES = ("model.so", META, "perf.json", "perf.csv", "perf.html")
+# profile.json / profile.csv: the measured per-layer profile (fcos3d/compiler/profile.py) beside perf.json.
+_OWN_FILES = ("model.so", META, "perf.json", "perf.csv", "perf.html", "profile.json", "profile.csv")
 
 
 def replaceable(folder: str | Path) -> None:

@@ -91,6 +91,19 @@ def _input_shapes(ctx, param, values: tuple[str, ...]) -> dict[str, tuple[int, .
     help="Debug build: every layer's output is also a module output (meta.json layer_outputs), so that "
     "`fcos3d trace` can name the first layer that differs from the simulator. Same integers per layer; slower.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="After compiling for host: time every kernel of model.so on this machine and write profile.json/.csv "
+    "(per layer: measured ms, MACs, our estimate, x roofline with --peak-gmacs) beside perf.json.",
+)
+@click.option("--profile-runs", type=click.IntRange(min=1), default=5, show_default=True, help="Runs per timing.")
+@click.option(
+    "--peak-gmacs",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="This core's int8 peak in GMAC/s (benchmarks/peak_probe.py) for the roofline columns.",
+)
 def compile_cmd(
     model: Path,
     board: str,
@@ -101,6 +114,9 @@ def compile_cmd(
     tuning_db: Path | None,
     input_shape: dict[str, tuple[int, ...]],
     debug_outputs: bool,
+    profile: bool,
+    profile_runs: int,
+    peak_gmacs: float | None,
 ) -> None:
     """Compile an int8 QDQ ONNX model into a board artifact (model.so + meta.json)."""
     from rich.console import Console
@@ -126,6 +142,8 @@ def compile_cmd(
         raise click.UsageError("--tune-trials needs --tuning-db DIR to keep the tuning results")
     if tune_trials and b.cross_compiler is not None:
         raise click.UsageError(f"--tune-trials measures on this machine: tune with --target host, not {b.name!r}")
+    if profile and b.name != "host":
+        raise click.UsageError(f"--profile times the module on this machine: use it with --target host, not {b.name!r}")
     out_dir = out_dir or Path("build") / f"{model.stem}-{b.name}"
     try:
         result = compile_onnx(
@@ -175,6 +193,32 @@ def compile_cmd(
         console.print(f"debug build: {len(result.meta['layer_outputs'])} layer outputs (meta.json layer_outputs)")
     times = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
     console.print(f"artifact: {result.out_dir} ({result.library.name}, meta.json); {times}")
+    if profile:
+        from fcos3d.compiler.profile import profile_artifact
+
+        prof = profile_artifact(result.out_dir, onnx_path=model, runs=profile_runs, peak_gmacs_per_core=peak_gmacs)
+        t = prof["totals"]
+        roof = f", {t['x_roofline']:.1f}x the roofline" if t.get("x_roofline") else ""
+        console.print(
+            f"measured on this machine ({prof['threads']} thread(s)): {t['module_ms']:.2f} ms for the module, "
+            f"estimate {t['estimate_ms']:.2f} ms{roof}; by kind: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in list(prof["by_kind_ms"].items())[:6])
+        )
+        top = sorted(prof["layers"], key=lambda r: -(r.get("in_module_ms") or 0.0))[:10]
+        table = Table(title="slowest 10 layers (ms in the module)")
+        for col in ("layer", "op", "ms", "estimate ms", "x roofline"):
+            table.add_column(col)
+        for r in top:
+            x = r.get("x_roofline")
+            table.add_row(
+                r["name"],
+                r.get("op", ""),
+                f"{r['in_module_ms']:.3f}",
+                f"{r.get('estimate_ms') or 0:.3f}",
+                "-" if x is None else f"{x:.1f}",
+            )
+        console.print(table)
+        console.print(f"profile: {prof['files']['json']}, {prof['files']['csv']}")
     perf = result.out_dir / "perf.json"
     if perf.is_file():
         import json
