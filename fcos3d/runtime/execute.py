@@ -372,6 +372,10 @@ def load_artifact(
     check_onnx(meta, meta_path, onnx_path)
 
     if remote is None:
+        # TVM pins its pool's threads by default; with a one-thread pool it pins the calling thread to core 0, and
+        # every thread made after that (torch's, onnxruntime's) inherits the one core (PERFORMANCE.md, "Why 2
+        # threads don't scale"). Unless the user chose, leave the process's CPUs as they are.
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
         try:
             lib = tvm.runtime.load_module(str(lib_path))
         except Exception as exc:  # a library that passes the header checks but still does not load
