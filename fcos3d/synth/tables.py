@@ -105,18 +105,21 @@ def write_synthetic_nuscenes(
     samples_per_scene: int | None = None,
     image_size=(800, 450),
     progress=None,
+    val_scenes: int | None = None,
 ) -> dict:
     """Write a synthetic dataset in nuScenes' on-disk format under ``out``; returns a summary of counts.
 
     The same seed gives byte-identical files. Scene i depends only on (seed, i), so a smaller set is a
-    prefix of a larger one. ``progress(done, total)`` is called after each camera image.
+    prefix of a larger one. ``val_scenes``: make the val split this many scenes by appending val-only scenes
+    after the ``scenes`` of the plan (the train split stays the same scenes). ``progress(done, total)`` is
+    called after each camera image.
     """
     n_scenes, n_samples, size = _check_request(seed, scenes, samples_per_scene, image_size)
-    names, split_of = scene_plan(version, n_scenes)
+    names, split_of = scene_plan(version, n_scenes, val_scenes)
     out = Path(out)
     out_v = _make_root(out, version)
     writer = _SceneWriter(
-        out, seed, n_samples, size, _static_tables(out_v), progress, n_scenes * n_samples * len(CAMERAS)
+        out, seed, n_samples, size, _static_tables(out_v), progress, len(names) * n_samples * len(CAMERAS)
     )
     for si, name in enumerate(names):
         writer.scene(si, name)
@@ -125,19 +128,31 @@ def write_synthetic_nuscenes(
         _dump(out_v / f"{key}.json", rows)
     _dump(out_v / "map.json", map_rows)
     _write_splits(out_v, version, split_of)
-    return _summary(n_scenes, split_of, writer)
+    return _summary(len(names), split_of, writer)
 
 
-def scene_plan(version: str, n: int) -> tuple[list[str], dict[str, list[str]]]:
+def scene_plan(version: str, n: int, val_scenes: int | None = None) -> tuple[list[str], dict[str, list[str]]]:
     """Scene names for ``n`` scenes of ``version`` and the split each belongs to ({"train": [...], "val": [...]}).
 
     mini versions use official mini names, interleaved so that any n >= 2 has a val scene; trainval
     versions use official train/val names (about 80/20); other versions get generic names whose split
-    goes to splits.json.
+    goes to splits.json. ``val_scenes`` (more than the plan's val scenes): val-only scenes are appended
+    after the n, so the train scenes and the first val scenes stay exactly those of n scenes.
     """
     if n < 1:
         raise Fcos3dError(f"--scenes must be at least 1 (got {n})")
     n_val = sum(1 for i in range(n) if i % 5 == 1)  # ~20% val, and a val scene in any n >= 2
+    extra = 0 if val_scenes is None else int(val_scenes) - n_val
+    if extra < 0:
+        raise Fcos3dError(
+            f"--val-scenes {val_scenes} is fewer than the {n_val} val scene(s) of --scenes {n}: use --val-scenes "
+            f"{n_val} or more (it adds val scenes), or fewer --scenes"
+        )
+    if extra and version.endswith("mini"):
+        raise Fcos3dError(
+            f"--val-scenes {val_scenes}: {version}'s val split is the devkit's 2 official mini_val scenes; use a "
+            "version that reads splits.json (e.g. --version v1.0-synth) or v1.0-trainval for more val scenes"
+        )
     if version.endswith("mini"):
         from nuscenes.utils.splits import mini_train, mini_val
 
@@ -154,13 +169,19 @@ def scene_plan(version: str, n: int) -> tuple[list[str], dict[str, list[str]]]:
             raise Fcos3dError(
                 f"--scenes {n} is too many for {version}: the devkit names {len(train) + len(val)} train/val scenes"
             )
-        tr, va = list(train[: n - n_val]), list(val[:n_val])
+        if n_val + extra > len(val):
+            raise Fcos3dError(
+                f"--scenes {n} --val-scenes {n_val + extra} is too many for {version}: the devkit names "
+                f"{len(train)} train and {len(val)} val scenes"
+            )
+        tr, va = list(train[: n - n_val]), list(val[: n_val + extra])
     else:
         tr = [f"scene-{i + 1:04d}" for i in range(n) if i % 5 != 1]
         va = [f"scene-{i + 1:04d}" for i in range(n) if i % 5 == 1]
-    # Scene i is val when i % 5 == 1, so a set of n scenes is a prefix of any larger one.
+        va += [f"scene-{i + 1:04d}" for i in range(n, n + extra)]
+    # Scene i is val when i % 5 == 1, so a set of n scenes is a prefix of any larger one; extra val scenes follow.
     ti, vi = iter(tr), iter(va)
-    names = [next(vi) if i % 5 == 1 else next(ti) for i in range(n)]
+    names = [next(vi) if i % 5 == 1 else next(ti) for i in range(n)] + list(vi)
     return names, {"train": tr, "val": va}
 
 

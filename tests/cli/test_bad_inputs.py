@@ -158,8 +158,14 @@ TABLE = [
     ("fcos3d", "trace --onnx {w}/m.onnx --image {w}/nope.jpg --no-compiled", r"--image .*nope\.jpg: no such file"),
     ("fcos3d", "trace --onnx {w}/m.onnx --image {w}/random.onnx --no-compiled", r"random\.onnx: not a readable image"),
     ("fcos3d", "trace --onnx {w}/m.onnx --artifact {w}/art", r"art/meta\.json: not a debug build .*--debug-outputs"),
-    ("fcos3d", "trace --onnx {w}/m.onnx --no-compiled --no-onnxruntime", r"only the simulator would run: nothing to compare"),
+    (
+        "fcos3d",
+        "trace --onnx {w}/m.onnx --no-compiled --no-onnxruntime",
+        r"only the simulator would run: nothing to compare",
+    ),
     ("fcos3d", "trace --config {w}/nope.py", r"nope\.py: config file not found"),
+    # fcos3d compare-stages
+    ("fcos3d", "compare-stages --config {w}/nope.py", r"nope\.py: config file not found"),
     # fcos3d boards / perf
     ("fcos3d", "boards show nope", r"unknown board 'nope'"),
     ("fcos3d", "perf {w}/random.onnx", r"random\.onnx: not a valid ONNX model"),
