@@ -14,8 +14,6 @@ in the module and names the layer before it that has time. Data only, prints not
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import statistics
@@ -29,6 +27,8 @@ from fcos3d.artifact import check_files, library_path, read_meta
 from fcos3d.boards import Board, load_board
 from fcos3d.int8.ops import IntGraph
 from fcos3d.io import atomic_write_text
+
+from .latency.report import layers_csv
 
 __all__ = ["PROFILE_FORMAT", "CSV_COLUMNS", "kernel_kind", "profile_artifact", "profile_graph", "write_profile"]
 
@@ -271,18 +271,8 @@ def profile_graph(
 
 
 def _csv_text(profile: Mapping) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in profile["layers"]:
-        writer.writerow(
-            {
-                **{k: ("" if v is None else v) for k, v in r.items()},
-                "output_shape": "x".join(map(str, r["output_shape"])),
-                "kernels": ";".join(f"{k['kind']}:{k['ms']:.4f}" for k in r["kernels"]),
-            }
-        )
-    return buf.getvalue()
+    kernels = lambda r: ";".join(f"{k['kind']}:{k['ms']:.4f}" for k in r["kernels"])
+    return layers_csv(profile["layers"], CSV_COLUMNS, kernels=kernels)
 
 
 def write_profile(profile: Mapping, out_dir: str | Path, stem: str = "profile") -> dict[str, Path]:

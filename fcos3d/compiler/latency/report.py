@@ -110,20 +110,23 @@ def table_rows(est: Estimate, measured: dict | None = None, limit: int | None = 
     return header, rows
 
 
-def _csv_text(d: dict) -> str:
+def layers_csv(rows, columns, extra_rows=(), **fields) -> str:
+    """One CSV row per layer dict (only ``columns``; None as an empty cell, ``output_shape`` as HxW-style text),
+    ``fields`` ({column: row -> value}) overriding columns, then ``extra_rows`` (e.g. a total) as they are. Shared by
+    perf.csv, the Ethos-U perf.csv and profile.csv."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for r in d["layers"]:
-        writer.writerow(
-            {
-                **r,
-                "output_shape": "x".join(map(str, r["output_shape"])),
-                "measured_ms": "" if r["measured_ms"] is None else r["measured_ms"],
-                "error": "" if r["error"] is None else r["error"],
-            }
-        )
+    for r in rows:
+        row = {**r, "output_shape": "x".join(map(str, r["output_shape"]))}
+        writer.writerow(row | {k: f(r) for k, f in fields.items()})
+    for r in extra_rows:
+        writer.writerow(r)
     return buf.getvalue()
+
+
+def _csv_text(d: dict) -> str:
+    return layers_csv(d["layers"], CSV_COLUMNS)
 
 
 def _svg_chart(d: dict, width: int = 900, bar_h: int = 12) -> str:

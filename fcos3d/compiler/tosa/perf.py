@@ -7,9 +7,7 @@ tensors; the emitter's ``op_of`` maps each back to the int8 op it was written fo
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 from fcos3d.io import atomic_write_text
 
 from ..latency.estimate import Estimate
+from ..latency.report import layers_csv
 from .vela import VelaResult
 
 __all__ = ["PERF_FORMAT", "CSV_COLUMNS", "side_by_side", "write_perf"]
@@ -105,32 +104,11 @@ def side_by_side(est: Estimate, vela: VelaResult, op_of: dict[str, str]) -> dict
 
 
 def _csv_text(d: dict) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in d["layers"]:
-        writer.writerow(
-            {
-                **r,
-                "output_shape": "x".join(map(str, r["output_shape"])),
-                "estimate_vs_vela": "" if r["estimate_vs_vela"] is None else r["estimate_vs_vela"],
-            }
-        )
     t = d["totals"]
-    writer.writerow(
-        {
-            "index": "total",
-            "name": "",
-            "op": "",
-            "macs": t["macs"],
-            "estimate_cycles": t["estimate_cycles"],
-            "estimate_ms": t["estimate_ms"],
-            "vela_cycles": t["vela_cycles"],
-            "vela_ms": t["vela_ms"],
-            "estimate_vs_vela": "" if t["estimate_vs_vela"] is None else t["estimate_vs_vela"],
-        }
-    )
-    return buf.getvalue()
+    total = {"index": "total", "name": "", "op": ""} | {
+        k: t[k] for k in ("macs", "estimate_cycles", "estimate_ms", "vela_cycles", "vela_ms", "estimate_vs_vela")
+    }
+    return layers_csv(d["layers"], CSV_COLUMNS, [total])
 
 
 def _html_page(d: dict) -> str:
