@@ -54,6 +54,7 @@ def test_demo_tiny_full_flow(tmp_path):
         "compile host",
         "compile ethos-u55-256",
         "align-bpu",
+        "compare stages",
         "align-bpu ethos-u55-256",
         "trace",
         "perf",
@@ -80,6 +81,14 @@ def test_demo_tiny_full_flow(tmp_path):
         assert 0.0 <= m["NDS"] <= 1.0 and m["eval_set"] == "mini_val"
     # the board computes the simulator's integers, and those are the torch integer model's: same scores
     assert acc["board"]["NDS"] == acc["int_infer"]["NDS"] and acc["board"]["mAP"] == acc["int_infer"]["mAP"]
+    # compare-stages inside the demo: every stage against float on the same images, the board's row equal to
+    # int_infer's (same boxes), float's gap columns empty
+    rows = {r[0]: r for r in summary["compare"]["rows"]}
+    assert list(rows) == ["float", "calibration", "qat", "int_infer", "board"]
+    assert rows["board"][1:7] == rows["int_infer"][1:7] and rows["float"][2] == ""
+    assert float(rows["float"][1]) == pytest.approx(acc["float"]["NDS"], abs=5e-5)
+    assert "paired bootstrap" in summary["compare"]["title"] and "stages vs float" in proc.stdout
+    assert "## Every stage against float, paired" in (out / "SUMMARY.md").read_text()
     align = summary["align"]
     assert align["images"] == 12 and align["mismatches"] == 0 and align["equal"] and align["elements"] > 0
     assert {p["board"] for p in summary["perf"]} == {

@@ -11,10 +11,17 @@ import click
 
 
 def console():
-    """A rich console on stdout (made per call: cheap, and it follows the terminal's current width)."""
+    """A rich console on stdout (made per call: cheap, and it follows the terminal's current width). Piped into a
+    log, rich would assume 80 columns and cut the numbers of wide tables to "0.11…": logs get 160 unless COLUMNS
+    says otherwise."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=False)
+    out = Console(stderr=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(stderr=False, width=160)
+    return out
 
 
 # What --set does, for every command that takes it.

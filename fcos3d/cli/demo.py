@@ -40,6 +40,7 @@ class DemoOptions:
     compile_targets: tuple[str, ...] = ("host", "cortex-a55", "ethos-u55-256")
     perf_boards: tuple[str, ...] = PERF_BOARDS
     align_limit: int | None = None  # None: every val image
+    compare: bool = True  # every stage's gap to float with a paired bootstrap interval (fcos3d compare-stages)
     trace_image: int | None = 0  # val image traced layer by layer through every form (None: no trace)
     npu_align_images: int = 12  # val images align-bpu runs on the TOSA reference model (about 3 s each at 384x256)
     infer_images: tuple[int, ...] = (0, 1, 3)
@@ -129,6 +130,18 @@ def _markdown(summary: dict) -> str:
                     f"| {s} | {m['NDS']:.4f} | {m['mAP']:.4f} | {m.get('mATE', float('nan')):.3f} | {m.get('mAOE', float('nan')):.3f} |"
                 )
         lines.append("")
+    if summary.get("compare"):
+        c = summary["compare"]
+        lines += [
+            "## Every stage against float, paired (fcos3d compare-stages)",
+            "",
+            c["title"] + ".",
+            "",
+            "| " + " | ".join(c["header"]) + " |",
+            "|" + "---|" * len(c["header"]),
+            *["| " + " | ".join(str(x) for x in r) + " |" for r in c["rows"]],
+            "",
+        ]
     if summary.get("align"):
         a = summary["align"]
         lines += [
@@ -382,6 +395,39 @@ def run_demo(
             t0,
             str(work_dir / "align_bpu"),
             f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}",
+        )
+
+    # 10. then every stage against float on the same images, paired (fcos3d compare-stages)
+    if opts.compare:
+        from fcos3d.trainer.compare import compare_stages, compare_table
+
+        t0 = time.perf_counter()
+        board_results = None
+        if summary.get("align") and opts.align_limit is None:  # the board's boxes cover the whole val split
+            board_results = work_dir / "align_bpu" / "results_nusc.json"
+        # the demo's val split is mini_val: 2 scenes, too few units for a scene bootstrap, so samples
+        compared = compare_stages(
+            cfg,
+            stages=[s for s in ("calibration", "qat", "int_infer") if s in acc],
+            board_results=board_results,
+            unit="sample",
+            out_dir=work_dir / "compare",
+            progress_factory=progress_factory or (lambda d: nullcontext(lambda done, total: None)),
+        )
+        title, rows, header = compare_table(compared)
+        summary["compare"] = {"title": title, "header": list(header), "rows": [list(r) for r in rows]}
+        summary["pictures"].append(compared["plot"])
+        qat_gap = compared["stages"].get("qat", {}).get("gap", {}).get("NDS")
+        steps.done(
+            "compare stages",
+            t0,
+            compared["json"],
+            f"{len(rows)} stages on {compared['split']['samples']} samples, paired bootstrap over samples"
+            + (
+                f"; QAT - float NDS {qat_gap['value']:+.4f} [{qat_gap['lo']:+.4f}, {qat_gap['hi']:+.4f}]"
+                if qat_gap
+                else ""
+            ),
         )
 
     # 10a. align-bpu on each Ethos-U artifact: model.tosa on the TOSA reference model (the NPU's integer spec)

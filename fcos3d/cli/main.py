@@ -568,6 +568,8 @@ def demo(
        9. compile      TVM libraries, or TOSA + Vela for Ethos-U boards -> OUT/work_dir/artifact-<board>
       10. align-bpu    board vs simulator on every output element of every val image (Ethos-U: the first 12
                        on the TOSA reference model, the NPU's integer spec)
+          compare      every stage's NDS/mAP gap to float, 95% paired bootstrap over the val samples
+                                                                        -> OUT/work_dir/compare
           trace        val image 0 through every form, layer by layer -> OUT/work_dir/trace
       11. perf         estimated latency per board (HTML charts)      -> OUT/perf/<board>
       12. pictures     predicted 3D boxes beside the ground truth, accuracy per stage
@@ -614,6 +616,9 @@ def demo(
             ],
             ("stage", "NDS", "mAP", "mATE", "mAOE"),
         )
+    if summary.get("compare"):
+        c = summary["compare"]
+        print_table(c["title"], [tuple(r) for r in c["rows"]], tuple(c["header"]))
     if summary.get("perf"):
         print_table(
             "estimated latency (fcos3d perf)",

@@ -293,9 +293,10 @@ def compare_table(out: dict) -> tuple[str, list[tuple], tuple]:
         )
     sp, bs = out["split"], out["bootstrap"]
     level = int(round(100 * bs["level"]))
+    over = f"{sp['units']} {sp['unit']}s" if sp["unit"] != "sample" else "samples"
     title = (
-        f"stages vs float: {sp['eval_set']}, {sp['samples']} samples, {sp['units']} {sp['unit']}s, "
-        f"{level}% paired bootstrap ({bs['rounds']} rounds)"
+        f"stages vs float: {sp['eval_set']}, {sp['samples']} samples, "
+        f"{level}% paired bootstrap over {over} ({bs['rounds']} rounds)"
     )
     header = ("stage", "NDS", "dNDS", f"{level}% int.", "mAP", "dmAP", f"{level}% int.", "mAOE", "agree", "|ds|")
     return title, rows, header
