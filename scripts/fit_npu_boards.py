@@ -18,7 +18,8 @@ op_overhead_cycles, the bandwidths, the per-kind figures; macs_per_cycle, clock_
 published / Vela memory-mode values; FROZEN keeps Ethos-U55-256's Vela geometry and bandwidths) on FIT_MODELS
 and reports the rest as out-of-sample checks: a coordinate search from a few start geometries minimising the
 weighted mean over the fit models of log(ours / Vela)^2 + log(1 + per-layer median abs. error)^2 (FCOS3D
-graphs weigh 3, zoo graphs 1), its result rounded to 2 significant digits. It prints the figures; the board
+graphs weigh 3, zoo graphs 1; a fit model's total more than TOTAL_MARGIN off adds a penalty), its result
+rounded to 2 significant digits; ``--quick`` searches from the board's own geometry only. It prints the figures; the board
 files are edited by hand from them (each fitted figure's source says so).
 """
 
@@ -49,7 +50,7 @@ FCOS3D = {
 }
 GOLDEN = ROOT / "tests" / "golden" / "int8" / "tiny_fcos3d_int8.onnx"
 # The models the figures are fitted on; the rest only check the fit (out of sample).
-FIT_MODELS = ("fcos3d_synthetic", "fcos3d_golden_narrow", "resnet18", "mobilenet_v2", "yolo_neck")
+FIT_MODELS = ("fcos3d_synthetic", "fcos3d_golden_narrow", "resnet18", "mobilenet_v2", "mobilenet_v3", "yolo_neck")
 
 
 def build_models(out: Path) -> dict[str, tuple[Path, dict | None]]:
@@ -190,7 +191,26 @@ FREE_SCALES = (
     "resize_per_cycle",
     "maxpool_per_cycle",
     "concat_per_cycle",
+    "lut_per_cycle",
+    "mul_per_cycle",
+    "avgpool_per_cycle",
+    "conv_overhead_cycles",
+    "matmul_overhead_cycles",
+    "add_overhead_cycles",
+    "mul_overhead_cycles",
+    "lut_overhead_cycles",
+    "narrow_input_outputs_per_cycle",
 )
+# Where an optional figure the board lacks starts the search.
+START_FROM = {
+    "depthwise_macs_per_cycle": "macs_per_cycle",
+    "narrow_input_outputs_per_cycle": "elementwise_per_cycle",
+    "conv_overhead_cycles": "op_overhead_cycles",
+    "matmul_overhead_cycles": "op_overhead_cycles",
+    "add_overhead_cycles": "op_overhead_cycles",
+    "mul_overhead_cycles": "op_overhead_cycles",
+    "lut_overhead_cycles": "op_overhead_cycles",
+}
 
 
 def with_figures(board, values: dict):
@@ -206,15 +226,25 @@ def with_figures(board, values: dict):
 
 
 LAYER_WEIGHT = 1.0  # the per-layer median error's weight beside the total's
+# The acceptance is every total within 15% of Vela's: a fit model's total further off than TOTAL_MARGIN adds
+# MARGIN_WEIGHT x (the excess in log) ^ 2, so the search does not buy per-layer error with one model's total.
+TOTAL_MARGIN = 0.10
+MARGIN_WEIGHT = 30.0
 
 
 def loss(graphs_vela, board) -> float:
-    """Weighted mean over the models of log(ours / Vela)^2 + LAYER_WEIGHT * log(1 + per-layer median error)^2;
+    """Weighted mean over the models of log(ours / Vela)^2 + LAYER_WEIGHT * log(1 + per-layer median error)^2
+    (+ the TOTAL_MARGIN penalty);
     ``graphs_vela``: (graph, Vela result, weight) triples."""
     total = wsum = 0.0
     for graph, vela, weight in graphs_vela:
         c = compare(graph, board, vela)
-        total += weight * (math.log(c["ratio"]) ** 2 + LAYER_WEIGHT * math.log1p(c["layer_median_abs_err"] or 0.0) ** 2)
+        off = max(0.0, abs(math.log(c["ratio"])) - math.log(1 + TOTAL_MARGIN))  # outside the margin: penalised
+        total += weight * (
+            math.log(c["ratio"]) ** 2
+            + LAYER_WEIGHT * math.log1p(c["layer_median_abs_err"] or 0.0) ** 2
+            + MARGIN_WEIGHT * off**2
+        )
         wsum += weight
     return total / wsum
 
@@ -224,12 +254,12 @@ def _round2(x: float) -> float:
     return float(f"{x:.2g}")
 
 
-def fit_board(board, graphs_vela, rounds: int = 3) -> dict:
+def fit_board(board, graphs_vela, rounds: int = 3, geometry_starts: bool = True) -> dict:
     """Coordinate search over the free figures (grids for the block geometry, x2^(k/4) steps for the rest), from
     the board's own geometry and a few others; the best, rounded to 2 significant digits."""
     frozen = FROZEN.get(board.name, ())
     starts = [{}]
-    if "block_oc" not in frozen:
+    if "block_oc" not in frozen and geometry_starts:
         starts += [
             {"block_h": h, "block_w": w, "block_oc": oc, "block_ic": ic}
             for h, w, oc, ic in ((1, 1, 16, 16), (2, 2, 16, 16), (4, 4, 8, 8), (2, 4, 16, 8), (4, 2, 8, 16))
@@ -249,7 +279,7 @@ def _fit_from(board, graphs_vela, rounds: int) -> dict:
     # the optional per-kind figures start at the general one
     for k in FREE_SCALES:
         if k not in base and k not in frozen:
-            base[k] = board.accelerator["macs_per_cycle" if k.startswith("depthwise") else "elementwise_per_cycle"]
+            base[k] = board.accelerator[START_FROM.get(k, "elementwise_per_cycle")]
     best = dict(base)
     best_loss = loss(graphs_vela, with_figures(board, best))
     for _ in range(rounds):
@@ -272,6 +302,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="", help="comma-separated model names (default: all)")
     p.add_argument("--boards", default=",".join(BOARDS))
     p.add_argument("--fit", action="store_true", help="search the free board figures (see the docstring)")
+    p.add_argument(
+        "--quick", action="store_true", help="--fit from the board's own geometry only (no other start geometries)"
+    )
     p.add_argument("--board-dir", type=Path, default=None, help="read the boards' TOML files from this folder")
     p.add_argument("--json", type=Path, default=None, help="write the comparison here")
     p.add_argument("--markdown", action="store_true", help="print the comparison as a Markdown table too")
@@ -346,7 +379,7 @@ def main(argv=None) -> int:
                 for n, (g, v) in loaded.items()
                 if n in FIT_MODELS and "error" not in v[b]
             ]
-            f = fit_board(board, gv)
+            f = fit_board(board, gv, geometry_starts=not args.quick)
             result["fit"][b] = f
             print(f"\n{b}: fitted (loss {f['loss']:.4f})")
             fitted = with_figures(board, f["figures"])

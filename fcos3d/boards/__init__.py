@@ -73,6 +73,17 @@ OPTIONAL_FIGURES: dict[str, str] = {
     "resize_per_cycle": "elements/cycle",
     "maxpool_per_cycle": "elements/cycle",
     "concat_per_cycle": "elements/cycle",
+    # Ethos-U per-kind terms fitted to Vela (compiler/latency/estimate.py uses each only when present)
+    "lut_per_cycle": "elements/cycle",
+    "mul_per_cycle": "elements/cycle",
+    "avgpool_per_cycle": "elements/cycle",
+    "conv_overhead_cycles": "cycles",
+    "matmul_overhead_cycles": "cycles",
+    "add_overhead_cycles": "cycles",
+    "mul_overhead_cycles": "cycles",
+    "lut_overhead_cycles": "cycles",
+    "elementwise_block_c": "channels",
+    "narrow_input_outputs_per_cycle": "elements/cycle",
 }
 
 

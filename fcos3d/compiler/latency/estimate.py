@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from fcos3d.boards import Accelerator, Board, load_board
+from fcos3d.boards import OPTIONAL_FIGURES, Accelerator, Board, load_board
 from fcos3d.int8.ops import (
     Add,
     AveragePool,
@@ -190,6 +190,9 @@ def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an image stem (RGB)
+
+
 def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[str, int, int]:
     """(kind, real MACs, padded array work) of a conv; PERFORMANCE.md "Latency model", compute."""
     n, cout, ho, wo = out_shape
@@ -205,6 +208,15 @@ def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[
     else:
         kind = "Conv" if g == 1 else "GroupConv"
         work = spatial * g * _ceil_to(cout // g, int(acc["block_oc"])) * _ceil_to(cin_g, int(acc["block_ic"])) * kh * kw
+        if g == 1 and cin_g <= NARROW_INPUT_CHANNELS and "narrow_input_outputs_per_cycle" in acc.figures:
+            # An NPU conv over a few input channels (an image stem): Vela's cycles for it exceed the padded
+            # array's by a cost per output element (U65: about 1 cycle per output element beyond the array work on
+            # the 384x256, 32x32 and 16x16 RGB stems of FCOS3D, yolo_neck, mobilenet_v2). ``work`` is in units of
+            # macs_per_cycle, so that cost is added as output elements x macs_per_cycle / the figure.
+            outputs = n * ho * wo * cout
+            work += math.ceil(
+                Fraction(outputs) * Fraction(acc["macs_per_cycle"]) / Fraction(acc["narrow_input_outputs_per_cycle"])
+            )
     if op.int32_output:
         kind = "HeadConv"
     return kind, macs, work
@@ -251,6 +263,49 @@ KIND_FIGURE = {
     "Resize": "resize_per_cycle",
     "MaxPool": "maxpool_per_cycle",
     "Concat": "concat_per_cycle",
+    # NPU per-kind figures (Ethos-U board files; fitted to Vela, scripts/fit_npu_boards.py): Vela lowers these
+    # kinds to command-stream ops of their own (a LUT pass, an elementwise MUL, a pooling pass).
+    "Lut": "lut_per_cycle",
+    "Mul": "mul_per_cycle",
+    "AveragePool": "avgpool_per_cycle",
+}
+# Optional per-kind fixed cost per op replacing op_overhead_cycles (NPU board files only; a host profile has none,
+# so its numbers do not move). Vela: a Reshape is a view and costs 0 cycles (``reshape_cycles`` = 0 makes the
+# whole op cost that); a conv's or a fully connected layer's set-up (weight stream, command set-up) is more than
+# an elementwise op's.
+KIND_OVERHEAD = {
+    "Conv": "conv_overhead_cycles",
+    "DepthwiseConv": "conv_overhead_cycles",
+    "GroupConv": "conv_overhead_cycles",
+    "HeadConv": "conv_overhead_cycles",
+    "MatMul": "matmul_overhead_cycles",
+    "Add": "add_overhead_cycles",
+    "Mul": "mul_overhead_cycles",
+    "Lut": "lut_overhead_cycles",
+}
+# Vela costs an elementwise op (the TOSA ADD with its RESCALEs, MUL, TABLE, RESIZE) by its elements with the depth
+# rounded up to a brick of channels and no rounding of height or width: a (1, 128, 1, 1) add costs 128 elements'
+# cycles, not a 4 x 8 block's. With ``elementwise_block_c`` in the profile (NPU board files) these kinds count
+# their work so; a profile without it pads them to the block geometry like the other ops.
+UNPADDED_ELEMENTWISE = ("Add", "Mul", "Lut", "Resize")
+FIXED_COST = {"Reshape": "reshape_cycles"}
+# The NPU per-kind figures above are listed in fcos3d.boards.OPTIONAL_FIGURES (positive when present; a profile
+# built without the optional ones, e.g. tests/compiler/test_latency.py's pinned U55, drops them too).
+# reshape_cycles is 0 (Vela's) and is not one of them: an optional figure must be > 0.
+NPU_FIGURES = {
+    k: OPTIONAL_FIGURES[k]
+    for k in (
+        "lut_per_cycle",
+        "mul_per_cycle",
+        "avgpool_per_cycle",
+        "conv_overhead_cycles",
+        "matmul_overhead_cycles",
+        "add_overhead_cycles",
+        "mul_overhead_cycles",
+        "lut_overhead_cycles",
+        "elementwise_block_c",
+        "narrow_input_outputs_per_cycle",
+    )
 }
 
 
@@ -261,6 +316,12 @@ def throughput(acc: Accelerator, kind: str) -> float:
     if own in acc.figures:
         return acc[own]
     return acc["macs_per_cycle"] if kind.endswith("Conv") or kind == "MatMul" else acc["elementwise_per_cycle"]
+
+
+def _overhead_figure(acc: Accelerator, kind: str) -> str:
+    """The overhead figure of an op kind: its own when the profile has one, else op_overhead_cycles."""
+    own = KIND_OVERHEAD.get(kind)
+    return own if own in acc.figures else "op_overhead_cycles"
 
 
 def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, ...]:
@@ -290,7 +351,14 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         else:
             kind, macs = _KIND[type(op)], 0
             window = math.prod(op.geometry(shapes[op.input])[0]) if isinstance(op, AveragePool) else 1
-            work = _elementwise_work(op, out_shape, acc, window)
+            if kind in UNPADDED_ELEMENTWISE and "elementwise_block_c" in acc.figures:
+                c_block = int(acc["elementwise_block_c"])
+                if len(out_shape) == 4:
+                    work = out_shape[0] * out_shape[2] * out_shape[3] * _ceil_to(out_shape[1], c_block)
+                else:
+                    work = math.prod(out_shape[:-1]) * _ceil_to(out_shape[-1], c_block)
+            else:
+                work = _elementwise_work(op, out_shape, acc, window)
             compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
             weight_bytes = 0
             out_bytes = math.prod(out_shape)
@@ -303,7 +371,10 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         memory = max(
             _cycles(dram_bytes, clock, acc["dram_bytes_per_s"]), _cycles(sram_bytes, clock, acc["sram_bytes_per_s"])
         )
-        overhead = math.ceil(acc["op_overhead_cycles"])
+        overhead = math.ceil(acc[_overhead_figure(acc, kind)])
+        fixed = FIXED_COST.get(kind)
+        if fixed in acc.figures:  # a kind the NPU compiler removes (a view): this many cycles, nothing else
+            compute, memory, overhead = 0, 0, math.ceil(acc[fixed])
         out.append(
             LayerEstimate(
                 op.name,
