@@ -56,6 +56,14 @@ def test_golden_fcos3d_artifact_for_ethos_u85(tmp_path):
     assert "no hardware" in runner.label and runner.output_names == sim.output_names
     bad, total, lines = mismatches(sim, runner, [x])
     assert total > 0 and bad == 0, lines
+    # Vela's command stream replaced by another (one byte changed): meta.json's sha256 no longer matches
+    vela_out = out / "model_vela.tflite"
+    good = vela_out.read_bytes()
+    vela_out.write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])
+    with pytest.raises(ArtifactError) as e:
+        load_tosa_artifact(out)
+    assert "\n" not in str(e.value) and "model_vela.tflite" in str(e.value) and "meta.json" in str(e.value)
+    vela_out.write_bytes(good)
     (out / "model.tosa").write_bytes((out / "model.tosa").read_bytes()[:-8])  # a torn copy
     with pytest.raises(ArtifactError, match="model.tosa"):
         load_tosa_artifact(out)
