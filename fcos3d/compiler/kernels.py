@@ -2,7 +2,8 @@
 
 A dense (groups=1) conv is an im2col pack and a GEMM on 32-bit words that each hold 4 int8 reduction steps:
 the operand shape of x86 VNNI ``vpdpbusd`` and Arm ``sdot`` (intrinsics.py). A depthwise conv is a padded
-copy and a direct sum. passes/legalize.py emits them, passes/schedule.py gives the TE parts their loops.
+copy, a per-row pack of 4 kernel rows into one word and the same dot product per tap column (DepthwiseSpec).
+passes/legalize.py emits them, passes/schedule.py gives the TE parts their loops.
 The integers equal TOPI's ``conv2d`` (int8 x int8 -> int32) exactly: tests/compiler/test_random_graphs.py.
 """
 
@@ -20,11 +21,14 @@ from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 __all__ = [
     "KERNEL_ATTR",
     "DenseConvSpec",
+    "DepthwiseSpec",
     "depthwise_conv",
+    "depthwise_direct",
     "dot_word",
     "gemm_conv",
     "im2col_words",
     "pack_dense_weight",
+    "pack_depthwise_weight",
     "pad_split",
 ]
 
@@ -254,8 +258,112 @@ def gemm_conv(
     )
 
 
-def depthwise_conv(padded: te.Tensor, w: te.Tensor, strides: tuple[int, int], out_hw: tuple[int, int]) -> te.Tensor:
-    """pad_split's (C, Hp, stride_w, Wq) int8 and the (C, 1, KH, KW) int8 weights widened to int32 -> (1, C, OH,
+@dataclass(frozen=True)
+class DepthwiseSpec:
+    """A depthwise conv (one KH x KW filter per channel) on the int8 dot-product instructions.
+
+    Per output row y, word ``[kb, ph, q]`` holds the bytes ``padded[y * sh + 4 kb + k, ph, q] + offset``, k = 0..3
+    (4 kernel rows: ``KB = ceil(KH / 4)`` words; rows past KH hold any byte of the input, their weight byte is 0). Output
+    column x of tap column kx reads word ``q = x + kx // sw`` of phase ``kx % sw``: one dot instruction per
+    (kb, kx) and ``lanes`` outputs (3 for a 3x3, 10 for a 5x5), the weight word ``(w[4 kb .. 4 kb + 3, kx])``
+    broadcast. The sum exceeds the conv by ``offset * sum(w)`` (subtracted). Output rows are computed to
+    ``out_w_padded`` (a multiple of lanes: the instruction needs no mask), so pad_split's right padding is
+    widened until every packed column exists (``right_pad``); the extra outputs are never stored.
+    """
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    in_w: int
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    out_hw: tuple[int, int]
+    offset: int
+    lanes: int
+
+    @property
+    def uses_dot(self) -> bool:
+        """Where the dot form paid in the 512x896 profile (PERFORMANCE.md): stride 1 and rows of at least 32
+        outputs or 5 tap columns. Stride 2 (its pack covers both phases) and short rows (padded to whole
+        vectors) run faster as the direct sum (depthwise_direct)."""
+        return self.strides == (1, 1) and (self.out_hw[1] >= 32 or self.kernel[1] >= 5)
+
+    @property
+    def row_words(self) -> int:
+        return -(-self.kernel[0] // BYTES)
+
+    @property
+    def out_w_padded(self) -> int:
+        return -(-self.out_hw[1] // self.lanes) * self.lanes
+
+    @property
+    def packed_w(self) -> int:
+        """Packed columns per phase: the padded outputs' reach, rounded up to whole vectors."""
+        return -(-(self.out_w_padded + (self.kernel[1] - 1) // self.strides[1]) // self.lanes) * self.lanes
+
+    @property
+    def right_pad(self) -> int:
+        """pad_split's right padding: at least the conv's, and enough for ``packed_w`` columns per phase."""
+        _, left, _, right = self.pads
+        return max(right, self.packed_w * self.strides[1] - self.in_w - left)
+
+
+def pack_depthwise_weight(weight: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 (C, 1, KH, KW) -> (words (C, KB, KW) int32: word [c, kb, kx] = bytes w[c, 4 kb + k, kx], k = 0..3,
+    rows past KH 0; correction (C,) int32 = offset * sum of the channel's weights)."""
+    c, _, kh, kw = weight.shape
+    kb = -(-kh // BYTES)
+    rows = np.zeros((c, kb * BYTES, kw), dtype=np.int8)
+    rows[:, :kh] = weight[:, 0]
+    grouped = np.ascontiguousarray(rows.reshape(c, kb, BYTES, kw).transpose(0, 1, 3, 2))  # (C, KB, KW, 4)
+    words = grouped.view("<i4")[..., 0].astype(np.int32)
+    correction = (offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
+    return words, correction
+
+
+def depthwise_conv(
+    padded: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
+) -> te.Tensor:
+    """pad_split's (C, Hp, sw, Wq) int8 (Wq >= spec.packed_w), w (C, KB, KW) int32 words and correction (C,)
+    (pack_depthwise_weight) -> (1, C, OH, OW) int32 = the conv (DepthwiseSpec). The pack is a stage of its own
+    (schedule.py computes it per output row, where it stays in L1). Bounds: the word sums reach
+    KH * KW * 255 * 128 (2.1e7 for 25 taps) before the correction: exact in int32."""
+    c = int(padded.shape[0])
+    hp = int(padded.shape[1])
+    kh, kw = spec.kernel
+    sh, sw = spec.strides
+    off, n_kb = spec.offset, spec.row_words
+
+    def word(ch, y, kb, ph, q):
+        total = None
+        for k in range(BYTES):
+            ky = kb * BYTES + k
+            if n_kb == 1 and k >= kh:  # a row past the kernel: the offset byte (its weight byte is 0)
+                term = tirx.const(_word([0] * k + [off]), "int32")
+            else:
+                row = y * sh + ky
+                if n_kb * BYTES > kh and k >= kh % BYTES:  # maybe past the kernel (weight byte 0): in bounds
+                    row = tirx.min(row, hp - 1)
+                term = (padded[ch, row, ph, q].astype("int32") + off) & 255
+                term = tirx.shift_left(term, 8 * k) if k else term
+            total = term if total is None else tirx.bitwise_or(total, term)
+        return total
+
+    oh, ow = spec.out_hw
+    words = te.compute((c, oh, n_kb, sw, spec.packed_w), word, name="dw_pack", attrs={KERNEL_ATTR: "depthwise_pack"})
+    kb = te.reduce_axis((0, n_kb), name="kb")
+    kx = te.reduce_axis((0, kw), name="kx")
+    acc = te.compute(
+        (c, oh, spec.out_w_padded),
+        lambda ch, y, x: te.sum(
+            dot_word(words[ch, y, kb, kx % sw, x + kx // sw], w[ch, kb, kx], packed_dtype), axis=[kb, kx]
+        ),
+        name="depthwise",
+        attrs={KERNEL_ATTR: "depthwise_dot"},
+    )
+    return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
+
+
+def depthwise_direct(padded: te.Tensor, w: te.Tensor, strides: tuple[int, int], out_hw: tuple[int, int]) -> te.Tensor:
+    """The direct depthwise sum (where the dot form does not pay, DepthwiseSpec.uses_dot): pad_split's (C, Hp, stride_w, Wq) int8 and the (C, 1, KH, KW) int8 weights widened to int32 -> (1, C, OH,
     OW) int32, one KH x KW filter per channel (|acc| <= KH * KW * 128 * 128). Tap (ry, rx) of output column x
     reads padded column x * stride + rx = phase rx % stride, position x + rx // stride: contiguous along x."""
     c = int(padded.shape[0])

@@ -3,7 +3,7 @@
 TVM's ``LegalizeOps`` with its TOPI compute definitions, except int8 convs with a constant weight on an LLVM
 CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM on 4-byte words, the operand
 of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy + a
-direct sum), which passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
+per-row pack + the same dot product per tap column), which passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ import tvm
 from tvm import IRModule, relax
 
 from ..intrinsics import dot_intrin_for, vector_lanes
-from ..kernels import DenseConvSpec, depthwise_conv, gemm_conv, im2col_words, pack_dense_weight, pad_split
+from ..kernels import (
+    DenseConvSpec,
+    DepthwiseSpec,
+    depthwise_conv,
+    depthwise_direct,
+    gemm_conv,
+    im2col_words,
+    pack_dense_weight,
+    pack_depthwise_weight,
+    pad_split,
+)
 
 __all__ = ["POSITION_VECTORS", "legalize"]
 
@@ -82,12 +92,34 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             primfunc_name_hint="conv2d_int8",
         )
     if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1:
-        padded = _emit_pad_split(bb, x, pads, strides[1])
-        # int32 weights: each tap's multiply then takes its weight straight from memory (a broadcast operand)
+        intrin = dot_intrin_for(target)
+        spec = DepthwiseSpec(
+            kernel=(w.shape[2], w.shape[3]),
+            strides=strides,
+            in_w=int(x.ty.shape[3]),
+            pads=pads,
+            out_hw=out_hw,
+            offset=intrin.offset if intrin else 0,
+            lanes=intrin.lanes if intrin else vector_lanes(target),
+        )
+        if not spec.uses_dot:
+            padded = _emit_pad_split(bb, x, pads, strides[1])
+            # int32 weights: each tap's multiply then takes its weight straight from memory (a broadcast operand)
+            return bb.call_te(
+                lambda pt, wt: depthwise_direct(pt, wt, strides, out_hw),
+                padded,
+                relax.const(w.astype("int32"), "int32"),
+                primfunc_name_hint="depthwise_int8",
+            )
+        top, left, bottom, _ = pads
+        padded = _emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1])
+        words, correction = pack_depthwise_weight(w, spec.offset)
+        packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
-            lambda pt, wt: depthwise_conv(pt, wt, strides, out_hw),
+            lambda pt, wt, cc: depthwise_conv(pt, wt, cc, spec, packed_dtype),
             padded,
-            relax.const(w.astype("int32"), "int32"),
+            relax.const(words, "int32"),
+            relax.const(correction, "int32"),
             primfunc_name_hint="depthwise_int8",
         )
     return _nn_conv2d(bb, call)

@@ -1,0 +1,127 @@
+"""kernels.depthwise_conv (the per-row 4-kernel-row pack + the dot instruction per tap column) scheduled by
+passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5, strides 1 and 2, odd widths,
+asymmetric pads, exact equality. Both the x86 VNNI path (vpdpbusd, offset 128) where the CPU has it and the
+plain-vector fallback (offset 0) on a generic target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from fcos3d.compiler.intrinsics import dot_intrin_for, vector_lanes
+from fcos3d.compiler.kernels import DepthwiseSpec, depthwise_conv, pack_depthwise_weight, pad_split
+from fcos3d.compiler.passes.schedule import schedule_func
+
+VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"})
+PLAIN = tvm.target.Target({"kind": "llvm"})
+
+
+def _reference(x, w, strides, pads):
+    top, left, bottom, right = pads
+    xp = np.pad(x[0].astype(np.int64), ((0, 0), (top, bottom), (left, right)))
+    c, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    oh = (xp.shape[1] - kh) // strides[0] + 1
+    ow = (xp.shape[2] - kw) // strides[1] + 1
+    out = np.zeros((1, c, oh, ow), dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            tap = xp[
+                :, ky : ky + (oh - 1) * strides[0] + 1 : strides[0], kx : kx + (ow - 1) * strides[1] + 1 : strides[1]
+            ]
+            out[0] += tap * w[:, 0, ky, kx].astype(np.int64)[:, None, None]
+    return out
+
+
+def _host_has_vnni() -> bool:
+    try:
+        return "avx512_vnni" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
+def _run(target, x, w, strides, pads):
+    _, c, h, wd = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    ref = _reference(x, w, strides, pads)
+    out_hw = ref.shape[2:]
+    intrin = dot_intrin_for(target)
+    spec = DepthwiseSpec(
+        kernel=(kh, kw),
+        strides=strides,
+        in_w=wd,
+        pads=pads,
+        out_hw=out_hw,
+        offset=intrin.offset if intrin else 0,
+        lanes=intrin.lanes if intrin else vector_lanes(target),
+    )
+    top, left, bottom, _ = pads
+    split_pads = (top, left, bottom, spec.right_pad)
+    hp, wq = h + top + bottom, -(-(wd + left + spec.right_pad) // strides[1])
+    assert wq >= spec.packed_w
+    words, correction = pack_depthwise_weight(w, spec.offset)
+    packed = intrin.packed_dtype if intrin else "int8"
+    bb = relax.BlockBuilder()  # through call_te, as passes/legalize.py emits it (int64 shapes)
+    pv = relax.Var("p", relax.TensorType((c, hp, strides[1], wq), "int8"))
+    with bb.function("main", [pv]):
+        r = bb.emit_te(
+            lambda pt, wt, ct: depthwise_conv(pt, wt, ct, spec, packed),
+            pv,
+            relax.const(words, "int32"),
+            relax.const(correction, "int32"),
+        )
+        bb.emit_func_output(r)
+    func = next(f for f in bb.get().functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+    with target:
+        conv = schedule_func(func, target)
+    split_lib = tvm.tirx.build(
+        pad_split(c, (h, wd), split_pads, strides[1]).with_attr("global_symbol", "k"), target=target
+    )
+    conv_lib = tvm.tirx.build(conv.with_attr("global_symbol", "k"), target=target)
+    padded = tvm.runtime.tensor(np.zeros((c, hp, strides[1], wq), dtype=np.int8))
+    split_lib(tvm.runtime.tensor(x), padded)
+    out = tvm.runtime.tensor(np.zeros(ref.shape, dtype=np.int32))
+    conv_lib(padded, tvm.runtime.tensor(words), tvm.runtime.tensor(correction), out)
+    return out.numpy(), ref
+
+
+CASES = [
+    # (channels, h, w, kernel, stride, pads)
+    (3, 9, 17, 3, 1, (1, 1, 1, 1)),
+    (5, 11, 23, 3, 2, (1, 1, 1, 1)),
+    (4, 8, 31, 5, 1, (2, 2, 2, 2)),
+    (6, 13, 19, 5, 2, (2, 2, 2, 2)),
+    (3, 7, 15, 3, 2, (0, 1, 1, 0)),  # asymmetric (TF "same" at stride 2)
+    (2, 10, 37, 5, 2, (1, 2, 2, 1)),
+    (3, 6, 33, 3, 1, (0, 0, 0, 0)),
+    (2, 9, 5, 5, 1, (2, 0, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("target", ["plain", "vnni"])
+@pytest.mark.parametrize(("c", "h", "w", "k", "s", "pads"), CASES)
+def test_depthwise_kernel_equals_numpy(target, c, h, w, k, s, pads):
+    if target == "vnni" and not _host_has_vnni():
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    tgt = VNNI if target == "vnni" else PLAIN
+    assert (dot_intrin_for(tgt) is None) == (target == "plain")
+    rng = np.random.default_rng(hash((c, h, w, k, s, pads)) % 2**32)
+    x = rng.integers(-128, 128, size=(1, c, h, w), dtype=np.int8)
+    wt = rng.integers(-128, 128, size=(c, 1, k, k), dtype=np.int8)
+    wt[0, 0, 0, 0] = -128  # the extremes: -128 x -128 and the uint8 offset's 255
+    x[0, 0, 0, :] = -128
+    got, ref = _run(tgt, x, wt, (s, s), pads)
+    assert got.shape == ref.shape
+    assert int(np.count_nonzero(got != ref)) == 0
+
+
+def test_depthwise_weight_words_hold_4_kernel_rows_per_tap_column():
+    w = np.random.default_rng(2).integers(-128, 128, size=(2, 1, 5, 5), dtype=np.int8)
+    words, correction = pack_depthwise_weight(w, offset=128)
+    assert words.shape == (2, 2, 5)
+    b = words.view(np.int8).reshape(2, 2, 5, 4)
+    assert np.array_equal(b[:, 0].transpose(0, 2, 1), w[:, 0, :4])
+    assert np.array_equal(b[:, 1, :, 0], w[:, 0, 4])
+    assert not b[:, 1, :, 1:].any()
+    assert np.array_equal(correction, 128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
