@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from fcos3d.boards import OPTIONAL_FIGURES, Accelerator, Board, load_board
+from fcos3d.boards import Accelerator, Board, load_board
 from fcos3d.int8.ops import (
     Add,
     AveragePool,
@@ -289,24 +289,8 @@ KIND_OVERHEAD = {
 # their work so; a profile without it pads them to the block geometry like the other ops.
 UNPADDED_ELEMENTWISE = ("Add", "Mul", "Lut", "Resize")
 FIXED_COST = {"Reshape": "reshape_cycles"}
-# The NPU per-kind figures above are listed in fcos3d.boards.OPTIONAL_FIGURES (positive when present; a profile
-# built without the optional ones, e.g. tests/compiler/test_latency.py's pinned U55, drops them too).
-# reshape_cycles is 0 (Vela's) and is not one of them: an optional figure must be > 0.
-NPU_FIGURES = {
-    k: OPTIONAL_FIGURES[k]
-    for k in (
-        "lut_per_cycle",
-        "mul_per_cycle",
-        "avgpool_per_cycle",
-        "conv_overhead_cycles",
-        "matmul_overhead_cycles",
-        "add_overhead_cycles",
-        "mul_overhead_cycles",
-        "lut_overhead_cycles",
-        "elementwise_block_c",
-        "narrow_input_outputs_per_cycle",
-    )
-}
+# The NPU per-kind figures above are optional figures (fcos3d.boards.OPTIONAL_FIGURES); reshape_cycles is not one
+# of them: Vela's is 0, and an optional figure must be > 0.
 
 
 def throughput(acc: Accelerator, kind: str) -> float:
