@@ -50,6 +50,9 @@ dir_loss_weight = param("dir_loss_weight", 1.0)  # loss_dir's weight (HAT and mm
 # The Lite0 weights read RGB, the network sees YUV444: RGBInputToYUV folds YUV -> RGB into the stem conv so that
 # the pretrained features start on true colours (red tail lights vs white headlights). Off keeps the old runs'.
 yuv_stem = param("yuv_stem", False)
+# The tower the direction classifier reads: "reg" (HAT, mmdet3d) or "cls" (the class tower carried more
+# front/back in the heading probe, PERFORMANCE.md).
+dir_feature = param("dir_feature", "reg")
 
 input_size = (384, 256)  # (W, H); 800x450 images resize to 384x216 and pad to 256
 strides = (8, 16, 32, 64, 128)
@@ -80,6 +83,7 @@ model = dict(
         cls_branch=(feat,),
         reg_branch=((feat,), (feat,), (feat,), (feat,), ()),
         dir_branch=(feat,),
+        dir_feature=dir_feature,
         attr_branch=(feat,),
         centerness_branch=(64,),
         depth_bias_init=3.0,

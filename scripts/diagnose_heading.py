@@ -1,4 +1,5 @@
-"""Where does heading go wrong? Point-level diagnosis of a float checkpoint on the val split (issue 16, step 3).
+"""Where does heading go wrong? Point-level diagnosis of a float checkpoint on the val split (issue 16, step 3);
+``--split train`` runs it on the training images (no augmentation) to tell overfitting from not learning.
 
 For every positive point of the FCOS3D targets (the points whose predictions become boxes) it measures, per class:
   rot   the regressed local yaw's error modulo pi (what the sin-difference loss trains): |wrap_pi(p - t)|
@@ -13,8 +14,10 @@ so that a mAOE near pi/2 can be told apart: a good rot with a chance dir gives y
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,9 +36,13 @@ def _wrap(a, period):
 
 
 @torch.no_grad()
-def diagnose(cfg: dict, ckpt=None, images: int = 120) -> dict:
+def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dict:
     model = load_stage_model(cfg, "float", ckpt).eval()
-    loader, _ = build_loader(cfg["val_data_loader"], DistInfo(), shuffle=False, seed=0, drop_last=False)
+    spec = copy.deepcopy(cfg["val_data_loader"])  # no augmentation, also on the train split
+    if split == "train":
+        path = spec["dataset"]["data_path"]
+        spec["dataset"]["data_path"] = str(Path(path).with_name(Path(path).name.replace("val", "train")))
+    loader, _ = build_loader(spec, DistInfo(), shuffle=False, seed=0, drop_last=False)
     dir_offset = model.target.dir_offset
     rows = {k: [] for k in ("label", "rot_p", "rot_t", "dir_p", "dir_t", "ctr")}
     seen = 0
@@ -63,7 +70,7 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120) -> dict:
     yaw_pred = decode_yaw(r["rot_p"], r["dir_p"], zeros, ones, dir_offset)
     yaw_oracle_dir = decode_yaw(r["rot_p"], r["dir_t"], zeros, ones, dir_offset)
     yaw_true = decode_yaw(r["rot_t"], r["dir_t"], zeros, ones, dir_offset)
-    out = {"images": seen}
+    out = {"split": split, "images": seen}
     for c in [None, *range(len(CLASSES))]:
         m = np.ones(len(r["label"]), bool) if c is None else r["label"] == c
         if m.sum() == 0:
@@ -87,10 +94,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--images", type=int, default=120)
+    ap.add_argument(
+        "--split", choices=("val", "train"), default="val", help="train: the training images (does it generalise?)"
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(a.config, dict(s.split("=", 1) for s in a.set))
-    print(json.dumps(diagnose(cfg, a.ckpt, a.images), indent=1))
+    print(json.dumps(diagnose(cfg, a.ckpt, a.images, a.split), indent=1))
 
 
 if __name__ == "__main__":

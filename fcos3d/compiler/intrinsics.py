@@ -2,7 +2,8 @@
 
 One instruction updates ``lanes`` int32 accumulators, one per output position, each with the 4-byte dot
 product of that position's packed activation word and a weight word broadcast to every lane:
-``C[i] += sum_k int32(byte_k(A[i])) * int32(byte_k(B))``. x86 AVX-512 VNNI ``vpdpbusd`` (16 lanes, A uint8, B int8:
+``C[i] += sum_k int32(byte_k(A[i])) * int32(byte_k(B))``. The depthwise form ("window") takes the words
+from consecutive bytes of an input row, ``A[i + k]``, one shuffle per instruction. x86 AVX-512 VNNI ``vpdpbusd`` (16 lanes, A uint8, B int8:
 kernels.DenseConvSpec.offset = 128) and Arm ``sdot`` (4 lanes, both int8). Neither saturates: the int32 sums
 wrap, and stay exact because the conv's accumulator bound (docs/int8.md 4.2) is far below 2**31.
 TVM's own ``dot_16x4_vnni`` broadcasts the activations instead and passes LLVM 22 an outdated operand type.
@@ -28,7 +29,8 @@ def vector_lanes(target, bits: int = 32) -> int:
 
 @dataclass(frozen=True)
 class DotIntrin:
-    name: str  # registered TensorIntrin name
+    name: str  # registered TensorIntrin name (GEMM: packed activation words)
+    window: str  # registered TensorIntrin name (depthwise: the words read from an input row at byte offsets)
     lanes: int  # int32 accumulators per instruction
     offset: int  # added to the int8 activations when packing (uint8 operand) or 0
     packed_dtype: str  # the activation bytes' type: uint8 (offset 128) or int8
@@ -55,59 +57,102 @@ def _desc(lanes: int, packed: str):
     return desc
 
 
-def _x86_vnni():
+def _window_desc(lanes: int, packed: str):
+    """``C[i] += window_dot(A[i .. i + 3], B[0])``: the depthwise block of kernels.depthwise_conv, its operand
+    ``lanes + 3`` consecutive bytes of an input row."""
+    from .kernels import window_dot
+
     @T.prim_func(s_tir=True)
-    def impl(
-        A: T.Buffer((16,), "int32", offset_factor=1),
+    def desc(
+        A: T.Buffer((lanes + 3,), "int8", offset_factor=1),
         B: T.Buffer((1,), "int32", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:16], A[0:16], B[0:1])
-            T.writes(C[0:16])
-            # LLVM 22 declares vpdpbusd on <64 x i8> operands (TVM's dot_16x4_vnni still passes <16 x i32>)
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"),
-                T.reinterpret(A.vload([0], "int32x16"), dtype="int8x64"),
-                T.reinterpret(T.broadcast(B[0], 16), dtype="int8x64"),
-                dtype="int32x16",
+            T.reads(C[0:lanes], A[0 : lanes + 3], B[0:1])
+            T.writes(C[0:lanes])
+            for i in T.serial(T.int64(lanes)):
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = C[vi] + window_dot(lambda k: A[vi + k], B[0], packed)
+
+    return desc
+
+
+def _window_bytes(A, lanes: int):
+    """The ``lanes`` overlapping words A[i .. i + 3] as 4 * lanes bytes: two in-bounds loads (bytes 0 ..
+    lanes - 1 and 3 .. lanes + 2) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
+    lo = A.vload([0], dtype=f"int8x{lanes}")
+    hi = A.vload([3], dtype=f"int8x{lanes}")
+    idx = [i + k if i + k < lanes else lanes + i + k - 3 for i in range(lanes) for k in range(4)]
+    return T.Shuffle([lo, hi, lo, hi], idx)  # (TVM's Shuffle makes at most as many lanes as it is given)
+
+
+VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"  # LLVM 22 declares it on <64 x i8> operands (TVM's dot_16x4_vnni: <16 x i32>)
+SDOT = "llvm.aarch64.neon.sdot.v4i32.v16i8"
+
+
+def _impl(lanes: int, a_len: int, a_dtype: str, instruction: str, operand):
+    """The instruction on (A, B, C): ``C = instruction(C, operand(A), B broadcast)``; ``operand`` makes the
+    4 * lanes activation bytes from A (the packed words themselves, or _window_bytes)."""
+    acc_t, bytes_t = f"int32x{lanes}", f"int8x{4 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((a_len,), a_dtype, offset_factor=1),
+        B: T.Buffer((1,), "int32", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:a_len], B[0:1])
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(instruction),
+                C.vload([0], dtype=acc_t),
+                operand(A),
+                T.reinterpret(T.broadcast(B[0], lanes), dtype=bytes_t),
+                dtype=acc_t,
             )
 
-    return _desc(16, "uint8"), impl
+    return impl
+
+
+def _words(lanes: int):
+    return lambda A: T.reinterpret(A.vload([0], f"int32x{lanes}"), dtype=f"int8x{4 * lanes}")
+
+
+def _x86_vnni():
+    return _desc(16, "uint8"), _impl(16, 16, "int32", VPDPBUSD, _words(16))
+
+
+def _x86_vnni_window():
+    return _window_desc(16, "uint8"), _impl(16, 19, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16))
 
 
 def _arm_sdot():
-    @T.prim_func(s_tir=True)
-    def impl(
-        A: T.Buffer((4,), "int32", offset_factor=1),
-        B: T.Buffer((1,), "int32", offset_factor=1),
-        C: T.Buffer((4,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:1])
-            T.writes(C[0:4])
-            C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-                C.vload([0], dtype="int32x4"),
-                T.reinterpret(A.vload([0], "int32x4"), dtype="int8x16"),
-                T.reinterpret(T.broadcast(B[0], 4), dtype="int8x16"),
-                dtype="int32x4",
-            )
-
-    return _desc(4, "int8"), impl
+    return _desc(4, "int8"), _impl(4, 4, "int32", SDOT, _words(4))
 
 
-X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", 16, 128, "uint8")
-ARM_SDOT = DotIntrin("fcos3d_dot_4x4_s8s8_sdot", 4, 0, "int8")
-_BUILDERS = {X86_VNNI.name: _x86_vnni, ARM_SDOT.name: _arm_sdot}
+def _arm_sdot_window():
+    return _window_desc(4, "int8"), _impl(4, 7, "int8", SDOT, lambda A: _window_bytes(A, 4))
+
+
+X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", "fcos3d_window_16x4_u8s8_vnni", 16, 128, "uint8")
+ARM_SDOT = DotIntrin("fcos3d_dot_4x4_s8s8_sdot", "fcos3d_window_4x4_s8s8_sdot", 4, 0, "int8")
+_BUILDERS = {
+    X86_VNNI.name: _x86_vnni,
+    X86_VNNI.window: _x86_vnni_window,
+    ARM_SDOT.name: _arm_sdot,
+    ARM_SDOT.window: _arm_sdot_window,
+}
 
 
 def _register(intrin: DotIntrin) -> DotIntrin:
     from tvm.s_tir import TensorIntrin
 
-    if TensorIntrin.get(intrin.name, allow_missing=True) is None:
-        TensorIntrin.register(intrin.name, *_BUILDERS[intrin.name]())
+    for name in (intrin.name, intrin.window):
+        if TensorIntrin.get(name, allow_missing=True) is None:
+            TensorIntrin.register(name, *_BUILDERS[name]())
     return intrin
 
 

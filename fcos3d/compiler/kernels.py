@@ -2,7 +2,8 @@
 
 A dense (groups=1) conv is an im2col pack and a GEMM on 32-bit words that each hold 4 int8 reduction steps:
 the operand shape of x86 VNNI ``vpdpbusd`` and Arm ``sdot`` (intrinsics.py). A depthwise conv is a padded
-copy, a per-row pack of 4 kernel rows into one word and the same dot product per tap column (DepthwiseSpec).
+copy (+ 128 on x86) and the same dot product per kernel row, its activation words the input row read at byte
+offsets (DepthwiseSpec).
 passes/legalize.py emits them, passes/schedule.py gives the TE parts their loops.
 The integers equal TOPI's ``conv2d`` (int8 x int8 -> int32) exactly: tests/compiler/test_random_graphs.py.
 """
@@ -23,13 +24,13 @@ __all__ = [
     "DenseConvSpec",
     "DepthwiseSpec",
     "depthwise_conv",
-    "depthwise_direct",
     "dot_word",
     "gemm_conv",
     "im2col_words",
     "pack_dense_weight",
     "pack_depthwise_weight",
     "pad_split",
+    "window_dot",
 ]
 
 # Block annotation that tells passes/schedule.py which kernel a (fused) PrimFunc holds.
@@ -133,14 +134,19 @@ def _kernel(name: str, params: dict[str, tuple[tuple[int, ...], str]]):
     holder.append(ib.get())
 
 
-def pad_split(channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, int], stride_w: int) -> tirx.PrimFunc:
+def pad_split(
+    channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, int], stride_w: int, flip: bool = False
+) -> tirx.PrimFunc:
     """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: the zero-padded input with its columns
     split by phase, ``out[c, y, ph, q] = padded[c, y, q * stride_w + ph]``, so that a strided conv's taps read
     contiguous rows. Threads over channels; each row phase is one vector load (and, for strides > 1, one
-    shuffle that picks every stride-th byte) in chunks of 64, the padding vector stores of 0."""
+    shuffle that picks every stride-th byte) in chunks of 64, the padding vector stores of 0. ``flip``: every
+    byte (padding included) xor 0x80, i.e. ``value + 128`` read as uint8 (the operand x86 ``vpdpbusd`` wants,
+    made here for free instead of once per tap in the depthwise kernel)."""
     (h, w), (top, left, bottom, right), sw = in_hw, pads, stride_w
     hp, wq = h + top + bottom, -(-(w + left + right) // sw)
     chunk = 64
+    zero = T.int8(-128) if flip else T.int8(0)
     with _kernel("pad_split", {"x": ((1, channels, h, w), "int8"), "out": ((channels, hp, sw, wq), "int8")}) as (b, fn):
         x, out = b["x"], b["out"]
         with T.parallel(0, channels) as c:
@@ -151,17 +157,17 @@ def pad_split(channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, 
                     lo = max(0, -(-(left - ph) // sw))  # first q whose column q * sw + ph - left >= 0
                     hi = min(wq, -(-(left + w - ph) // sw))  # first q whose column is past the input
                     if lo:
-                        T.buffer_store(out, _bcast(T.int8(0), lo), [c, y, ph, _ramp(0, lo)])
+                        T.buffer_store(out, _bcast(zero, lo), [c, y, ph, _ramp(0, lo)])
                     if hi < wq:
-                        T.buffer_store(out, _bcast(T.int8(0), wq - hi), [c, y, ph, _ramp(hi, wq - hi)])
+                        T.buffer_store(out, _bcast(zero, wq - hi), [c, y, ph, _ramp(hi, wq - hi)])
 
                     def store(q0, n):
                         src = T.BufferLoad(x, [0, c, row, _ramp(q0 * sw + ph - left, (n - 1) * sw + 1)])
                         if sw > 1:
                             src = T.Shuffle([src], [i * sw for i in range(n)])
-                        T.buffer_store(
-                            out, T.Select(_bcast(inside, n), src, _bcast(T.int8(0), n)), [c, y, ph, _ramp(q0, n)]
-                        )
+                        if flip:
+                            src = T.bitwise_xor(src, _bcast(zero, n))
+                        T.buffer_store(out, T.Select(_bcast(inside, n), src, _bcast(zero, n)), [c, y, ph, _ramp(q0, n)])
 
                     full, rest = divmod(hi - lo, chunk)
                     if full:
@@ -258,17 +264,33 @@ def gemm_conv(
     )
 
 
+def window_dot(load, b, a_dtype: str):
+    """``sum_k int32(load(k)) * int32(byte_k(b))``, k = 0..3: 4 consecutive input columns (``load(k)`` an int8
+    element, read as ``a_dtype``) against the 4 weight bytes of the int32 word ``b``: one lane of vpdpbusd / sdot
+    whose activation word is the input row read at a byte offset. Shared by kernels.depthwise_conv and the
+    window instructions of intrinsics.py."""
+    total = None
+    for k in range(BYTES):
+        x = tirx.Cast("int32", tirx.Cast(a_dtype, load(k)))
+        y = tirx.Cast("int32", tirx.Cast("int8", tirx.shift_right(b, 8 * k) if k else b))
+        total = x * y if total is None else total + x * y
+    return total
+
+
 @dataclass(frozen=True)
 class DepthwiseSpec:
     """A depthwise conv (one KH x KW filter per channel) on the int8 dot-product instructions.
 
-    Per output row y, word ``[kb, ph, q]`` holds the bytes ``padded[y * sh + 4 kb + k, ph, q] + offset``, k = 0..3
-    (4 kernel rows: ``KB = ceil(KH / 4)`` words; rows past KH hold any byte of the input, their weight byte is 0). Output
-    column x of tap column kx reads word ``q = x + kx // sw`` of phase ``kx % sw``: one dot instruction per
-    (kb, kx) and ``lanes`` outputs (3 for a 3x3, 10 for a 5x5), the weight word ``(w[4 kb .. 4 kb + 3, kx])``
-    broadcast. The sum exceeds the conv by ``offset * sum(w)`` (subtracted). Output rows are computed to
-    ``out_w_padded`` (a multiple of lanes: the instruction needs no mask), so pad_split's right padding is
-    widened until every packed column exists (``right_pad``); the extra outputs are never stored.
+    pad_split splits the padded input's columns by phase (column = q * stride + phase); the taps of one kernel
+    row with the same phase (kx = (4 j + k) * stride + phase) read consecutive columns q = x + 4 j + k of that
+    phase, so they are grouped 4 at a time (``words`` per phase, the taps past KW weight 0): the 4 input bytes
+    of output column x, kernel row ky, phase ph, group j are in memory already the 32-bit activation word.
+    ``lanes`` outputs take one instruction per (ky, ph, j): a byte shuffle of the row makes the ``lanes``
+    overlapping words (3 instructions for a 3x3 at stride 1, 6 at stride 2; 10 for a 5x5), with no pack
+    stage. On x86 pad_split writes the input + 128 (``flip``) and the sum exceeds the conv by
+    ``offset * sum(w)`` (subtracted). Output rows are computed to ``out_w_padded`` (a multiple of lanes: the
+    instruction needs no mask), so pad_split's right padding is widened until every word read exists
+    (``right_pad``); the extra outputs are never stored.
     """
 
     kernel: tuple[int, int]
@@ -280,41 +302,44 @@ class DepthwiseSpec:
     lanes: int
 
     @property
-    def uses_dot(self) -> bool:
-        """Where the dot form paid in the 512x896 profile (PERFORMANCE.md): stride 1 and rows of at least 32
-        outputs or 5 tap columns. Stride 2 (its pack covers both phases) and short rows (padded to whole
-        vectors) run faster as the direct sum (depthwise_direct)."""
-        return self.strides == (1, 1) and (self.out_hw[1] >= 32 or self.kernel[1] >= 5)
+    def phases(self) -> int:
+        """Column phases with taps: min(stride, KW)."""
+        return min(self.strides[1], self.kernel[1])
 
     @property
-    def row_words(self) -> int:
-        return -(-self.kernel[0] // BYTES)
+    def words(self) -> int:
+        """4-tap groups per (kernel row, phase): phase 0 has the most taps, ceil(KW / stride)."""
+        taps = -(-self.kernel[1] // self.strides[1])
+        return -(-taps // BYTES)
 
     @property
     def out_w_padded(self) -> int:
         return -(-self.out_hw[1] // self.lanes) * self.lanes
 
     @property
-    def packed_w(self) -> int:
-        """Packed columns per phase: the padded outputs' reach, rounded up to whole vectors."""
-        return -(-(self.out_w_padded + (self.kernel[1] - 1) // self.strides[1]) // self.lanes) * self.lanes
+    def row_w(self) -> int:
+        """Columns per phase read: the last vector's last word ends at out_w_padded + 4 words - 1."""
+        return self.out_w_padded + BYTES * self.words - 1
 
     @property
     def right_pad(self) -> int:
-        """pad_split's right padding: at least the conv's, and enough for ``packed_w`` columns per phase."""
+        """pad_split's right padding: at least the conv's, and enough for ``row_w`` columns per phase."""
         _, left, _, right = self.pads
-        return max(right, self.packed_w * self.strides[1] - self.in_w - left)
+        return max(right, self.row_w * self.strides[1] - self.in_w - left)
 
 
-def pack_depthwise_weight(weight: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 (C, 1, KH, KW) -> (words (C, KB, KW) int32: word [c, kb, kx] = bytes w[c, 4 kb + k, kx], k = 0..3,
-    rows past KH 0; correction (C,) int32 = offset * sum of the channel's weights)."""
+def pack_depthwise_weight(weight: np.ndarray, strides: tuple[int, int], offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 (C, 1, KH, KW) -> (words (C, KH, P, J) int32 (P phases, J words: DepthwiseSpec): word [c, ky, ph, j] =
+    bytes w[c, ky, (4 j + k) * stride + ph], k = 0..3, taps past KW 0; correction (C,) int32 = offset * sum of
+    the channel's weights)."""
     c, _, kh, kw = weight.shape
-    kb = -(-kh // BYTES)
-    rows = np.zeros((c, kb * BYTES, kw), dtype=np.int8)
-    rows[:, :kh] = weight[:, 0]
-    grouped = np.ascontiguousarray(rows.reshape(c, kb, BYTES, kw).transpose(0, 1, 3, 2))  # (C, KB, KW, 4)
-    words = grouped.view("<i4")[..., 0].astype(np.int32)
+    sw = strides[1]
+    spec = DepthwiseSpec((kh, kw), strides, 1, (0, 0, 0, 0), (1, 1), offset, 1)
+    taps = np.zeros((c, kh, spec.phases, spec.words * BYTES), dtype=np.int8)
+    for ph in range(spec.phases):
+        cols = weight[:, 0, :, ph::sw]  # (C, KH, taps of this phase)
+        taps[:, :, ph, : cols.shape[2]] = cols
+    words = np.ascontiguousarray(taps).view("<i4").astype(np.int32)  # (C, KH, P, J)
     correction = (offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
     return words, correction
 
@@ -322,60 +347,24 @@ def pack_depthwise_weight(weight: np.ndarray, offset: int) -> tuple[np.ndarray, 
 def depthwise_conv(
     padded: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
 ) -> te.Tensor:
-    """pad_split's (C, Hp, sw, Wq) int8 (Wq >= spec.packed_w), w (C, KB, KW) int32 words and correction (C,)
-    (pack_depthwise_weight) -> (1, C, OH, OW) int32 = the conv (DepthwiseSpec). The pack is a stage of its own
-    (schedule.py computes it per output row, where it stays in L1). Bounds: the word sums reach
-    KH * KW * 255 * 128 (2.1e7 for 25 taps) before the correction: exact in int32."""
+    """pad_split's (C, Hp, stride, Wq) int8 (Wq >= spec.row_w; + 128 when ``packed_dtype`` is uint8), w (C, KH, P,
+    J) int32 words and correction (C,) (pack_depthwise_weight) -> (1, C, OH, OW) int32 = the conv
+    (DepthwiseSpec). Bounds: the word sums reach KH * KW * 255 * 128 (2.1e7 for 25 taps) before the
+    correction: exact in int32."""
     c = int(padded.shape[0])
-    hp = int(padded.shape[1])
-    kh, kw = spec.kernel
-    sh, sw = spec.strides
-    off, n_kb = spec.offset, spec.row_words
-
-    def word(ch, y, kb, ph, q):
-        total = None
-        for k in range(BYTES):
-            ky = kb * BYTES + k
-            if n_kb == 1 and k >= kh:  # a row past the kernel: the offset byte (its weight byte is 0)
-                term = tirx.const(_word([0] * k + [off]), "int32")
-            else:
-                row = y * sh + ky
-                if n_kb * BYTES > kh and k >= kh % BYTES:  # maybe past the kernel (weight byte 0): in bounds
-                    row = tirx.min(row, hp - 1)
-                term = (padded[ch, row, ph, q].astype("int32") + off) & 255
-                term = tirx.shift_left(term, 8 * k) if k else term
-            total = term if total is None else tirx.bitwise_or(total, term)
-        return total
-
+    kh, _ = spec.kernel
+    sh, _ = spec.strides
     oh, ow = spec.out_hw
-    words = te.compute((c, oh, n_kb, sw, spec.packed_w), word, name="dw_pack", attrs={KERNEL_ATTR: "depthwise_pack"})
-    kb = te.reduce_axis((0, n_kb), name="kb")
-    kx = te.reduce_axis((0, kw), name="kx")
+    ky = te.reduce_axis((0, kh), name="ky")
+    ph = te.reduce_axis((0, spec.phases), name="ph")
+    j = te.reduce_axis((0, spec.words), name="j")
     acc = te.compute(
         (c, oh, spec.out_w_padded),
         lambda ch, y, x: te.sum(
-            dot_word(words[ch, y, kb, kx % sw, x + kx // sw], w[ch, kb, kx], packed_dtype), axis=[kb, kx]
+            window_dot(lambda k: padded[ch, y * sh + ky, ph, x + j * BYTES + k], w[ch, ky, ph, j], packed_dtype),
+            axis=[ky, ph, j],
         ),
         name="depthwise",
         attrs={KERNEL_ATTR: "depthwise_dot"},
     )
     return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
-
-
-def depthwise_direct(padded: te.Tensor, w: te.Tensor, strides: tuple[int, int], out_hw: tuple[int, int]) -> te.Tensor:
-    """The direct depthwise sum (where the dot form does not pay, DepthwiseSpec.uses_dot): pad_split's (C, Hp, stride_w, Wq) int8 and the (C, 1, KH, KW) int8 weights widened to int32 -> (1, C, OH,
-    OW) int32, one KH x KW filter per channel (|acc| <= KH * KW * 128 * 128). Tap (ry, rx) of output column x
-    reads padded column x * stride + rx = phase rx % stride, position x + rx // stride: contiguous along x."""
-    c = int(padded.shape[0])
-    kh, kw = int(w.shape[2]), int(w.shape[3])
-    sh, sw = strides
-    ry = te.reduce_axis((0, kh), name="ry")
-    rx = te.reduce_axis((0, kw), name="rx")
-    return te.compute(
-        (1, c, *out_hw),
-        lambda n, ch, y, xx: te.sum(
-            padded[ch, y * sh + ry, rx % sw, xx + rx // sw].astype("int32") * w[ch, 0, ry, rx], axis=[ry, rx]
-        ),
-        name="depthwise",
-        attrs={KERNEL_ATTR: "depthwise"},
-    )

@@ -49,8 +49,10 @@ class HeadLevel(nn.Module):
         centerness_branch: Sequence[int],
         num_dir_bins: int,
         bn: dict,
+        dir_feature: str = "reg",
     ):
         super().__init__()
+        self.dir_feature = dir_feature
         self.cls_convs, _ = _branch(in_channels, [feat_channels] * stacked_convs, bn)
         self.reg_convs, _ = _branch(in_channels, [feat_channels] * stacked_convs, bn)
         self.cls_prev, ch = _branch(feat_channels, cls_branch, bn)
@@ -79,7 +81,8 @@ class HeadLevel(nn.Module):
         for name, prev, conv in zip(reg_names, self.reg_prevs, self.reg_outs):
             out[name] = conv(prev(reg_feat))  # (N, dims, H, W)
         if self.dir_out is not None:
-            out["dir_cls"] = self.dir_out(self.dir_prev(reg_feat))  # (N, 2, H, W)
+            feat = cls_feat if self.dir_feature == "cls" else reg_feat
+            out["dir_cls"] = self.dir_out(self.dir_prev(feat))  # (N, 2, H, W)
         if self.attr_out is not None:
             out["attr"] = self.attr_out(self.attr_prev(cls_feat))  # (N, num_attrs, H, W): from the class feature
         out["centerness"] = self.ctr_out(self.ctr_prev(reg_feat))  # (N, 1, H, W): on the regression feature
@@ -102,6 +105,7 @@ class FCOS3DHead(nn.Module):
             log of a typical depth / [w, l, h] in metres. HAT and mmdet3d start at 0 (1 m), which costs
             many early steps of a short training run; None keeps their behaviour.
         bn_eps, bn_momentum: BatchNorm settings.
+        dir_feature: the tower the direction classifier reads, "reg" (HAT, mmdet3d) or "cls".
 
     forward(feats: list of (N, in_channels, H_i, W_i)) -> {name: [one raw tensor per level]}, names in
     HEAD_OUTPUTS order among: cls_score (N, num_classes, H, W), offset (N, 2), depth (N, 1), size
@@ -131,8 +135,11 @@ class FCOS3DHead(nn.Module):
         size_bias_init: Sequence[float] | None = None,
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
+        dir_feature: str = "reg",
     ):
         super().__init__()
+        if dir_feature not in ("reg", "cls"):
+            raise Fcos3dError(f"FCOS3DHead dir_feature {dir_feature!r}: use 'reg' (HAT, mmdet3d) or 'cls'")
         group_reg_dims = tuple(group_reg_dims)
         n_reg = 5 if pred_velo else 4
         if len(group_reg_dims) != n_reg or len(reg_branch) != n_reg:
@@ -162,6 +169,7 @@ class FCOS3DHead(nn.Module):
             centerness_branch,
             num_dir_bins,
             bn,
+            dir_feature,
         )
         self.levels = nn.ModuleList(HeadLevel(*args) for _ in self.strides)
         self._init_weights(prior_prob)

@@ -1,6 +1,6 @@
-"""kernels.depthwise_conv (the per-row 4-kernel-row pack + the dot instruction per tap column) scheduled by
-passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5, strides 1 and 2, odd widths,
-asymmetric pads, exact equality. Both the x86 VNNI path (vpdpbusd, offset 128) where the CPU has it and the
+"""kernels.depthwise_conv (the dot instruction per kernel row, column phase and 4 taps, its words a byte shuffle of
+the padded input row) scheduled by passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5,
+strides 1, 2 and 3, odd widths, asymmetric pads, exact equality. Both the x86 VNNI path (vpdpbusd, offset 128) where the CPU has it and the
 plain-vector fallback (offset 0) on a generic target."""
 
 from __future__ import annotations
@@ -57,11 +57,13 @@ def _run(target, x, w, strides, pads):
         lanes=intrin.lanes if intrin else vector_lanes(target),
     )
     top, left, bottom, _ = pads
+    flip = spec.offset != 0
     split_pads = (top, left, bottom, spec.right_pad)
     hp, wq = h + top + bottom, -(-(wd + left + spec.right_pad) // strides[1])
-    assert wq >= spec.packed_w
-    words, correction = pack_depthwise_weight(w, spec.offset)
+    assert wq >= spec.row_w
+    words, correction = pack_depthwise_weight(w, strides, spec.offset)
     packed = intrin.packed_dtype if intrin else "int8"
+    consts = (words, correction)
     bb = relax.BlockBuilder()  # through call_te, as passes/legalize.py emits it (int64 shapes)
     pv = relax.Var("p", relax.TensorType((c, hp, strides[1], wq), "int8"))
     with bb.function("main", [pv]):
@@ -76,13 +78,13 @@ def _run(target, x, w, strides, pads):
     with target:
         conv = schedule_func(func, target)
     split_lib = tvm.tirx.build(
-        pad_split(c, (h, wd), split_pads, strides[1]).with_attr("global_symbol", "k"), target=target
+        pad_split(c, (h, wd), split_pads, strides[1], flip).with_attr("global_symbol", "k"), target=target
     )
     conv_lib = tvm.tirx.build(conv.with_attr("global_symbol", "k"), target=target)
     padded = tvm.runtime.tensor(np.zeros((c, hp, strides[1], wq), dtype=np.int8))
     split_lib(tvm.runtime.tensor(x), padded)
     out = tvm.runtime.tensor(np.zeros(ref.shape, dtype=np.int32))
-    conv_lib(padded, tvm.runtime.tensor(words), tvm.runtime.tensor(correction), out)
+    conv_lib(padded, *(tvm.runtime.tensor(a) for a in consts), out)
     return out.numpy(), ref
 
 
@@ -96,6 +98,9 @@ CASES = [
     (2, 10, 37, 5, 2, (1, 2, 2, 1)),
     (3, 6, 33, 3, 1, (0, 0, 0, 0)),
     (2, 9, 5, 5, 1, (2, 0, 1, 3)),
+    (2, 4, 1, 3, 1, (1, 1, 1, 1)),  # 1 wide: the row loop disappears (the epilogue must not vectorise y)
+    (3, 10, 20, 3, 3, (1, 1, 1, 1)),  # stride 3: 3 phases of one tap each
+    (2, 9, 11, 5, 3, (2, 2, 2, 2)),
 ]
 
 
@@ -116,12 +121,19 @@ def test_depthwise_kernel_equals_numpy(target, c, h, w, k, s, pads):
     assert int(np.count_nonzero(got != ref)) == 0
 
 
-def test_depthwise_weight_words_hold_4_kernel_rows_per_tap_column():
+def test_depthwise_weight_words_hold_4_taps_of_a_kernel_row_and_phase():
     w = np.random.default_rng(2).integers(-128, 128, size=(2, 1, 5, 5), dtype=np.int8)
-    words, correction = pack_depthwise_weight(w, offset=128)
-    assert words.shape == (2, 2, 5)
-    b = words.view(np.int8).reshape(2, 2, 5, 4)
-    assert np.array_equal(b[:, 0].transpose(0, 2, 1), w[:, 0, :4])
-    assert np.array_equal(b[:, 1, :, 0], w[:, 0, 4])
-    assert not b[:, 1, :, 1:].any()
+    words, correction = pack_depthwise_weight(w, (1, 1), offset=128)
+    assert words.shape == (2, 5, 1, 2)
+    b = words.view(np.int8).reshape(2, 5, 2, 4)
+    assert np.array_equal(b[:, :, 0], w[:, 0, :, :4])
+    assert np.array_equal(b[:, :, 1, 0], w[:, 0, :, 4])
+    assert not b[:, :, 1, 1:].any()
     assert np.array_equal(correction, 128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
+    # stride 2: phase 0 holds taps 0, 2, 4 and phase 1 taps 1, 3 of each kernel row
+    words, _ = pack_depthwise_weight(w, (2, 2), offset=0)
+    assert words.shape == (2, 5, 2, 1)
+    b = words.view(np.int8).reshape(2, 5, 2, 4)
+    assert np.array_equal(b[:, :, 0, :3], w[:, 0, :, 0::2])
+    assert np.array_equal(b[:, :, 1, :2], w[:, 0, :, 1::2])
+    assert not b[:, :, 0, 3].any() and not b[:, :, 1, 2:].any()

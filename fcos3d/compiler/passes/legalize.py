@@ -16,7 +16,6 @@ from ..kernels import (
     DenseConvSpec,
     DepthwiseSpec,
     depthwise_conv,
-    depthwise_direct,
     gemm_conv,
     im2col_words,
     pack_dense_weight,
@@ -31,12 +30,15 @@ __all__ = ["POSITION_VECTORS", "legalize"]
 POSITION_VECTORS = 4
 
 
-def _emit_pad_split(bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int) -> relax.Var:
-    """kernels.pad_split of x (1, C, H, W): (C, Hp, stride_w, Wq), the padded input split by column phase."""
+def _emit_pad_split(
+    bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int, flip: bool = False
+) -> relax.Var:
+    """kernels.pad_split of x (1, C, H, W): (C, Hp, stride_w, Wq), the padded input split by column phase
+    (``flip``: + 128 as uint8, for the x86 depthwise kernel)."""
     _, c, h, w = (int(d) for d in x.ty.shape)
     top, left, bottom, right = pads
     shape = (c, h + top + bottom, stride_w, -(-(w + left + right) // stride_w))
-    gv = bb.add_func(pad_split(c, (h, w), pads, stride_w), "pad_split")
+    gv = bb.add_func(pad_split(c, (h, w), pads, stride_w, flip), "pad_split_flip" if flip else "pad_split")
     return bb.emit(relax.call_tir(gv, [x], relax.TensorType(shape, "int8")))
 
 
@@ -102,18 +104,9 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             offset=intrin.offset if intrin else 0,
             lanes=intrin.lanes if intrin else vector_lanes(target),
         )
-        if not spec.uses_dot:
-            padded = _emit_pad_split(bb, x, pads, strides[1])
-            # int32 weights: each tap's multiply then takes its weight straight from memory (a broadcast operand)
-            return bb.call_te(
-                lambda pt, wt: depthwise_direct(pt, wt, strides, out_hw),
-                padded,
-                relax.const(w.astype("int32"), "int32"),
-                primfunc_name_hint="depthwise_int8",
-            )
         top, left, bottom, _ = pads
-        padded = _emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1])
-        words, correction = pack_depthwise_weight(w, spec.offset)
+        padded = _emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1], flip=spec.offset != 0)
+        words, correction = pack_depthwise_weight(w, strides, spec.offset)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
             lambda pt, wt, cc: depthwise_conv(pt, wt, cc, spec, packed_dtype),

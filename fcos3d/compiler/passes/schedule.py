@@ -5,9 +5,8 @@ by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
   int8_gemm   output tiles of (channels x positions) in registers, the reduction in 4-byte steps by the dot
               instruction (intrinsics.py) or plain vectors, the requantising epilogue applied per tile;
               threads over tiles, the im2col pack threaded and vectorised on its own
-  depthwise   (stride 1, rows >= 32 or 5 taps) threads over channels; per output row a pack of 4 kernel rows per word, then the dot
-              instruction per tap column (or plain vectors), the epilogue per row; else (kernels.depthwise_direct)
-              threads over channels, vectors along output rows
+  depthwise   threads over channels; per output row the dot instruction per (kernel row, column phase, 4 taps),
+              its words a byte shuffle of the input row (or plain vectors), the epilogue per row
   (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
               reductions (max pool, TOPI convs) threaded over their outer spatial loop
 Only loops change, never the arithmetic: results stay bit-exact (tests/compiler/test_random_graphs.py).
@@ -122,54 +121,27 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
 
 
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
-    """kernels.depthwise_conv: threads over channels; per output row the pack (kept in L1), then vectors of
-    ``lanes`` outputs, one dot instruction (or plain vectors) per (kernel row word, tap column), the epilogue
-    per row."""
+    """kernels.depthwise_conv: threads over channels; per output row, vectors of ``lanes`` outputs, one dot
+    instruction (its words a shuffle of the input row) or plain vectors per (kernel row, 4-tap group), the
+    epilogue per row."""
     intrin = dot_intrin_for(target)
     conv = _kernel_block(sch, "depthwise_dot")
-    pack = _kernel_block(sch, "depthwise_pack")
     out = _inline_after(sch, conv)
-    c, y, x, kb, kx = sch.get_loops(conv)
+    c, y, x, ky, ph, j = sch.get_loops(conv)
     lanes = intrin.lanes if intrin else vector_lanes(target)
     xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(c, y, xo, kb, kx, xi)
+    sch.reorder(c, y, xo, ky, ph, j, xi)
     sch.parallel(c)
-    sch.compute_at(pack, y)
-    *p_outer, p_q = sch.get_loops(pack)[2:]  # (kb, phase: unit loops are dropped), packed columns
-    _, p_qi = sch.split(p_q, [None, lanes])
-    sch.vectorize(p_qi)
-    for loop in p_outer:
-        sch.unroll(loop)
     sch.reverse_compute_at(out, y)
-    _vectorize_inner(sch, out, lanes)
+    if len(sch.get_loops(out)) > 2:  # a row loop under y (an output 1 wide has none: y must stay serial)
+        _vectorize_inner(sch, out, lanes)
     if intrin is None:
         sch.vectorize(xi)  # before decompose_reduction: vectorize wants a block with its init
-    init = sch.decompose_reduction(conv, kb)
+    init = sch.decompose_reduction(conv, ky)
     if intrin is not None:
-        sch.tensorize(xi, intrin.name)
-    sch.unroll(kb)
-    sch.unroll(kx)
-    sch.vectorize(sch.get_loops(init)[-1])
-
-
-def _schedule_depthwise(sch: s_tir.Schedule, target) -> None:
-    """kernels.depthwise_direct: threads over channels, vectors along output rows (accumulators in registers),
-    the epilogue per vector."""
-    lanes = vector_lanes(target)
-    conv = _kernel_block(sch, "depthwise")
-    out = _inline_after(sch, conv)
-    n, c, y, x, ry, rx = sch.get_loops(conv)
-    channel = sch.fuse(n, c)
-    sch.parallel(channel)
-    xo, xi = sch.split(x, [None, _row_lanes(_extent(sch, x), lanes)])
-    sch.reorder(y, xo, ry, rx, xi)
-    if out is not conv:
-        sch.reverse_compute_at(out, xo)
-        _vectorize_inner(sch, out, lanes)
-    sch.vectorize(xi)  # before decompose_reduction: vectorize wants a block with its init
-    sch.unroll(ry)
-    sch.unroll(rx)
-    init = sch.decompose_reduction(conv, ry)
+        sch.tensorize(xi, intrin.window)
+    for loop in (ky, ph, j):
+        sch.unroll(loop)
     sch.vectorize(sch.get_loops(init)[-1])
 
 
@@ -206,14 +178,14 @@ def _schedule_generic(sch: s_tir.Schedule, target) -> None:
             _vectorize_inner(sch, block, lanes * 4)
 
 
-_RULES = {"int8_gemm": _schedule_gemm, "depthwise_dot": _schedule_depthwise_dot, "depthwise": _schedule_depthwise}
+_RULES = {"int8_gemm": _schedule_gemm, "depthwise_dot": _schedule_depthwise_dot}
 
 
 def apply_default_schedule(sch: s_tir.Schedule, target) -> None:
     """The rule of the kernel ``sch``'s function holds (module docstring), applied in place; also MetaSchedule's
     extra design space (tuning.py), so that tuning measures it beside its own candidates."""
     kinds = {sch.get(b).annotations.get(KERNEL_ATTR) for b in _blocks(sch)}
-    rule = next((_RULES[k] for k in ("int8_gemm", "depthwise_dot", "depthwise") if k in kinds), _schedule_generic)
+    rule = next((_RULES[k] for k in ("int8_gemm", "depthwise_dot") if k in kinds), _schedule_generic)
     rule(sch, target)
 
 
