@@ -22,12 +22,9 @@ from ..kernels import (
     pack_depthwise_weight,
     pad_split,
 )
+from .schedule import gemm_tile
 
-__all__ = ["POSITION_VECTORS", "legalize"]
-
-# Position tile of the GEMM in vectors (schedule.py tiles by 1, 2 or 4): the packed columns are padded to a
-# multiple of lanes x POSITION_VECTORS so that every tile is whole and the instruction needs no mask.
-POSITION_VECTORS = 4
+__all__ = ["legalize"]
 
 
 def _emit_pad_split(
@@ -79,7 +76,8 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             pads=pads,
             out_hw=out_hw,
             offset=intrin.offset if intrin else 0,
-            position_block=lanes * POSITION_VECTORS,
+            # the packed columns are padded to whole register tiles (schedule.gemm_tile): no mask, no tail
+            position_block=lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
         )
         words, correction = pack_dense_weight(w, spec.offset)
         src = x if spec.pointwise else _emit_pad_split(bb, x, pads, strides[1])
