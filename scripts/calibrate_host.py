@@ -1,25 +1,33 @@
 """Fit the host latency profile: time every layer of the given int8 ONNX models compiled for this CPU, fit the
 host's figures (fcos3d.compiler.latency.fit), print the per-model errors and the [[figures]] for host.toml.
 
-    .venv/bin/python scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...]
+    TVM_NUM_THREADS=1 .venv/bin/python scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...]
 
-Measured times are kept beside each model (MODEL.host-times.json) so the fit can be redone without
-re-measuring; delete that file to measure again. Run it on a quiet machine (PERFORMANCE.md, "Latency model").
+Two stages: fit_host on every layer timed alone (per-kind throughputs, the host's per-conv terms, the per-op
+overhead), then fit_context on the whole modules' times (the per-op overhead inside the graph and the cost per
+activation byte of a layer that does not find its tensors in the caches). Measured times are kept beside each
+model (MODEL.host-times.json) so the fit can be redone without re-measuring; delete that file to measure again.
+Run it on a quiet machine (PERFORMANCE.md, "Latency model"), with one TVM thread (the profile is one thread).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
-from fcos3d.boards import Figure, load_board
-from fcos3d.compiler.check import check_onnx
-from fcos3d.compiler.latency.estimate import estimate, layer_estimates
-from fcos3d.compiler.latency.fit import calibrated_board, fit_host, measure_layers
-from fcos3d.compiler.latency.report import write_report
+os.environ.setdefault("TVM_NUM_THREADS", "1")  # before TVM is imported: the profile describes one thread
+
+from fcos3d.boards import Accelerator, Figure, load_board  # noqa: E402
+from fcos3d.compiler.check import check_onnx  # noqa: E402
+from fcos3d.compiler.latency.estimate import estimate, host_counts, layer_estimates, tensor_shapes  # noqa: E402
+from fcos3d.compiler.latency.fit import calibrated_board, fit_context, fit_host, measure_layers  # noqa: E402
+from fcos3d.compiler.latency.report import write_report  # noqa: E402
 
 
 def _toml(figures: list[Figure]) -> str:
@@ -40,6 +48,31 @@ def _measure(path: str, graph, host) -> dict:
     return m
 
 
+def layer_counts(graph, acc) -> list[dict]:
+    """estimate.host_counts of every op of ``graph`` (the fit's extra columns)."""
+    shapes = tensor_shapes(graph)
+    return [host_counts(op, shapes[op.inputs[0]], shapes[op.output], acc) for op in graph.ops]
+
+
+def fit(graphs: list, runs: list[dict], host, source: str):
+    """(fitted figures, calibrated board): fit_host on the layers, then fit_context on the whole modules."""
+    acc = host.accelerator
+    clock = acc["clock_hz"]
+    # The first stage without the context term (a board file that has one would add it to every layer).
+    figures = {k: v for k, v in acc.figures.items() if k != "context_bytes_per_cycle"}
+    host = replace(host, accelerator=Accelerator(acc.name, MappingProxyType(figures), acc.note))
+    layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
+    counts = [c for g in graphs for c in layer_counts(g, host.accelerator)]
+    fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock, counts)
+    alone = calibrated_board(host, fitted, source)
+    rows = []
+    for g, m in zip(graphs, runs, strict=True):
+        est = layer_estimates(g, alone.accelerator)
+        rows.append((sum(x.cycles for x in est), len(est), sum(x.activation_bytes for x in est), m["total_s"] * clock))
+    fitted.update(fit_context(rows, fitted["op_overhead_cycles"]))
+    return fitted, calibrated_board(host, fitted, source)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure each model given, fit the host profile on all their layers, print errors and the TOML."""
     paths = list(sys.argv[1:] if argv is None else argv)
@@ -54,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     graphs = [check_onnx(p).graph for p in paths]
     runs = [_measure(p, g, host) for p, g in zip(paths, graphs, strict=True)]
     clock = host.accelerator["clock_hz"]
-    layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
-    fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock)
-    command = "python scripts/calibrate_host.py " + " ".join(paths)
-    board = calibrated_board(host, fitted, f"calibrated {time.strftime('%Y-%m-%d')}: `{command}` (fit_host)")
+    command = "TVM_NUM_THREADS=1 python scripts/calibrate_host.py " + " ".join(paths)
+    source = f"calibrated {time.strftime('%Y-%m-%d')} on this machine: `{command}` (fit_host + fit_context)"
+    fitted, board = fit(graphs, runs, host, source)
     print("fit: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))
     for p, g, m in zip(paths, graphs, runs, strict=True):
         est = estimate(g, board)

@@ -85,6 +85,22 @@ OPTIONAL_FIGURES: dict[str, str] = {
     "elementwise_block_c": "channels",
     "narrow_input_outputs_per_cycle": "elements/cycle",
 }
+# Host CPU terms (compiler/latency/estimate.py HOST_FIGURES; fitted by scripts/calibrate_host.py): used only
+# when a board file has them, which no NPU board file does (scripts/fit_npu_boards.py leaves them out).
+HOST_ONLY_FIGURES: dict[str, str] = {
+    "dot_lanes": "lanes",
+    "conv_outputs_per_cycle": "elements/cycle",
+    "pack_words_per_cycle": "words/cycle",
+    "pad_bytes_per_cycle": "bytes/cycle",
+    "zero_point_pad_bytes_per_cycle": "bytes/cycle",
+    "default_conv_macs_per_cycle": "MAC/cycle",
+    "matmul_macs_per_cycle": "MAC/cycle",
+    "convtranspose_per_cycle": "elements/cycle",
+    "resize_linear_per_cycle": "elements/cycle",
+    "softmax_per_cycle": "elements/cycle",
+    "context_bytes_per_cycle": "bytes/cycle",
+}
+OPTIONAL_FIGURES.update(HOST_ONLY_FIGURES)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from qdq_graphs import QDQGraphBuilder
 
-from fcos3d.boards import Accelerator, Figure, UnknownBoardError, load_board
+from fcos3d.boards import OPTIONAL_FIGURES, Accelerator, Figure, UnknownBoardError, board_names, load_board
 from fcos3d.compiler.latency.estimate import LayerEstimate, estimate
 from fcos3d.compiler.latency.fit import calibrated_board, fit_host
 from fcos3d.compiler.latency.report import CSV_COLUMNS, perf_dict, write_report
@@ -270,3 +270,109 @@ def test_perf_command_compares_boards(tmp_path):
     bad = CliRunner().invoke(cli, ["perf", "--target", "jetson", str(tmp_path / "m.onnx")])
     assert bad.exit_code == 2 and "known boards" in bad.output
     assert np.isfinite(json.loads((tmp_path / "o" / U55 / "perf.json").read_text())["totals"]["fps"])
+
+
+def _pinned_host(**extra):
+    """A host profile with round figures (the packaged host.toml is refitted per machine): 1 GHz, 64 MAC slots a
+    cycle (dense), 32 (depthwise), dot_lanes 16, 2 conv outputs, 4 packed words and 8 pad bytes a cycle, 100
+    cycles a layer, bandwidths so high that no layer is memory-bound (1 cycle), plus ``extra`` figures."""
+    from dataclasses import replace
+
+    board = load_board("host")
+    figures = {k: f for k, f in board.accelerator.figures.items() if k not in OPTIONAL_FIGURES}
+    values = {
+        "clock_hz": 1e9,
+        "macs_per_cycle": 64,
+        "op_overhead_cycles": 100,
+        "sram_bytes_per_s": 1e15,
+        "dram_bytes_per_s": 1e15,
+        "sram_bytes": 2**30,
+        "depthwise_macs_per_cycle": 32,
+        "dot_lanes": 16,
+        "conv_outputs_per_cycle": 2,
+        "pack_words_per_cycle": 4,
+        "pad_bytes_per_cycle": 8,
+        **extra,
+    }
+    for name, value in values.items():
+        unit = figures[name].unit if name in figures else OPTIONAL_FIGURES[name]
+        figures[name] = Figure(name, value, unit, "test: the hand-computed numbers' figure")
+    return replace(board, accelerator=Accelerator(board.accelerator.name, MappingProxyType(figures)))
+
+
+def test_host_dense_conv_costs_dot_slots_outputs_packing_and_padding():
+    (layer,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers
+    assert (layer.op, layer.output_shape) == ("Conv", (1, 32, 64, 64))
+    # R = 16 * 9 = 144 bytes = 36 words; 4,096 positions = 256 vectors of 16; gemm_tile(32, 4096, 16) = 8 x 3
+    # (258 padded vectors x (1 + 13/24) = 397.75, the least), so 258 vectors.
+    # MAC slots = 32 oc * 36 words * 258 vectors * 16 lanes * 4 = 19,021,824, times the tile's instructions per
+    # dot, 1 + (8 + 3 + 2) / 24 = 37/24: work = 29,325,312 -> / 64 = 458,208 cycles
+    # outputs 32 * 4,096 = 131,072 -> / 2 = 65,536; packed words 36 * 258 * 16 = 148,608 -> / 4 = 37,152;
+    # pad_split bytes 16 * 66 * 66 = 69,696 -> / 8 = 8,712. compute = 569,608; memory 1 cycle; + 100.
+    assert (layer.macs, layer.work) == (18_874_368, 29_325_312)
+    assert (layer.compute_cycles, layer.memory_cycles, layer.cycles) == (569_608, 1, 569_708)
+
+
+def test_host_depthwise_conv_counts_window_dot_instructions():
+    (layer,) = estimate(one_conv(32, 32, (64, 64), groups=32), _pinned_host()).layers
+    assert layer.op == "DepthwiseConv"
+    # 3x3 stride 1: 1 phase, ceil(3/4) = 1 word a kernel row; 64 columns = 4 vectors of 16.
+    # work = 32 channels * 64 rows * 4 vectors * 3 rows * 1 * 1 * 16 * 4 = 1,572,864 -> / 32 = 49,152 cycles
+    # outputs 131,072 -> / 2 = 65,536; pad_split: row_w = 64 + 4 - 1 = 67 columns, right pad max(1, 67 - 64 - 1) = 2:
+    # 32 * 66 rows * 67 = 141,504 bytes -> / 8 = 17,688. compute = 132,376; + 100.
+    assert layer.work == 1_572_864
+    assert (layer.compute_cycles, layer.cycles) == (132_376, 132_476)
+
+
+def test_host_context_term_adds_a_cost_per_activation_byte():
+    (alone,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers
+    (inside,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host(context_bytes_per_cycle=2)).layers
+    # activations: in 65,536 + out 131,072 = 196,608 bytes -> / 2 = 98,304 more cycles
+    assert inside.cycles - alone.cycles == 98_304
+
+
+def test_npu_estimates_ignore_the_host_terms():
+    from dataclasses import replace
+
+    from fcos3d.compiler.latency.estimate import HOST_FIGURES, HOST_TERMS
+
+    # No NPU board file has a host figure ...
+    for name in (b for b in board_names() if b != "host"):
+        assert not set(HOST_FIGURES) & set(load_board(name).accelerator.figures), name
+    # ... and the per-conv host terms count nothing without dot_lanes: the pinned U55 numbers stay.
+    figures = dict(U55_PINNED.accelerator.figures)
+    for name in HOST_TERMS:
+        figures[name] = Figure(name, 1.0, OPTIONAL_FIGURES[name], "test")
+    board = replace(U55_PINNED, accelerator=Accelerator(U55_PINNED.accelerator.name, MappingProxyType(figures)))
+    for graph in (one_conv(16, 32, (64, 64)), one_conv(32, 32, (64, 64), groups=32), two_convs()):
+        assert estimate(graph, board).layers == estimate(graph, U55_PINNED).layers
+    assert [layer.cycles for layer in estimate(two_convs(), board).layers] == [73_792, 24_640]
+
+
+def test_fit_host_recovers_the_host_terms():
+    # Convs at 64 MAC slots a cycle plus 2 outputs and 4 packed words a cycle, 1,000 cycles a layer.
+    clock = 1e9
+    layers = [_layer("Conv", w, w) for w in (10_000, 200_000, 3_000_000, 50_000, 700_000)]
+    counts = [
+        {"conv_outputs_per_cycle": o, "pack_words_per_cycle": p}
+        for o, p in ((4_096, 100), (1_000, 9_000), (60_000, 30_000), (20_000, 500), (2_000, 70_000))
+    ]
+    seconds = [
+        (layer.work / 64 + c["conv_outputs_per_cycle"] / 2 + c["pack_words_per_cycle"] / 4 + 1_000) / clock
+        for layer, c in zip(layers, counts, strict=True)
+    ]
+    fitted = fit_host(layers, seconds, clock, counts)
+    assert fitted["macs_per_cycle"] == pytest.approx(64)
+    assert fitted["conv_outputs_per_cycle"] == pytest.approx(2)
+    assert fitted["pack_words_per_cycle"] == pytest.approx(4)
+    assert fitted["op_overhead_cycles"] == pytest.approx(1_000)
+
+
+def test_fit_context_moves_the_overhead_and_fits_a_cost_per_byte():
+    from fcos3d.compiler.latency.fit import fit_context
+
+    # measured = estimate - 500 cycles an op + bytes / 4
+    graphs = [(e, n, b, e - 500 * n + b / 4) for e, n, b in ((1e6, 10, 1e5), (5e7, 300, 4e7), (2e5, 40, 1e4))]
+    fitted = fit_context(graphs, 2_000)
+    assert fitted["op_overhead_cycles"] == pytest.approx(1_500)
+    assert fitted["context_bytes_per_cycle"] == pytest.approx(4)

@@ -37,7 +37,10 @@ __all__ = [
     "PARAM_BYTES_INT32",
     "Estimate",
     "LayerEstimate",
+    "HOST_FIGURES",
+    "HOST_TERMS",
     "estimate",
+    "host_counts",
     "layer_estimates",
     "tensor_shapes",
     "throughput",
@@ -193,6 +196,92 @@ def tensor_shapes(graph: IntGraph) -> dict[str, tuple[int, ...]]:
 NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an image stem (RGB)
 
 
+# The host CPU's terms (fcos3d/compiler/kernels.py's code, PERFORMANCE.md "Latency model"), each an optional
+# figure used only when the board file has it; no NPU profile has any, so their estimates do not move.
+# ``dot_lanes``: int32 accumulators per dot instruction (vpdpbusd on zmm: 16). With it, a dense conv's and a
+# depthwise conv's work is the MAC slots of the dot instructions the kernels issue (4 bytes x lanes each), padding
+# included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
+# epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
+# zero-point pad of an asymmetric input (a separate TVM pad) per byte, and, for a conv that kernels.py does not
+# compile (dilated; grouped but not depthwise), TVM's default conv2d per MAC.
+HOST_TERMS = (
+    "conv_outputs_per_cycle",
+    "pack_words_per_cycle",
+    "pad_bytes_per_cycle",
+    "zero_point_pad_bytes_per_cycle",
+    "default_conv_macs_per_cycle",
+)
+# ``context_bytes_per_cycle``: the cost per activation byte (inputs + output) of running inside the whole graph
+# rather than alone (fit.fit_context: a layer timed alone finds its tensors in the caches; in the graph the
+# FCOS3D models run ~20% slower than the sum of their layers).
+HOST_FIGURES = ("dot_lanes", *HOST_TERMS, "context_bytes_per_cycle")
+DOT_BYTES = 4  # int8 products per lane of one dot instruction (kernels.BYTES)
+
+
+def _kernel_conv(op: Conv) -> str | None:
+    """Which kernels.py kernel compiles a conv (compiler/passes/legalize.py): "dense" (groups 1), "depthwise",
+    or None (dilated / grouped: TVM's default conv2d)."""
+    if op.dilations != (1, 1):
+        return None
+    if op.groups == 1:
+        return "dense"
+    if op.weight.shape[1] == 1 and op.groups == op.weight.shape[0]:
+        return "depthwise"
+    return None
+
+
+def _dense_vectors(cout: int, positions: int, lanes: int) -> tuple[int, Fraction]:
+    """(position vectors a dense conv's GEMM computes: padded to whole register tiles, instructions per dot
+    instruction of its tile: 1 + (t_oc + t_pos + 2) / (t_oc t_pos), the weight broadcasts, activation loads and
+    loop of each reduction step) -- passes/schedule.gemm_tile's cost."""
+    from ..passes.schedule import gemm_tile  # imports TVM: only host profiles (with dot_lanes) get here
+
+    t_oc, t_pos = gemm_tile(cout, positions, lanes)
+    return _ceil_to(-(-positions // lanes), t_pos), 1 + Fraction(t_oc + t_pos + 2, t_oc * t_pos)
+
+
+def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: Accelerator) -> dict[str, int]:
+    """The units of each HOST_TERMS figure that a conv costs, and ``work`` (the dot instructions' MAC slots);
+    {} for every other op and for any profile without ``dot_lanes``. PERFORMANCE.md "Latency model":
+    dense: work = Cout x ceil(R/4) x V x lanes x 4 (R = Cin kh kw, V = position vectors padded to the
+    register tile), pack words = ceil(R/4) x V x lanes, pad bytes = the padded input (none for a pointwise conv);
+    depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
+    words = ceil(ceil(kw/stride)/4)), pad bytes = pad_split's output; outputs = N x Cout x Ho x Wo for both;
+    zero-point pad bytes = the padded input when the input zero point is not 0 and the conv pads; a conv of
+    TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
+    if not isinstance(op, Conv) or "dot_lanes" not in acc.figures:
+        return {}
+    lanes = int(acc["dot_lanes"])
+    n, cout, ho, wo = out_shape
+    _, cin, h, w = in_shape
+    cin_g, kh, kw = op.weight.shape[1:]
+    (sh, sw), (top, left, bottom, right) = op.strides, op.pads
+    counts = {"conv_outputs_per_cycle": n * cout * ho * wo}
+    if op.input_zero_point and any(op.pads):
+        counts["zero_point_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + right)
+    kernel = _kernel_conv(op)
+    if kernel == "dense":
+        words = -(-cin * kh * kw // DOT_BYTES)
+        vectors, per_dot = _dense_vectors(cout, ho * wo, lanes)
+        # the MAC slots of the dot instructions, weighted by the instructions issued per dot instruction
+        counts["work"] = math.ceil(n * cout * words * vectors * lanes * DOT_BYTES * per_dot)
+        counts["pack_words_per_cycle"] = n * words * vectors * lanes
+        if (kh, kw) != (1, 1) or (sh, sw) != (1, 1) or any(op.pads):
+            counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
+    elif kernel == "depthwise":
+        taps = -(-kw // sw)  # of phase 0, the most
+        phases, words = min(sw, kw), -(-taps // DOT_BYTES)
+        vectors = -(-wo // lanes)
+        counts["work"] = n * cout * ho * vectors * kh * phases * words * lanes * DOT_BYTES
+        row_w = vectors * lanes + DOT_BYTES * words - 1  # kernels.DepthwiseSpec.row_w / right_pad
+        right = max(right, row_w * sw - w - left)
+        counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
+    else:
+        counts["work"] = 0
+        counts["default_conv_macs_per_cycle"] = n * cout * ho * wo * cin_g * kh * kw
+    return counts
+
+
 def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[str, int, int]:
     """(kind, real MACs, padded array work) of a conv; PERFORMANCE.md "Latency model", compute."""
     n, cout, ho, wo = out_shape
@@ -268,6 +357,12 @@ KIND_FIGURE = {
     "Lut": "lut_per_cycle",
     "Mul": "mul_per_cycle",
     "AveragePool": "avgpool_per_cycle",
+    # Host per-kind figures (HOST_FIGURES' companions): kinds that TVM's default schedules compile, each at its
+    # own speed. MatMul's work is MACs, the others' output elements.
+    "MatMul": "matmul_macs_per_cycle",
+    "ConvTranspose": "convtranspose_per_cycle",
+    "ResizeLinear": "resize_linear_per_cycle",
+    "Softmax": "softmax_per_cycle",
 }
 # Optional per-kind fixed cost per op replacing op_overhead_cycles (NPU board files only; a host profile has none,
 # so its numbers do not move). Vela: a Reshape is a view and costs 0 cycles (``reshape_cycles`` = 0 makes the
@@ -317,7 +412,13 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         out_shape = shapes[op.output]
         if isinstance(op, Conv):
             kind, macs, work = _conv_work(op, out_shape, acc)
-            compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)))
+            counts = host_counts(op, shapes[op.input], out_shape, acc)  # {} unless the profile has dot_lanes
+            work = counts.get("work", work)
+            extra = sum(
+                (Fraction(counts[f]) / Fraction(acc[f]) for f in HOST_TERMS if f in counts and f in acc.figures),
+                Fraction(0),
+            )
+            compute = math.ceil(Fraction(work) / Fraction(throughput(acc, kind)) + extra)
             per_channel = PARAM_BYTES_INT32 if op.int32_output else PARAM_BYTES_INT8
             weight_bytes = int(op.weight.size) + per_channel * int(op.weight.shape[0])
             out_bytes = math.prod(out_shape) * (4 if op.int32_output else 1)
@@ -347,6 +448,8 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
             weight_bytes = 0
             out_bytes = math.prod(out_shape)
         act_bytes = sum(math.prod(shapes[t]) for t in dict.fromkeys(op.inputs)) + out_bytes
+        if "context_bytes_per_cycle" in acc.figures:  # host: a layer inside the graph, not alone (HOST_FIGURES)
+            compute += math.ceil(Fraction(act_bytes) / Fraction(acc["context_bytes_per_cycle"]))
         # Activations that fit stay in SRAM; otherwise they spill and move over the DRAM port with the weights.
         # The two ports work in parallel (Vela: the max over memory areas).
         on_chip = act_bytes <= acc["sram_bytes"]

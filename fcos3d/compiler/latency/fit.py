@@ -6,7 +6,6 @@ to paste into fcos3d/boards/host.toml (that command is the figures' source).
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import replace
@@ -19,7 +18,7 @@ from fcos3d.int8.ops import Conv, GraphInput, GraphOutput, IntGraph
 
 from .estimate import tensor_shapes
 
-__all__ = ["single_op_graphs", "measure_layers", "measure_bandwidth", "fit_host", "calibrated_board"]
+__all__ = ["single_op_graphs", "measure_layers", "measure_bandwidth", "fit_host", "fit_context", "calibrated_board"]
 
 
 def single_op_graphs(graph: IntGraph) -> dict[str, IntGraph]:
@@ -36,21 +35,24 @@ def single_op_graphs(graph: IntGraph) -> dict[str, IntGraph]:
     return out
 
 
-def _time(vm, dev, name: str, args: list, min_repeat_ms: int, repeat: int) -> float:
-    """Fastest of ``repeat`` means, seconds: the minimum is the least disturbed by other jobs on the machine."""
+def _time(vm, dev, name: str, args: list, repeat: int) -> float:
+    """Fastest of ``repeat`` single calls, seconds, after one warm-up call: on a machine shared with other jobs a
+    single call of up to a few ms is often not preempted, and the minimum is that call (a mean over a window of
+    20 ms, as before 2026-12-05, always includes the other jobs' time slices)."""
     vm.save_function(name, name + "_timed", *args)
-    result = vm.time_evaluator(name + "_timed", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)()
+    vm[name + "_timed"]()  # warm-up: first-touch allocations, code and data into the caches
+    result = vm.time_evaluator(name + "_timed", dev, number=1, repeat=repeat, min_repeat_ms=0)()
     return float(min(result.results))
 
 
-def measure_layers(
-    graph: IntGraph, board: Board | str = "host", min_repeat_ms: int = 20, repeat: int = 5, seed: int = 0
-) -> dict:
+def measure_layers(graph: IntGraph, board: Board | str = "host", repeat: int = 30, seed: int = 0) -> dict:
     """Compile the whole graph (``main``) and every op alone (``layer_<i>``) in one module for this CPU; time
-    each with the VM's time_evaluator on random int8 inputs. Returns ``{"layers_s": [...], "total_s": s}``.
+    each with the VM's time_evaluator on random int8 inputs, the fastest of ``repeat`` single calls. Returns
+    ``{"layers_s": [...], "total_s": s}``. Run it with TVM_NUM_THREADS=1 for the one-thread profile.
 
     Per-op modules see no fusion across ops (there is none today: fuse.py fuses within an op), and each call
-    includes the VM's call overhead, which the fitted per-op overhead absorbs."""
+    includes the VM's call overhead, which the fitted per-op overhead absorbs. A layer alone runs with its
+    input, output and weights in the caches, which it may not find inside the whole graph."""
     import tvm
     from tvm import relax
 
@@ -67,8 +69,8 @@ def measure_layers(
     def args_of(g: IntGraph) -> list:
         return [tvm.runtime.tensor(rng.integers(-128, 128, size=i.shape, dtype=np.int8), dev) for i in g.inputs]
 
-    total = _time(vm, dev, "main", args_of(graph), min_repeat_ms, repeat)
-    layers = [_time(vm, dev, name, args_of(g), min_repeat_ms, repeat) for name, g in graphs.items() if name != "main"]
+    total = _time(vm, dev, "main", args_of(graph), repeat)
+    layers = [_time(vm, dev, name, args_of(g), repeat) for name, g in graphs.items() if name != "main"]
     return {"layers_s": layers, "total_s": total}
 
 
@@ -85,7 +87,8 @@ def measure_bandwidth(nbytes: int, seconds: float = 0.3) -> float:
     return 2 * src.nbytes / best
 
 
-# Fitted coefficients: figure name -> the op kinds whose padded work it divides (estimate.throughput).
+# Fitted coefficients: figure name -> the op kinds whose work it divides (estimate.throughput, KIND_FIGURE). The
+# kinds of no column (Clip, Reshape, Transpose, ...) divide elementwise_per_cycle, as estimate.throughput does.
 FIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "macs_per_cycle": ("Conv", "GroupConv", "HeadConv"),
     "depthwise_macs_per_cycle": ("DepthwiseConv",),
@@ -93,47 +96,82 @@ FIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "resize_per_cycle": ("Resize",),
     "maxpool_per_cycle": ("MaxPool",),
     "concat_per_cycle": ("Concat",),
+    "lut_per_cycle": ("Lut",),
+    "mul_per_cycle": ("Mul",),
+    "avgpool_per_cycle": ("AveragePool",),
+    "matmul_macs_per_cycle": ("MatMul",),
+    "convtranspose_per_cycle": ("ConvTranspose",),
+    "resize_linear_per_cycle": ("ResizeLinear",),
+    "softmax_per_cycle": ("Softmax",),
 }
 # A kind whose fitted cost is 0 (its layers are all overhead) gets this throughput instead of infinity.
 FREE = 1e12
 
 
-def fit_host(layers: list, measured_s: list[float], clock_hz: float) -> dict[str, float]:
-    """Least-squares fit of measured cycles ``y = sum_kind work_kind / throughput_kind + overhead`` with
-    non-negative coefficients, each row weighted by 1 / sqrt(y): between absolute error (which fits the big
-    layers and leaves the small ones wrong by 5x) and relative error (which fits the many small layers and
-    underestimates the big ones); chosen on the measured graphs of PERFORMANCE.md. ``layers``: LayerEstimates made with unit block sizes (so work = real work). Solved over
-    every subset of active coefficients (at most 7 unknowns: 127 small solves), keeping the best feasible one
-    (a brute-force non-negative least squares, enough at this size). Returns the fitted figures (only kinds
-    present in ``layers``), ``elementwise_per_cycle`` (the slowest element-op kind: the fallback) and
-    ``rms_rel_error``."""
+def _column(kind: str) -> str:
+    for name, kinds in FIT_COLUMNS.items():
+        if kind in kinds:
+            return name
+    return "elementwise_per_cycle"
+
+
+def fit_host(
+    layers: list, measured_s: list[float], clock_hz: float, counts: list[dict] | None = None
+) -> dict[str, float]:
+    """Non-negative least squares (scipy.optimize.nnls) of measured cycles ``y = sum_kind work_kind /
+    throughput_kind + sum_term units_term / figure_term + overhead``, each row weighted by 1 / sqrt(y): between
+    absolute error (which fits the big layers and leaves the small ones wrong by 5x) and relative error (which
+    fits the many small layers and underestimates the big ones); chosen on the measured graphs of PERFORMANCE.md.
+    ``layers``: LayerEstimates made with unit block sizes (so work = real work, or the dot instructions' MAC
+    slots with ``dot_lanes``). ``counts``: per layer, estimate.host_counts (the host's per-conv terms: output
+    elements, im2col words, pad bytes, default-conv MACs), each a column of its own. Returns the fitted figures
+    (only columns present in ``layers``), ``elementwise_per_cycle`` (its own column's when kinds without a
+    figure are present, else the slowest element-op kind: the fallback) and ``rms_rel_error``."""
+    from scipy.optimize import nnls
+
+    from .estimate import HOST_TERMS
+
     y = np.array(measured_s, dtype=np.float64) * clock_hz
-    names = [n for n, kinds in FIT_COLUMNS.items() if any(layer.op in kinds for layer in layers)]
+    counts = counts if counts is not None else [{} for _ in layers]
+    kinds = [_column(layer.op) for layer in layers]
+    names = [n for n in (*FIT_COLUMNS, "elementwise_per_cycle") if n in kinds]
+    terms = [t for t in HOST_TERMS if any(c.get(t) for c in counts)]
     cols = [
-        np.array([layer.work if layer.op in FIT_COLUMNS[n] else 0 for layer in layers], dtype=np.float64) for n in names
+        np.array([layer.work if k == n else 0 for layer, k in zip(layers, kinds, strict=True)], dtype=np.float64)
+        for n in names
     ]
+    cols += [np.array([c.get(t, 0) for c in counts], dtype=np.float64) for t in terms]
     w = 1.0 / np.sqrt(y)
-    a = np.stack(cols + [np.ones_like(y)], axis=1) * w[:, None]
-    b = y * w
-    best = None
-    for k in range(1, a.shape[1] + 1):
-        for active in itertools.combinations(range(a.shape[1]), k):
-            coef, *_ = np.linalg.lstsq(a[:, active], b, rcond=None)
-            if (coef < 0).any():
-                continue
-            full = np.zeros(a.shape[1])
-            full[list(active)] = coef
-            rms = float(np.sqrt(np.mean(((a @ full - b) / b) ** 2)))  # relative, for the report
-            if best is None or rms < best[1]:
-                best = (full, rms)
-    coef, rms = best
-    out = {n: (1.0 / c if c > 0 else FREE) for n, c in zip(names, coef[:-1], strict=True)}
+    a = np.stack(cols + [np.ones_like(y)], axis=1)
+    scale = a.max(axis=0)  # columns of 1 .. 1e9: scaled to 1 for the solver, unscaled after
+    coef, _ = nnls(a / scale * w[:, None], y * w, maxiter=50 * a.shape[1])
+    coef = coef / scale
+    rms = float(np.sqrt(np.mean(((a @ coef - y) / y) ** 2)))  # relative, for the report
+    out = {n: (1.0 / c if c > 0 else FREE) for n, c in zip(names + terms, coef[:-1], strict=True)}
     out["op_overhead_cycles"] = max(float(coef[-1]), 1.0)  # board figures must be > 0: 1 cycle when the fit gives 0
     element = [out[n] for n in names if n not in ("macs_per_cycle", "depthwise_macs_per_cycle")]
-    if element:
+    if element and "elementwise_per_cycle" not in out:
         out["elementwise_per_cycle"] = min(element)
     out["rms_rel_error"] = rms
     return out
+
+
+def fit_context(graphs: list[tuple[int, int, int, float]], op_overhead_cycles: float) -> dict[str, float]:
+    """The whole-graph correction of a per-layer fit: ``graphs`` as (estimated cycles of the layers alone, ops,
+    activation bytes summed over the ops, measured cycles of the whole module). Least squares in relative error
+    of ``measured - estimated = d x ops + activation bytes / context_bytes_per_cycle``: ``d`` moves the per-op
+    overhead (a call inside the VM's main costs less than a function called alone), the byte term is what a
+    layer pays for not finding its tensors in the caches as it does when timed alone. Returns
+    ``op_overhead_cycles`` (moved by d, at least 1) and ``context_bytes_per_cycle`` (absent when the fit gives
+    a cost <= 0)."""
+    est, ops, nbytes, measured = (np.array(c, dtype=np.float64) for c in zip(*graphs, strict=True))
+    a = np.stack([ops, nbytes], axis=1) / measured[:, None]
+    b = (measured - est) / measured
+    (d, per_byte), *_ = np.linalg.lstsq(a, b, rcond=None)
+    if per_byte <= 0:  # no byte cost: the overhead alone
+        d = float(np.linalg.lstsq(a[:, :1], b, rcond=None)[0][0])
+        return {"op_overhead_cycles": max(op_overhead_cycles + d, 1.0)}
+    return {"op_overhead_cycles": max(op_overhead_cycles + d, 1.0), "context_bytes_per_cycle": 1.0 / per_byte}
 
 
 def calibrated_board(board: Board, fitted: dict[str, float], source: str) -> Board:
