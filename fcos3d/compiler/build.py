@@ -61,7 +61,10 @@ def build_executable(mod, target):
     """``relax.build`` of a module already lowered by ``pipeline.run_pipeline`` (so no Relax pipeline)."""
     from tvm import relax
 
-    return relax.build(mod, target, relax_pipeline=None)
+    from .requantize import even_odd_lowering
+
+    with even_odd_lowering(target):
+        return relax.build(mod, target, relax_pipeline=None)
 
 
 def export_library(executable, path: Path, board: Board) -> Path:

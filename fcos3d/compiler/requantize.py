@@ -6,12 +6,22 @@ TVM's ``topi.fixed_point_multiply_per_axis`` on the constants ``fixedpoint.quant
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
-from tvm import relax, topi
+from tvm import relax, tirx, topi
 
 from fcos3d.int8 import fixedpoint as fx
 
-__all__ = ["emit_output_int8", "emit_requantize", "emit_requantize_table", "emit_saturate_int8"]
+__all__ = [
+    "emit_output_int8",
+    "emit_requantize",
+    "emit_requantize_table",
+    "emit_saturate_int8",
+    "even_odd_lowering",
+    "lower_even_odd",
+]
 
 
 def emit_requantize(
@@ -66,3 +76,93 @@ def emit_output_int8(bb: relax.BlockBuilder, y: relax.Expr, zero_point: int, bou
         y = bb.emit(relax.op.add(y, relax.const(np.int32(zero_point), "int32")))
     lo, hi = bounds
     return bb.emit(relax.op.astype(relax.op.clip(y, int(lo), int(hi)), "int8"))
+
+
+# --- the vector form of the rounding on x86 -------------------------------------------------------------------
+#
+# TVM lowers ``q_multiply_shift_per_axis`` on an int32 x N vector by widening it to int64 x N, which LLVM splits
+# into two int64 x N/2 halves (zero-extends, an extract, two multiplies, two narrows and an insert). The same
+# integers come out of the even/odd form: the int32 x N vector read as int64 x N/2 holds lane 2k in the low and
+# lane 2k + 1 in the high half of word k; ``(w << 32) >> 32`` and ``w >> 32`` are those lanes sign-extended, so
+# each product is one ``vpmuldq``; after the rounding add and the shift, word k's low half is lane 2k's result and
+# the odd results shifted up by 32 fill the high halves. Only the vector schedule changes: the formula (one
+# rounding, ties up, the int64 result truncated to int32) is fixedpoint.requantize's, bit for bit
+# (tests/compiler/test_requantize_lowering.py). x86 only: NEON has no 64-bit lane multiply.
+
+_STATE = threading.local()
+
+
+def _int(e) -> int | None:
+    """The value of a constant (or a broadcast constant: the vectoriser broadcasts every argument)."""
+    if isinstance(e, tirx.Broadcast):
+        e = e.value
+    return int(e.value) if isinstance(e, tirx.IntImm) else None
+
+
+def _halves(v, half: int):
+    """int32 x 2h -> (even lanes, odd lanes) as sign-extended int64 x h."""
+    if isinstance(v, tirx.Broadcast):
+        scalar = tirx.Cast("int64", v.value)
+        return tirx.Broadcast(scalar, half), tirx.Broadcast(scalar, half)
+    w = tirx.call_intrin(f"int64x{half}", "tirx.reinterpret", v)
+    c32 = tirx.Broadcast(tirx.const(32, "int64"), half)
+    return tirx.shift_right(tirx.shift_left(w, c32), c32), tirx.shift_right(w, c32)
+
+
+def lower_even_odd(op):
+    """The even/odd form of a vector ``q_multiply_shift_per_axis(x, m, ls, rs, 31, False, rshift)`` (int32 x N,
+    N 8 or 16); ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
+    if not getattr(_STATE, "active", False):
+        return op
+    x, m, _ls, rs, q, lshift, rshift = op.args
+    base, _, n = str(x.ty).partition("x")  # "int32x16"
+    lanes = int(n) if n.isdigit() else 1
+    if base != "int32" or lanes not in (8, 16) or _int(q) != 31 or _int(lshift) != 0:
+        return op
+    half = lanes // 2
+    xe, xo = _halves(x, half)
+    me, mo = _halves(m, half)
+    if _int(rshift):
+        re, ro = _halves(rs, half)
+    else:
+        re = ro = tirx.Broadcast(tirx.const(0, "int64"), half)
+    one = tirx.Broadcast(tirx.const(1, "int64"), half)
+
+    def rounded(prod, r):
+        total = tirx.Broadcast(tirx.const(31, "int64"), half) + r
+        return tirx.shift_right(prod + tirx.shift_left(one, total - one), total)
+
+    even = rounded(xe * me, re)
+    odd = rounded(xo * mo, ro)
+    low = tirx.Broadcast(tirx.const(0xFFFFFFFF, "int64"), half)
+    c32 = tirx.Broadcast(tirx.const(32, "int64"), half)
+    word = tirx.bitwise_or(tirx.shift_left(odd, c32), tirx.bitwise_and(even, low))
+    return tirx.call_intrin(f"int32x{lanes}", "tirx.reinterpret", word)
+
+
+_REGISTERED = []
+
+
+@contextmanager
+def even_odd_lowering(target):
+    """Within the block, builds for an x86 ``target`` lower the vector requantisation in the even/odd form
+    (lower_even_odd); other targets keep TVM's lowering."""
+    import tvm
+
+    if not _REGISTERED:
+        tvm.tirx.op.register_intrin_lowering(
+            "tirx.q_multiply_shift_per_axis", target="llvm", f=lower_even_odd, level=99
+        )
+        _REGISTERED.append(True)
+    triple = str(target.attrs.get("mtriple", "") or "") if target is not None else ""
+    x86 = target is not None and str(target.kind.name) == "llvm" and not triple.startswith("aarch64")
+    if x86 and not triple:
+        import platform
+
+        x86 = platform.machine().lower() in ("x86_64", "amd64")
+    previous = getattr(_STATE, "active", False)
+    _STATE.active = x86
+    try:
+        yield
+    finally:
+        _STATE.active = previous
