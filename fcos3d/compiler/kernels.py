@@ -30,6 +30,7 @@ __all__ = [
     "pack_dense_weight",
     "pack_depthwise_weight",
     "pad_split",
+    "upsample_nearest",
     "window_dot",
 ]
 
@@ -175,6 +176,34 @@ def pad_split(
                             store(lo + k * chunk, chunk)
                     if rest:
                         store(lo + full * chunk, rest)
+    return fn[0]
+
+
+def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, int]) -> tirx.PrimFunc:
+    """x (1, C, H, W) int8 -> (1, C, H * fh, W * fw) int8, ``out[c, y, x] = x[c, y // fh, x // fw]``: a nearest resize
+    by whole factors (import_int_graph uses it where the resize's index maps are exactly these). Threads over
+    channels; per output row, vector loads of the input row and one shuffle that repeats each byte fw times."""
+    (h, w), (fh, fw) = in_hw, factors
+    chunk = max(1, 64 // fw)  # input bytes per shuffle: 64 output bytes
+    params = {"x": ((1, channels, h, w), "int8"), "out": ((1, channels, h * fh, w * fw), "int8")}
+    with _kernel("upsample_nearest", params) as (b, fn):
+        x, out = b["x"], b["out"]
+        with T.parallel(0, channels) as c:
+            with T.serial(0, h * fh) as y:
+                row = tirx.floordiv(y, fh) if fh > 1 else y
+
+                def store(q0, n):
+                    src = T.BufferLoad(x, [0, c, row, _ramp(q0, n)])
+                    if fw > 1:  # (TVM's Shuffle makes at most as many lanes as it is given)
+                        src = T.Shuffle([src] * fw, [i // fw for i in range(n * fw)])
+                    T.buffer_store(out, src, [0, c, y, _ramp(q0 * fw, n * fw)])
+
+                full, rest = divmod(w, chunk)
+                if full:
+                    with T.serial(0, full) as k:
+                        store(k * chunk, chunk)
+                if rest:
+                    store(full * chunk, rest)
     return fn[0]
 
 

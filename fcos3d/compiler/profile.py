@@ -58,6 +58,7 @@ _KINDS = (
     "pool_sum",
     "concatenate",
     "take",
+    "upsample_nearest",
     "conv2d",
     "matmul",
     "requantize",

@@ -1,4 +1,5 @@
-"""kernels: the packed operands of the int8 GEMM byte for byte against numpy (weights, padded input, im2col)."""
+"""kernels: the packed operands of the int8 GEMM byte for byte against numpy (weights, padded input, im2col), the
+flipped pad_split of the x86 depthwise kernel, and the nearest upsample by whole factors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import tvm
 
-from fcos3d.compiler.kernels import DenseConvSpec, im2col_words, pack_dense_weight, pad_split
+from fcos3d.compiler.kernels import DenseConvSpec, im2col_words, pack_dense_weight, pad_split, upsample_nearest
 
 TARGET = tvm.target.Target({"kind": "llvm"})
 
@@ -39,6 +40,23 @@ def test_pad_split_is_the_zero_padded_input_split_by_column_phase(pads, stride):
     padded = np.pad(padded, ((0, 0), (0, 0), (0, wq * stride - padded.shape[2])))
     want = np.stack([padded[:, :, ph::stride] for ph in range(stride)], axis=2)
     got = _run(pad_split(3, (5, 9), pads, stride), x, out_shape=want.shape, out_dtype=np.int8)
+    assert np.array_equal(got, want)
+
+
+def test_flipped_pad_split_is_the_padded_input_plus_128_as_uint8():
+    x = np.random.default_rng(3).integers(-128, 128, size=(1, 2, 4, 7), dtype=np.int8)
+    x[0, 0, 0, :2] = [-128, 127]
+    want = (np.pad(x[0].astype(np.int16), ((0, 0), (1, 1), (1, 2))) + 128).astype(np.uint8).view(np.int8)
+    got = _run(pad_split(2, (4, 7), (1, 1, 1, 2), 1, flip=True), x, out_shape=(2, 6, 1, 10), out_dtype=np.int8)
+    assert np.array_equal(got[:, :, 0], want)
+
+
+@pytest.mark.parametrize(("hw", "factors"), [((3, 5), (2, 2)), ((2, 70), (2, 2)), ((4, 3), (1, 3)), ((3, 33), (3, 1))])
+def test_upsample_nearest_repeats_rows_and_columns(hw, factors):
+    h, w = hw
+    x = np.random.default_rng(4).integers(-128, 128, size=(1, 3, h, w), dtype=np.int8)
+    want = x.repeat(factors[0], axis=2).repeat(factors[1], axis=3)
+    got = _run(upsample_nearest(3, hw, factors), x, out_shape=want.shape, out_dtype=np.int8)
     assert np.array_equal(got, want)
 
 
