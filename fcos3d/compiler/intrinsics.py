@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tvm.script import tirx as T
 
-__all__ = ["DotIntrin", "dot_intrin_for", "vector_lanes"]
+__all__ = ["DotIntrin", "dot_intrin_for", "target_is_arm", "vector_lanes"]
 
 
 def vector_lanes(target, bits: int = 32) -> int:
@@ -163,13 +163,18 @@ def dot_intrin_for(target) -> DotIntrin | None:
 
     if target is None or str(target.kind.name) != "llvm":
         return None
-    triple = str(target.attrs.get("mtriple", "") or "")
-    is_arm = triple.startswith("aarch64") or (not triple and _host_is_arm())
+    is_arm = target_is_arm(target)
     if is_arm and target_has_features("dotprod", target):
         return _register(ARM_SDOT)
     if not is_arm and target_has_features("avx512vnni", target):
         return _register(X86_VNNI)
     return None
+
+
+def target_is_arm(target) -> bool:
+    """An llvm ``target`` for aarch64: its triple says so, or it has none and this machine is one."""
+    triple = str(target.attrs.get("mtriple", "") or "")
+    return triple.startswith("aarch64") or (not triple and _host_is_arm())
 
 
 def _host_is_arm() -> bool:

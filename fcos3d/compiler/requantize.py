@@ -154,12 +154,9 @@ def even_odd_lowering(target):
             "tirx.q_multiply_shift_per_axis", target="llvm", f=lower_even_odd, level=99
         )
         _REGISTERED.append(True)
-    triple = str(target.attrs.get("mtriple", "") or "") if target is not None else ""
-    x86 = target is not None and str(target.kind.name) == "llvm" and not triple.startswith("aarch64")
-    if x86 and not triple:
-        import platform
+    from .intrinsics import target_is_arm
 
-        x86 = platform.machine().lower() in ("x86_64", "amd64")
+    x86 = target is not None and str(target.kind.name) == "llvm" and not target_is_arm(target)
     previous = getattr(_STATE, "active", False)
     _STATE.active = x86
     try:

@@ -31,7 +31,7 @@ def _build(rows: int, cols: int, per_lane: bool, lanes: int):
     y = topi.fixed_point_multiply_per_axis(x, m, ls, rs, 0, 1, axes=axes)
     func = te.create_prim_func([x, m, ls, rs, y])
     sch = tvm.s_tir.Schedule(func)
-    block = sch.get_sblock(sch.get(sch.get_child_blocks(sch.get_sblock("root"))[0]).name_hint)
+    block = sch.get_child_blocks(sch.get_sblock("root"))[0]
     _, inner = sch.get_loops(block)
     _, vec = sch.split(inner, [None, lanes])
     sch.vectorize(vec)

@@ -269,13 +269,12 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         if (kh, kw) != (1, 1) or (sh, sw) != (1, 1) or any(op.pads):
             counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
     elif kernel == "depthwise":
-        taps = -(-kw // sw)  # of phase 0, the most
-        phases, words = min(sw, kw), -(-taps // DOT_BYTES)
-        vectors = -(-wo // lanes)
-        counts["work"] = n * cout * ho * vectors * kh * phases * words * lanes * DOT_BYTES
-        row_w = vectors * lanes + DOT_BYTES * words - 1  # kernels.DepthwiseSpec.row_w / right_pad
-        right = max(right, row_w * sw - w - left)
-        counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
+        from ..kernels import DepthwiseSpec  # the kernel's own geometry (imports TVM: host profiles only)
+
+        spec = DepthwiseSpec((kh, kw), op.strides, w, op.pads, (ho, wo), 0, lanes)
+        counts["work"] = n * cout * ho * spec.out_w_padded * kh * spec.phases * spec.words * DOT_BYTES
+        padded_w = w + left + spec.right_pad
+        counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-padded_w // sw)
     else:
         counts["work"] = 0
         counts["default_conv_macs_per_cycle"] = n * cout * ho * wo * cin_g * kh * kw
