@@ -41,7 +41,8 @@ BYTES = 4  # int8 reduction steps per 32-bit word: one lane of vpdpbusd / sdot
 
 @dataclass(frozen=True)
 class DenseConvSpec:
-    """A groups=1 conv as a GEMM ``acc[o, p] = sum_r cols[r, p] * w[o, r]``, r = (ic, kh, kw), p = (oh, ow).
+    """A groups=1 conv as a GEMM ``acc[o, p] = sum_r cols[r, p] * w[o, r]``, r = (ic, kh, kw), p = (oh, ow);
+    tap (ky, kx) of output (oy, ox) reads padded input (oy sh + ky dh, ox sw + kx dw) (``dilation`` (dh, dw)).
 
     ``offset`` is added to every activation byte packed (128 makes them the uint8 that x86 ``vpdpbusd`` wants;
     0 for Arm ``sdot``, signed x signed); the product sum then exceeds the conv by ``offset * sum_r w[o, r]``,
@@ -57,6 +58,7 @@ class DenseConvSpec:
     out_hw: tuple[int, int]
     offset: int  # 128 (x86 VNNI) or 0 (Arm sdot, plain vectors)
     position_block: int
+    dilation: tuple[int, int] = (1, 1)
 
     def __post_init__(self):
         if self.reduction * 255 * 128 >= 2**31:
@@ -214,6 +216,7 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
     vectors along output rows (every load contiguous)."""
     kh, kw = spec.kernel
     sh, sw = (1, 1) if spec.pointwise else spec.strides
+    dh, dw = spec.dilation
     oh, ow = (1, spec.positions) if spec.pointwise else spec.out_hw
     h, w = spec.in_hw
     if spec.pointwise:
@@ -234,7 +237,8 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
                 if k < valid:
                     r = rb * BYTES + k
                     ic, ky, kx = r // (kh * kw), r % (kh * kw) // kw, r % kw
-                    term = (T.Cast("int32", flat[ic, y * sh + ky, kx % sw, x + kx // sw]) + off) & 255
+                    col = kx * dw  # the tap's column offset in the padded row: phase col % sw, word col // sw
+                    term = (T.Cast("int32", flat[ic, y * sh + ky * dh, col % sw, x + col // sw]) + off) & 255
                     term = T.shift_left(term, 8 * k) if k else term
                 else:  # a padding step: the offset byte, as the int32 constant it makes in place
                     term = tirx.const(_word([0] * k + [off]), "int32")

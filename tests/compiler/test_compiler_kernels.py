@@ -60,21 +60,32 @@ def test_upsample_nearest_repeats_rows_and_columns(hw, factors):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("pointwise", [True, False])
-def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise):
+@pytest.mark.parametrize(
+    ("pointwise", "stride", "dilation"),
+    [(True, 1, (1, 1)), (False, 2, (1, 1)), (False, 1, (2, 3)), (False, 2, (3, 2)), (False, 3, (2, 2))],
+)
+def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise, stride, dilation):
     rng = np.random.default_rng(2)
     if pointwise:  # 5 channels: the second word has 1 real byte; 35 positions padded to 64
         spec = DenseConvSpec(5, (5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (5, 7), offset=128, position_block=64)
         x = rng.integers(-128, 128, size=(1, 5, 5, 7), dtype=np.int8)
         src, cols = x, x[0].reshape(5, -1).astype(np.int32)
-    else:  # the stem: 3x3, stride 2, pad 1, R = 27
-        spec = DenseConvSpec(3, (9, 11), (3, 3), (2, 2), (1, 1, 1, 1), (5, 6), offset=128, position_block=64)
+    else:  # a stem-like 3x3 conv, R = 27, pad 1 (2 when dilated): the stem, and dilated taps in every phase
+        (dh, dw), pad = dilation, 1 if dilation == (1, 1) else 2
+        out_hw = tuple((n + 2 * pad - d * 2 - 1) // stride + 1 for n, d in zip((9, 11), dilation, strict=True))
+        spec = DenseConvSpec(
+            3, (9, 11), (3, 3), (stride, stride), (pad,) * 4, out_hw, offset=128, position_block=64, dilation=dilation
+        )
         x = rng.integers(-128, 128, size=(1, 3, 9, 11), dtype=np.int8)
-        src = _run(pad_split(3, (9, 11), spec.pads, 2), x, out_shape=(3, 11, 2, 7), out_dtype=np.int8)
-        xp = np.pad(x[0].astype(np.int32), ((0, 0), (1, 1), (1, 1)))
+        wq = -(-(11 + 2 * pad) // stride)
+        src = _run(
+            pad_split(3, (9, 11), spec.pads, stride), x, out_shape=(3, 9 + 2 * pad, stride, wq), out_dtype=np.int8
+        )
+        xp = np.pad(x[0].astype(np.int32), ((0, 0), (pad, pad), (pad, pad)))
+        oh, ow = out_hw
         cols = np.stack(
             [
-                xp[c, ky : ky + 9 : 2, kx : kx + 11 : 2].reshape(-1)
+                xp[c, ky * dh : ky * dh + oh * stride : stride, kx * dw : kx * dw + ow * stride : stride].reshape(-1)
                 for c in range(3)
                 for ky in range(3)
                 for kx in range(3)

@@ -233,6 +233,8 @@ OP_CASES: tuple[OpCase, ...] = (
     OpCase("conv_clip", _conv(act="clip")),
     OpCase("conv_depthwise", _conv(group=4, cin=4, cout=4)),
     OpCase("conv_dilated", _conv(dilation=2, pad=2)),
+    OpCase("conv_dilated_s2", _conv(stride=2, dilation=3, pad=2, hw=11)),
+    OpCase("conv_depthwise_dilated", _conv(group=4, cin=4, cout=4, dilation=2, pad=2)),
     OpCase("conv1x1_no_bias", _conv(k=1, pad=0, bias=False)),
     OpCase("add", _add(), add_rule=True),
     OpCase("add_relu_broadcast", _add(relu=True, broadcast=True), add_rule=True),

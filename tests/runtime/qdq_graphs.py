@@ -141,6 +141,7 @@ class QDQGraphBuilder:
         weight_scales: np.ndarray | None = None,
         bias_values: np.ndarray | None = None,
         int32_output: bool = False,
+        dilation: int = 1,
     ) -> QTensor | str:
         """DQ(x), DQ(W int8, per-channel axis 0), [DQ(B int32, s_in*s_w)] -> Conv -> [Relu] -> Q.
 
@@ -177,8 +178,8 @@ class QDQGraphBuilder:
             bz = self.const("b_zp", np.zeros(out_channels, dtype=np.int32))
             b = self.const("b", np.asarray(bias_values, dtype=np.int32))
             inputs.append(self.node("DequantizeLinear", [b, bs, bz], prefix="dq_b", axis=0)[0])
-        ho = (h + 2 * pad - kernel) // stride + 1
-        wo = (w + 2 * pad - kernel) // stride + 1
+        ho = (h + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+        wo = (w + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
         y = self.node(
             "Conv",
             inputs,
@@ -186,7 +187,7 @@ class QDQGraphBuilder:
             strides=[stride, stride],
             pads=[pad] * 4,
             group=groups,
-            dilations=[1, 1],
+            dilations=[dilation, dilation],
         )[0]
         shape = (n, out_channels, ho, wo)
         if int32_output:

@@ -203,7 +203,7 @@ NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an 
 # included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
 # epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
 # zero-point pad of an asymmetric input (a separate TVM pad) per byte, and, for a conv that kernels.py does not
-# compile (dilated; grouped but not depthwise), TVM's default conv2d per MAC.
+# compile (a dilated depthwise conv; grouped but not depthwise), TVM's default conv2d per MAC.
 HOST_TERMS = (
     "conv_outputs_per_cycle",
     "pack_words_per_cycle",
@@ -219,13 +219,11 @@ DOT_BYTES = 4  # int8 products per lane of one dot instruction (kernels.BYTES)
 
 
 def _kernel_conv(op: Conv) -> str | None:
-    """Which kernels.py kernel compiles a conv (compiler/passes/legalize.py): "dense" (groups 1), "depthwise",
-    or None (dilated / grouped: TVM's default conv2d)."""
-    if op.dilations != (1, 1):
-        return None
+    """Which kernels.py kernel compiles a conv (compiler/passes/legalize.py): "dense" (groups 1, dilated or
+    not), "depthwise" (not dilated), or None (dilated depthwise / grouped: TVM's default conv2d)."""
     if op.groups == 1:
         return "dense"
-    if op.weight.shape[1] == 1 and op.groups == op.weight.shape[0]:
+    if op.weight.shape[1] == 1 and op.groups == op.weight.shape[0] and op.dilations == (1, 1):
         return "depthwise"
     return None
 

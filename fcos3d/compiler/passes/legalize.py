@@ -40,8 +40,8 @@ def _emit_pad_split(
 
 
 def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-    """int8 conv2d (NCHW, OIHW, int32 out, constant weight, no dilation, batch 1) -> a kernels.py call_tir;
-    anything else -> TVM's default legalisation."""
+    """int8 conv2d (NCHW, OIHW, int32 out, constant weight, batch 1; dense with any dilation, depthwise without)
+    -> a kernels.py call_tir; anything else -> TVM's default legalisation."""
     from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
 
     target = tvm.target.Target.current(allow_none=True)
@@ -56,7 +56,6 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         or str(attrs.out_dtype) != "int32"
         or str(x.ty.dtype) != "int8"
         or str(weight.ty.dtype) != "int8"
-        or any(int(d) != 1 for d in attrs.dilation)
         or int(x.ty.shape[0]) != 1
     ):
         return _nn_conv2d(bb, call)
@@ -65,6 +64,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     strides = (int(attrs.strides[0]), int(attrs.strides[1]))
     pads = tuple(int(p) for p in attrs.padding)
     out_hw = (int(call.ty.shape[2]), int(call.ty.shape[3]))
+    dilation = (int(attrs.dilation[0]), int(attrs.dilation[1]))
     if groups == 1:
         intrin = dot_intrin_for(target)
         lanes = intrin.lanes if intrin else vector_lanes(target)
@@ -78,6 +78,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             offset=intrin.offset if intrin else 0,
             # the packed columns are padded to whole register tiles (schedule.gemm_tile): no mask, no tail
             position_block=lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
+            dilation=dilation,
         )
         words, correction = pack_dense_weight(w, spec.offset)
         src = x if spec.pointwise else _emit_pad_split(bb, x, pads, strides[1])
@@ -91,7 +92,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             relax.const(correction, "int32"),
             primfunc_name_hint="conv2d_int8",
         )
-    if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1:
+    if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1 and dilation == (1, 1):
         intrin = dot_intrin_for(target)
         spec = DepthwiseSpec(
             kernel=(w.shape[2], w.shape[3]),

@@ -33,6 +33,9 @@ CASES = {
     "head_int32": ((1, 16, 3, 5), dict(out_channels=3, kernel=1, pad=0, int32_output=True)),
     "depthwise_3x3_stride2": ((1, 8, 9, 13), dict(out_channels=8, kernel=3, stride=2, groups=8, relu=True)),
     "depthwise_5x5": ((1, 24, 6, 19), dict(out_channels=24, kernel=5, groups=24)),
+    # 33 x 33 = 1089 positions: the last vector of the last tile is partial (hoist_lane_predicates)
+    "dense_ragged_positions": ((1, 3, 33, 33), dict(out_channels=16, kernel=3, relu=True)),
+    "dilated_stride2": ((1, 5, 13, 17), dict(out_channels=8, kernel=3, stride=2, pad=3, dilation=3)),
 }
 # The host (AVX-512 VNNI where the machine has it) and a CPU without int8 dot products (plain vector code).
 TARGETS = {"host": board_target(load_board("host")), "avx2": tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})}
@@ -78,3 +81,46 @@ def test_every_function_is_marked_scheduled_and_a_second_run_changes_nothing():
     funcs = {gv: f for gv, f in out.functions.items() if isinstance(f, tirx.PrimFunc)}
     assert funcs and all(f.attrs.get("tirx.is_scheduled") for f in funcs.values())
     assert all(again[gv].same_as(f) for gv, f in funcs.items())  # MetaSchedule's functions are kept likewise
+
+
+def _predicated_vector_loops(stmt) -> list[str]:
+    """Names of the blocks under a vectorized loop that carry a per-element predicate (what TVM scalarises)."""
+    from tvm import s_tir
+
+    found = []
+
+    def walk(node, vector: bool):
+        if isinstance(node, tirx.SeqStmt):
+            for s in node.seq:
+                walk(s, vector)
+        elif isinstance(node, tirx.IfThenElse):
+            walk(node.then_case, vector)
+            if node.else_case is not None:
+                walk(node.else_case, vector)
+        elif isinstance(node, tirx.For):
+            walk(node.body, vector or node.kind == tirx.ForKind.VECTORIZED)
+        elif isinstance(node, s_tir.SBlockRealize):
+            if vector and not (isinstance(node.predicate, tirx.IntImm) and node.predicate.value == 1):
+                found.append(node.block.name_hint)
+            walk(node.block.body, vector)
+
+    walk(stmt, False)
+    return found
+
+
+def test_no_vector_loop_of_a_ragged_gemm_epilogue_is_predicated_per_element():
+    """1089 positions in tiles of 48: every tile's epilogue is a predicated block; the predicate moves out of the
+    vector loop (schedule.hoist_lane_predicates), which keeps a scalar copy only for the last vector."""
+    from fcos3d.compiler.passes.fuse import fuse
+    from fcos3d.compiler.passes.import_int_graph import import_int_graph
+    from fcos3d.compiler.passes.legalize import legalize
+    from fcos3d.compiler.passes.schedule import schedule_func
+
+    shape, conv = CASES["dense_ragged_positions"]
+    with TARGETS["host"] as target:
+        fused = fuse(legalize(import_int_graph(_conv_graph(shape, seed=0, **conv).graph)))
+        gemm = next(f for gv, f in fused.functions.items() if "conv2d_int8" in gv.name_hint)
+        scheduled = schedule_func(gemm, target)
+    body = scheduled.body
+    assert _predicated_vector_loops(body) == []
+    assert "T.if_then_else" in scheduled.script() or "if " in scheduled.script()  # the hoisted test is there
