@@ -87,6 +87,11 @@ class DenseConvSpec:
     def pointwise(self) -> bool:
         return self.kernel == (1, 1) and self.strides == (1, 1) and not any(self.pads)
 
+    @property
+    def reads_input(self) -> bool:
+        """im2col reads x (1, IC, H, W) itself: nothing to pad and one column phase (else pad_split's copy)."""
+        return not any(self.pads) and self.strides[1] == 1
+
 
 def _word(byte_values: list[int]) -> int:
     """Little-endian bytes (int) -> the int32 whose memory holds them (what vpdpbusd / sdot read per lane)."""
@@ -138,47 +143,74 @@ def _kernel(name: str, params: dict[str, tuple[tuple[int, ...], str]]):
 
 
 def pad_split(
-    channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, int], stride_w: int, flip: bool = False
+    channels: int,
+    in_hw: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    stride_w: int,
+    flip: bool = False,
+    value: int = 0,
 ) -> tirx.PrimFunc:
-    """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: the zero-padded input with its columns
-    split by phase, ``out[c, y, ph, q] = padded[c, y, q * stride_w + ph]``, so that a strided conv's taps read
-    contiguous rows. Threads over channels; each row phase is one vector load (and, for strides > 1, one
-    shuffle that picks every stride-th byte) in chunks of 64, the padding vector stores of 0. ``flip``: every
-    byte (padding included) xor 0x80, i.e. ``value + 128`` read as uint8 (the operand x86 ``vpdpbusd`` wants,
-    made here for free instead of once per tap in the depthwise kernel)."""
-    (h, w), (top, left, bottom, right), sw = in_hw, pads, stride_w
+    """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: the input padded with ``value`` (an
+    asymmetric input's zero point: its real 0) with its columns split by phase, ``out[c, y, ph, q] = padded[c, y,
+    q * stride_w + ph]``, so that a strided conv's taps read contiguous rows. Threads over channels; each row phase
+    is one vector load (and, for strides > 1, one shuffle that picks every stride-th byte) in chunks of 64, the
+    padding vector stores of ``value``. ``flip``: every byte (padding included) xor 0x80, i.e. ``byte + 128`` read
+    as uint8 (the operand x86 ``vpdpbusd`` wants, made here for free instead of once per tap in the depthwise
+    kernel). With stride_w 1 the output's memory is the padded NCHW tensor (pad_nchw)."""
+    (h, w), sw = in_hw, stride_w
+    top, left, bottom, right = pads
+    hp, wq = h + top + bottom, -(-(w + left + right) // sw)
+    with _kernel("pad_split", {"x": ((1, channels, h, w), "int8"), "out": ((channels, hp, sw, wq), "int8")}) as (b, fn):
+        _pad_split_body(b["x"], b["out"], channels, in_hw, pads, sw, flip, value)
+    return fn[0]
+
+
+def pad_nchw(channels: int, in_hw: tuple[int, int], pads: tuple[int, int, int, int], value: int) -> tirx.PrimFunc:
+    """x (1, C, H, W) int8 -> (1, C, H + top + bottom, W + left + right) int8 padded with ``value``: pad_split's
+    loops for stride 1 (vector row copies, vector pad stores) instead of TOPI's pad, which tests every element
+    (an asymmetric conv's zero-point pad: 0.5 bytes per cycle there)."""
+    (h, w), (top, left, bottom, right) = in_hw, pads
+    hp, wp = h + top + bottom, w + left + right
+    with _kernel("pad", {"x": ((1, channels, h, w), "int8"), "out": ((1, channels, hp, wp), "int8")}) as (b, fn):
+        out = T.decl_buffer((channels, hp, 1, wp), "int8", data=b["out"].data)
+        _pad_split_body(b["x"], out, channels, in_hw, pads, 1, False, value)
+    return fn[0]
+
+
+def _pad_split_body(x, out, channels, in_hw, pads, sw, flip, value) -> None:
+    (h, w), (top, left, bottom, right) = in_hw, pads
     hp, wq = h + top + bottom, -(-(w + left + right) // sw)
     chunk = 64
-    zero = T.int8(-128) if flip else T.int8(0)
-    with _kernel("pad_split", {"x": ((1, channels, h, w), "int8"), "out": ((channels, hp, sw, wq), "int8")}) as (b, fn):
-        x, out = b["x"], b["out"]
-        with T.parallel(0, channels) as c:
-            with T.serial(0, hp) as y:
-                inside = tirx.all(y >= top, y < top + h)
-                row = T.max(T.min(y - top, h - 1), 0)  # clamped: rows outside read a real row, then select 0
-                for ph in range(sw):
-                    lo = max(0, -(-(left - ph) // sw))  # first q whose column q * sw + ph - left >= 0
-                    hi = min(wq, -(-(left + w - ph) // sw))  # first q whose column is past the input
-                    if lo:
-                        T.buffer_store(out, _bcast(zero, lo), [c, y, ph, _ramp(0, lo)])
-                    if hi < wq:
-                        T.buffer_store(out, _bcast(zero, wq - hi), [c, y, ph, _ramp(hi, wq - hi)])
+    if not -128 <= value <= 127:
+        raise ValueError(f"pad_split: pad value {value} is not an int8")
+    fill = T.int8(value ^ -128) if flip else T.int8(value)  # ^ -128: the int8 xor 0x80
+    flip_mask = T.int8(-128)
+    with T.parallel(0, channels) as c:
+        with T.serial(0, hp) as y:
+            inside = tirx.all(y >= top, y < top + h)
+            row = T.max(T.min(y - top, h - 1), 0)  # clamped: rows outside read a real row, then select the fill
+            for ph in range(sw):
+                lo = max(0, -(-(left - ph) // sw))  # first q whose column q * sw + ph - left >= 0
+                hi = min(wq, -(-(left + w - ph) // sw))  # first q whose column is past the input
+                if lo:
+                    T.buffer_store(out, _bcast(fill, lo), [c, y, ph, _ramp(0, lo)])
+                if hi < wq:
+                    T.buffer_store(out, _bcast(fill, wq - hi), [c, y, ph, _ramp(hi, wq - hi)])
 
-                    def store(q0, n):
-                        src = T.BufferLoad(x, [0, c, row, _ramp(q0 * sw + ph - left, (n - 1) * sw + 1)])
-                        if sw > 1:
-                            src = T.Shuffle([src], [i * sw for i in range(n)])
-                        if flip:
-                            src = T.bitwise_xor(src, _bcast(zero, n))
-                        T.buffer_store(out, T.Select(_bcast(inside, n), src, _bcast(zero, n)), [c, y, ph, _ramp(q0, n)])
+                def store(q0, n):
+                    src = T.BufferLoad(x, [0, c, row, _ramp(q0 * sw + ph - left, (n - 1) * sw + 1)])
+                    if sw > 1:
+                        src = T.Shuffle([src], [i * sw for i in range(n)])
+                    if flip:
+                        src = T.bitwise_xor(src, _bcast(flip_mask, n))
+                    T.buffer_store(out, T.Select(_bcast(inside, n), src, _bcast(fill, n)), [c, y, ph, _ramp(q0, n)])
 
-                    full, rest = divmod(hi - lo, chunk)
-                    if full:
-                        with T.serial(0, full) as k:
-                            store(lo + k * chunk, chunk)
-                    if rest:
-                        store(lo + full * chunk, rest)
-    return fn[0]
+                full, rest = divmod(hi - lo, chunk)
+                if full:
+                    with T.serial(0, full) as k:
+                        store(lo + k * chunk, chunk)
+                if rest:
+                    store(lo + full * chunk, rest)
 
 
 def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, int]) -> tirx.PrimFunc:
@@ -212,14 +244,14 @@ def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, 
 def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
     """The GEMM's activation operand, already scheduled: word [rb, p] holds the 4 bytes ``x_r + offset`` of
     reduction steps r = 4 rb .. 4 rb + 3 at output position p (r >= R: the offset byte; p >= P: padding).
-    Input: x (1, IC, H, W) for a pointwise conv, else pad_split's (IC, Hp, stride_w, Wq). Threads over words,
+    Input: x (1, IC, H, W) when ``spec.reads_input``, else pad_split's (IC, Hp, stride_w, Wq). Threads over words,
     vectors along output rows (every load contiguous)."""
     kh, kw = spec.kernel
     sh, sw = (1, 1) if spec.pointwise else spec.strides
     dh, dw = spec.dilation
     oh, ow = (1, spec.positions) if spec.pointwise else spec.out_hw
     h, w = spec.in_hw
-    if spec.pointwise:
+    if spec.reads_input:
         src_shape = (1, spec.in_channels, h, w)
     else:
         top, left, bottom, right = spec.pads
@@ -229,7 +261,12 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
     vec = _vector(ow)
     with _kernel("im2col", {"x": (src_shape, "int8"), "cols": ((spec.words, n_padded), "int32")}) as (b, fn):
         src, cols = b["x"], b["cols"]
-        flat = T.decl_buffer((spec.in_channels, oh, 1, ow), "int8", data=src.data) if spec.pointwise else src
+        if spec.pointwise:  # the positions as one row
+            flat = T.decl_buffer((spec.in_channels, oh, 1, ow), "int8", data=src.data)
+        elif spec.reads_input:  # (IC, H, 1, W): the one column phase
+            flat = T.decl_buffer((spec.in_channels, h, 1, w), "int8", data=src.data)
+        else:
+            flat = src
 
         def word(rb, y, x, valid):
             total = None

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import tvm
 
-from fcos3d.compiler.kernels import DenseConvSpec, im2col_words, pack_dense_weight, pad_split, upsample_nearest
+from fcos3d.compiler.kernels import (
+    DenseConvSpec,
+    im2col_words,
+    pack_dense_weight,
+    pad_nchw,
+    pad_split,
+    upsample_nearest,
+)
 
 TARGET = tvm.target.Target({"kind": "llvm"})
 
@@ -43,6 +50,29 @@ def test_pad_split_is_the_zero_padded_input_split_by_column_phase(pads, stride):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_pad_split_pads_with_the_zero_point(flip):
+    x = np.random.default_rng(5).integers(-128, 128, size=(1, 2, 4, 7), dtype=np.int8)
+    padded = np.pad(x[0].astype(np.int16), ((0, 0), (2, 1), (1, 4)), constant_values=-37)  # 12 wide: 2 x 6
+    want = np.stack([padded[:, :, 0::2], padded[:, :, 1::2]], axis=2)
+    if flip:
+        want = want + 128
+    want = want.astype(np.uint8).view(np.int8) if flip else want.astype(np.int8)
+    got = _run(pad_split(2, (4, 7), (2, 1, 1, 4), 2, flip, value=-37), x, out_shape=want.shape, out_dtype=np.int8)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("hw", "pads", "value"), [((4, 7), (1, 1, 1, 1), 3), ((3, 70), (0, 2, 1, 0), -128), ((1, 1), (2, 0, 0, 2), 127)]
+)
+def test_pad_nchw_is_numpys_constant_pad(hw, pads, value):
+    x = np.random.default_rng(6).integers(-128, 128, size=(1, 3, *hw), dtype=np.int8)
+    top, left, bottom, right = pads
+    want = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+    got = _run(pad_nchw(3, hw, pads, value), x, out_shape=want.shape, out_dtype=np.int8)
+    assert np.array_equal(got, want)
+
+
 def test_flipped_pad_split_is_the_padded_input_plus_128_as_uint8():
     x = np.random.default_rng(3).integers(-128, 128, size=(1, 2, 4, 7), dtype=np.int8)
     x[0, 0, 0, :2] = [-128, 127]
@@ -61,25 +91,37 @@ def test_upsample_nearest_repeats_rows_and_columns(hw, factors):
 
 
 @pytest.mark.parametrize(
-    ("pointwise", "stride", "dilation"),
-    [(True, 1, (1, 1)), (False, 2, (1, 1)), (False, 1, (2, 3)), (False, 2, (3, 2)), (False, 3, (2, 2))],
+    ("pointwise", "stride", "dilation", "pad"),
+    [
+        (True, 1, (1, 1), 1),
+        (False, 2, (1, 1), 1),
+        (False, 1, (2, 3), 2),
+        (False, 2, (3, 2), 2),
+        (False, 3, (2, 2), 2),
+        (False, 1, (1, 1), 0),  # nothing to pad, one phase: im2col reads the input itself (reads_input)
+        (False, 1, (2, 1), 0),
+    ],
 )
-def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise, stride, dilation):
+def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise, stride, dilation, pad):
     rng = np.random.default_rng(2)
     if pointwise:  # 5 channels: the second word has 1 real byte; 35 positions padded to 64
         spec = DenseConvSpec(5, (5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (5, 7), offset=128, position_block=64)
         x = rng.integers(-128, 128, size=(1, 5, 5, 7), dtype=np.int8)
         src, cols = x, x[0].reshape(5, -1).astype(np.int32)
-    else:  # a stem-like 3x3 conv, R = 27, pad 1 (2 when dilated): the stem, and dilated taps in every phase
-        (dh, dw), pad = dilation, 1 if dilation == (1, 1) else 2
+    else:  # a stem-like 3x3 conv, R = 27: the stem, dilated taps in every phase, unpadded
+        dh, dw = dilation
         out_hw = tuple((n + 2 * pad - d * 2 - 1) // stride + 1 for n, d in zip((9, 11), dilation, strict=True))
         spec = DenseConvSpec(
             3, (9, 11), (3, 3), (stride, stride), (pad,) * 4, out_hw, offset=128, position_block=64, dilation=dilation
         )
         x = rng.integers(-128, 128, size=(1, 3, 9, 11), dtype=np.int8)
         wq = -(-(11 + 2 * pad) // stride)
-        src = _run(
-            pad_split(3, (9, 11), spec.pads, stride), x, out_shape=(3, 9 + 2 * pad, stride, wq), out_dtype=np.int8
+        assert spec.reads_input == (pad == 0 and stride == 1)
+        shape = (3, 9 + 2 * pad, stride, wq)
+        src = (
+            x
+            if spec.reads_input
+            else _run(pad_split(3, (9, 11), spec.pads, stride), x, out_shape=shape, out_dtype=np.int8)
         )
         xp = np.pad(x[0].astype(np.int32), ((0, 0), (pad, pad), (pad, pad)))
         oh, ow = out_hw

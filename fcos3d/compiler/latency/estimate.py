@@ -242,7 +242,8 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     """The units of each HOST_TERMS figure that a conv costs, and ``work`` (the dot instructions' MAC slots);
     {} for every other op and for any profile without ``dot_lanes``. PERFORMANCE.md "Latency model":
     dense: work = Cout x ceil(R/4) x V x lanes x 4 (R = Cin kh kw, V = position vectors padded to the
-    register tile), pack words = ceil(R/4) x V x lanes, pad bytes = the padded input (none for a pointwise conv);
+    register tile), pack words = ceil(R/4) x V x lanes, pad bytes = the padded input (none when im2col reads
+    the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
     words = ceil(ceil(kw/stride)/4)), pad bytes = pad_split's output; outputs = N x Cout x Ho x Wo for both;
     zero-point pad bytes = the padded input when the input zero point is not 0 and the conv pads; a conv of
@@ -253,7 +254,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     n, cout, ho, wo = out_shape
     _, cin, h, w = in_shape
     cin_g, kh, kw = op.weight.shape[1:]
-    (sh, sw), (top, left, bottom, right) = op.strides, op.pads
+    sw, (top, left, bottom, right) = op.strides[1], op.pads
     counts = {"conv_outputs_per_cycle": n * cout * ho * wo}
     if op.input_zero_point and any(op.pads):
         counts["zero_point_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + right)
@@ -264,7 +265,10 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         # the MAC slots of the dot instructions, weighted by the instructions issued per dot instruction
         counts["work"] = math.ceil(n * cout * words * vectors * lanes * DOT_BYTES * per_dot)
         counts["pack_words_per_cycle"] = n * words * vectors * lanes
-        if (kh, kw) != (1, 1) or (sh, sw) != (1, 1) or any(op.pads):
+        # pad_split unless im2col reads the input itself (kernels.DenseConvSpec.reads_input: no pads left after
+        # the zero-point pad, one column phase)
+        conv_pads = not (op.input_zero_point and any(op.pads)) and any(op.pads)
+        if conv_pads or sw != 1:
             counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
     elif kernel == "depthwise":
         from ..kernels import DepthwiseSpec  # the kernel's own geometry (imports TVM: host profiles only)

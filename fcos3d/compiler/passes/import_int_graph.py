@@ -27,7 +27,7 @@ from fcos3d.int8.ops import (
     Transpose,
 )
 
-from ..kernels import upsample_nearest
+from ..kernels import pad_nchw, upsample_nearest
 from ..requantize import emit_output_int8, emit_requantize, emit_requantize_table, emit_saturate_int8
 from .emit_lut import EMITTERS as EMITTERS_LUT
 
@@ -39,8 +39,16 @@ def _shape(x: relax.Expr) -> tuple[int, ...]:
 
 
 def _pad(bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, int, int, int], value: int) -> relax.Var:
-    """NCHW ``x`` padded by ``value`` (top, left, bottom, right): TOPI's pad, a copy."""
+    """NCHW ``x`` padded by ``value`` (top, left, bottom, right): kernels.pad_nchw for one int8 image (row copies),
+    else TOPI's pad."""
     top, left, bottom, right = pads
+    dims = x.ty.shape
+    static = all(isinstance(d, tirx.IntImm) for d in dims)
+    if static and len(dims) == 4 and int(dims[0]) == 1 and str(x.ty.dtype) == "int8":
+        _, c, h, w = _shape(x)
+        gv = bb.add_func(pad_nchw(c, (h, w), pads, value), "pad")
+        out = relax.TensorType((1, c, h + top + bottom, w + left + right), "int8")
+        return bb.emit(relax.call_tir(gv, [x], out))
     return bb.emit_te(topi.nn.pad, x, [0, 0, top, left], [0, 0, bottom, right], value, primfunc_name_hint="pad")
 
 

@@ -81,7 +81,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             dilation=dilation,
         )
         words, correction = pack_dense_weight(w, spec.offset)
-        src = x if spec.pointwise else _emit_pad_split(bb, x, pads, strides[1])
+        src = x if spec.reads_input else _emit_pad_split(bb, x, pads, strides[1])
         im2col = bb.add_func(im2col_words(spec), "im2col")
         cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.positions_padded), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
