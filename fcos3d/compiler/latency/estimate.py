@@ -202,8 +202,8 @@ NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an 
 # depthwise conv's work is the MAC slots of the dot instructions the kernels issue (4 bytes x lanes each), padding
 # included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
 # epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
-# zero-point pad of an asymmetric input (a separate TVM pad) per byte, and, for a conv that kernels.py does not
-# compile (a dilated depthwise conv; grouped but not depthwise), TVM's default conv2d per MAC.
+# zero-point pad of an asymmetric input (a separate kernels.pad_nchw copy) per byte, and, for a conv that kernels.py
+# does not compile (a dilated depthwise conv; grouped but not depthwise), TVM's default conv2d per MAC.
 HOST_TERMS = (
     "conv_outputs_per_cycle",
     "pack_words_per_cycle",
@@ -267,8 +267,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         counts["pack_words_per_cycle"] = n * words * vectors * lanes
         # pad_split unless im2col reads the input itself (kernels.DenseConvSpec.reads_input: no pads left after
         # the zero-point pad, one column phase)
-        conv_pads = not (op.input_zero_point and any(op.pads)) and any(op.pads)
-        if conv_pads or sw != 1:
+        if (any(op.pads) and not op.input_zero_point) or sw != 1:
             counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
     elif kernel == "depthwise":
         from ..kernels import DepthwiseSpec  # the kernel's own geometry (imports TVM: host profiles only)

@@ -238,8 +238,8 @@ def _hoist(stmt):
         if cond is not None:
             whole = s_tir.SBlockRealize(body.iter_values, tirx.const(True, "bool"), body.block)
             vector = tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, whole, annotations=stmt.annotations)
-            lanes = tirx.For(stmt.loop_var, stmt.min, stmt.extent, tirx.ForKind.SERIAL, body)
-            return tirx.IfThenElse(cond, vector, lanes)
+            scalar = tirx.For(stmt.loop_var, stmt.min, stmt.extent, tirx.ForKind.SERIAL, body)
+            return tirx.IfThenElse(cond, vector, scalar)
     return tirx.For(
         stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _hoist(body), stmt.thread_binding, stmt.annotations
     )
