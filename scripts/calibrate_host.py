@@ -4,8 +4,8 @@ host's figures (fcos3d.compiler.latency.fit), print the per-model errors and the
     TVM_NUM_THREADS=1 .venv/bin/python scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...]
 
 Two stages: fit_host on every layer timed alone (per-kind throughputs, the host's per-conv terms, the per-op
-overhead), then fit_context on the whole modules' times (the per-op overhead inside the graph and the cost per
-activation byte of a layer that does not find its tensors in the caches). Measured times are kept beside each
+overhead), then fit_context on the whole modules' times (the cost of one call of the module, the per-op overhead
+inside the graph and the cost per activation byte of a layer that does not find its tensors in the caches). Measured times are kept beside each
 model (MODEL.host-times.json) so the fit can be redone without re-measuring; delete that file to measure again.
 Run it on a quiet machine (PERFORMANCE.md, "Latency model"), with one TVM thread (the profile is one thread).
 """
@@ -58,8 +58,9 @@ def fit(graphs: list, runs: list[dict], host, source: str):
     """(fitted figures, calibrated board): fit_host on the layers, then fit_context on the whole modules."""
     acc = host.accelerator
     clock = acc["clock_hz"]
-    # The first stage without the context term (a board file that has one would add it to every layer).
-    figures = {k: v for k, v in acc.figures.items() if k != "context_bytes_per_cycle"}
+    # The first stage without the whole-graph terms (a board file that has them would add them to every layer and
+    # to every model's total).
+    figures = {k: v for k, v in acc.figures.items() if k not in ("context_bytes_per_cycle", "call_overhead_cycles")}
     host = replace(host, accelerator=Accelerator(acc.name, MappingProxyType(figures), acc.note))
     layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
     counts = [c for g in graphs for c in layer_counts(g, host.accelerator)]

@@ -99,6 +99,7 @@ HOST_ONLY_FIGURES: dict[str, str] = {
     "resize_linear_per_cycle": "elements/cycle",
     "softmax_per_cycle": "elements/cycle",
     "context_bytes_per_cycle": "bytes/cycle",
+    "call_overhead_cycles": "cycles",  # once per inference: the VM's call of main (argument checks, allocations)
 }
 OPTIONAL_FIGURES.update(HOST_ONLY_FIGURES)
 

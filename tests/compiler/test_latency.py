@@ -156,6 +156,7 @@ def test_report_files_are_written_and_parse(tmp_path):
     assert {"format", "board", "accelerator", "clock_hz", "macs_per_cycle", "totals", "layers", "measurement"} <= set(d)
     assert set(d["totals"]) == {
         "cycles",
+        "call_overhead_cycles",
         "latency_ms",
         "fps",
         "gmacs",
@@ -368,11 +369,33 @@ def test_fit_host_recovers_the_host_terms():
     assert fitted["op_overhead_cycles"] == pytest.approx(1_000)
 
 
-def test_fit_context_moves_the_overhead_and_fits_a_cost_per_byte():
+def test_fit_context_moves_the_overhead_and_fits_a_cost_per_call_and_per_byte():
     from fcos3d.compiler.latency.fit import fit_context
 
-    # measured = estimate - 500 cycles an op + bytes / 4
-    graphs = [(e, n, b, e - 500 * n + b / 4) for e, n, b in ((1e6, 10, 1e5), (5e7, 300, 4e7), (2e5, 40, 1e4))]
+    # measured = estimate + 3,000 cycles a call - 500 cycles an op + bytes / 4
+    shapes = ((1e6, 10, 1e5), (5e7, 300, 4e7), (2e5, 40, 1e4), (3e4, 3, 2e3))
+    graphs = [(e, n, b, e + 3_000 - 500 * n + b / 4) for e, n, b in shapes]
     fitted = fit_context(graphs, 2_000)
     assert fitted["op_overhead_cycles"] == pytest.approx(1_500)
+    assert fitted["call_overhead_cycles"] == pytest.approx(3_000)
     assert fitted["context_bytes_per_cycle"] == pytest.approx(4)
+
+
+def test_fit_context_drops_a_term_that_would_cost_less_than_nothing():
+    from fcos3d.compiler.latency.fit import fit_context
+
+    # measured = estimate - 4,000 cycles a call + bytes / 4: a negative call cost is dropped and the rest refitted
+    shapes = ((1e6, 10, 1e5), (5e7, 300, 4e7), (2e5, 40, 1e4), (3e4, 3, 2e3))
+    graphs = [(e, n, b, e - 4_000 + b / 4) for e, n, b in shapes]
+    fitted = fit_context(graphs, 2_000)
+    assert "call_overhead_cycles" not in fitted
+    assert fitted["context_bytes_per_cycle"] > 0
+    assert fitted["op_overhead_cycles"] < 2_000  # the lost call cost goes to the per-op term
+
+
+def test_host_call_overhead_is_paid_once_per_inference():
+    plain = estimate(two_convs(), _pinned_host())
+    called = estimate(two_convs(), _pinned_host(call_overhead_cycles=2_500))
+    assert called.layers == plain.layers  # not a per-layer cost
+    assert (called.cycles - plain.cycles, called.totals()["call_overhead_cycles"]) == (2_500, 2_500)
+    assert plain.totals()["call_overhead_cycles"] == 0

@@ -85,10 +85,12 @@ class Estimate:
     macs_per_cycle: float
     layers: tuple[LayerEstimate, ...]
     peak_activation_bytes: int
+    # Once per inference, outside every layer (the host's call_overhead_cycles; 0 on the NPU boards).
+    call_cycles: int = 0
 
     @property
     def cycles(self) -> int:
-        return sum(layer.cycles for layer in self.layers)
+        return sum(layer.cycles for layer in self.layers) + self.call_cycles
 
     @property
     def seconds(self) -> float:
@@ -118,6 +120,7 @@ class Estimate:
     def totals(self) -> dict:
         return {
             "cycles": self.cycles,
+            "call_overhead_cycles": self.call_cycles,
             "latency_ms": self.seconds * 1e3,
             "fps": self.fps,
             "gmacs": self.gmacs,
@@ -213,8 +216,10 @@ HOST_TERMS = (
 )
 # ``context_bytes_per_cycle``: the cost per activation byte (inputs + output) of running inside the whole graph
 # rather than alone (fit.fit_context: a layer timed alone finds its tensors in the caches; in the graph the
-# FCOS3D models run ~20% slower than the sum of their layers).
-HOST_FIGURES = ("dot_lanes", *HOST_TERMS, "context_bytes_per_cycle")
+# FCOS3D models run ~20% slower than the sum of their layers). ``call_overhead_cycles``: once per inference, not per
+# layer: the VM's call of ``main`` (argument checks, the output and workspace allocations), which a model of a few
+# small layers feels (fit.fit_context).
+HOST_FIGURES = ("dot_lanes", *HOST_TERMS, "context_bytes_per_cycle", "call_overhead_cycles")
 DOT_BYTES = 4  # int8 products per lane of one dot instruction (kernels.BYTES)
 
 
@@ -521,4 +526,5 @@ def estimate(graph: IntGraph, board: Board | str) -> Estimate:
         acc["macs_per_cycle"],
         layer_estimates(graph, acc),
         peak_activation_bytes(graph),
+        math.ceil(acc["call_overhead_cycles"]) if "call_overhead_cycles" in acc.figures else 0,
     )

@@ -159,19 +159,28 @@ def fit_host(
 def fit_context(graphs: list[tuple[int, int, int, float]], op_overhead_cycles: float) -> dict[str, float]:
     """The whole-graph correction of a per-layer fit: ``graphs`` as (estimated cycles of the layers alone, ops,
     activation bytes summed over the ops, measured cycles of the whole module). Least squares in relative error
-    of ``measured - estimated = d x ops + activation bytes / context_bytes_per_cycle``: ``d`` moves the per-op
-    overhead (a call inside the VM's main costs less than a function called alone), the byte term is what a
-    layer pays for not finding its tensors in the caches as it does when timed alone. Returns
-    ``op_overhead_cycles`` (moved by d, at least 1) and ``context_bytes_per_cycle`` (absent when the fit gives
-    a cost <= 0)."""
+    of ``measured - estimated = c + d x ops + activation bytes / context_bytes_per_cycle``: ``c`` is the cost of one
+    call of the module (the VM's entry into ``main``: a model of three small layers feels it), ``d`` moves the
+    per-op overhead (a call inside the VM's main costs less than a function called alone), the byte term is what
+    a layer pays for not finding its tensors in the caches as it does when timed alone. Returns
+    ``op_overhead_cycles`` (moved by d, at least 1), ``call_overhead_cycles`` and ``context_bytes_per_cycle``;
+    a term whose fitted cost is <= 0 is dropped and the rest refitted (absent from the result)."""
     est, ops, nbytes, measured = (np.array(c, dtype=np.float64) for c in zip(*graphs, strict=True))
-    a = np.stack([ops, nbytes], axis=1) / measured[:, None]
+    columns = {"call": np.ones_like(ops), "ops": ops, "bytes": nbytes}
     b = (measured - est) / measured
-    (d, per_byte), *_ = np.linalg.lstsq(a, b, rcond=None)
-    if per_byte <= 0:  # no byte cost: the overhead alone
-        d = float(np.linalg.lstsq(a[:, :1], b, rcond=None)[0][0])
-        return {"op_overhead_cycles": max(op_overhead_cycles + d, 1.0)}
-    return {"op_overhead_cycles": max(op_overhead_cycles + d, 1.0), "context_bytes_per_cycle": 1.0 / per_byte}
+    while True:
+        a = np.stack(list(columns.values()), axis=1) / measured[:, None]
+        coef = dict(zip(columns, np.linalg.lstsq(a, b, rcond=None)[0], strict=True))
+        dropped = [k for k in ("call", "bytes") if k in coef and coef[k] <= 0]
+        if not dropped:
+            break
+        del columns[dropped[0]]
+    out = {"op_overhead_cycles": max(op_overhead_cycles + float(coef["ops"]), 1.0)}
+    if "call" in coef:
+        out["call_overhead_cycles"] = float(coef["call"])
+    if "bytes" in coef:
+        out["context_bytes_per_cycle"] = 1.0 / float(coef["bytes"])
+    return out
 
 
 def calibrated_board(board: Board, fitted: dict[str, float], source: str) -> Board:

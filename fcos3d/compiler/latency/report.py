@@ -177,6 +177,8 @@ def html_page(d: dict) -> str:
         ("MAC utilisation", f"{t['mac_utilisation']:.1%}"),
         ("cycles", f"{t['cycles']:,}"),
     ]
+    if t.get("call_overhead_cycles"):  # the host's once-per-inference cost, in the total but in no layer row
+        totals.append(("of which once per call", f"{t['call_overhead_cycles']:,} cycles"))
     if "measurement" in d:
         m = d["measurement"]
         totals += [
