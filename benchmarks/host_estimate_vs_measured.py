@@ -6,8 +6,9 @@
 For every [int8-ops] zoo model the compiler takes (tests/int8/zoo.py; `check_onnx` refusals are skipped) and
 FCOS3D at the synthetic size and 512x896 (benchmarks/bench_latency.py's graphs; the copies of
 build/bench_runtimes/<size>/fcos3d_int8.onnx when they exist): compile for host (`compile_onnx(..., "host")`),
-time the whole module with one TVM thread (the fastest of 5 x ``--repeat`` single calls after a warm-up call, the
-VM's time_evaluator), and compare with `estimate(graph, load_board("host")).seconds`. "fit set" marks the models whose
+time the whole module with one TVM thread (fit.time_library, as the calibration times a module: the fastest of 10
+batches of ``--repeat`` single calls after a warm-up call; every model in each of ``--passes`` passes, the
+fastest kept), and compare with `estimate(graph, load_board("host")).seconds`. "fit set" marks the models whose
 layers and totals fcos3d/boards/host.toml was fitted on (FIT_SET; scripts/calibrate_host.py); the others are out
 of sample. Writes benchmarks/results/host_estimate_vs_measured.{json,md} and prints the table.
 """
@@ -29,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "int8"))
 sys.path.insert(0, str(ROOT / "tests" / "runtime"))
 
-import numpy as np  # noqa: E402
 
 from fcos3d.boards import load_board  # noqa: E402
 from fcos3d.compiler.check import check_onnx  # noqa: E402
 from fcos3d.compiler.latency.estimate import estimate  # noqa: E402
+from fcos3d.compiler.latency.fit import time_library  # noqa: E402
 
 # The models host.toml was fitted on (its sources name the command): perf_mix, the synthetic FCOS3D and the zoo
 # models that carry an op kind or a conv variant no other model has (zero-point padding, Lut/Mul, ConvTranspose
@@ -47,6 +48,7 @@ FIT_SET = (
     "unet_half_pixel",
     "odd_convs",
     "attention",
+    "resize_by_size",
 )
 TOLERANCE = 0.10
 
@@ -76,26 +78,6 @@ def zoo_models(out: Path) -> dict[str, tuple[Path, tuple | None]]:
     return {name: (path, shape) for name, (path, shape) in build_zoo(out / "zoo").items()}
 
 
-def measure(library: Path, graph, repeat: int, batches: int = 5) -> float:
-    """Fastest single call of the compiled module's main (seconds): ``batches`` batches of ``repeat`` calls, 0.2 s
-    apart (a batch of a 10 us model lasts 0.3 ms: one slice of the machine's other jobs), after a warm-up call."""
-    import tvm
-    from tvm import relax
-
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
-    rng = np.random.default_rng(0)
-    args = [tvm.runtime.tensor(rng.integers(-128, 128, size=i.shape, dtype=np.int8), dev) for i in graph.inputs]
-    vm.save_function("main", "main_timed", *args)
-    vm["main_timed"]()
-    timer = vm.time_evaluator("main_timed", dev, number=1, repeat=repeat, min_repeat_ms=0)
-    best = float("inf")
-    for _ in range(batches):
-        best = min(best, *timer().results)
-        time.sleep(0.2)
-    return best
-
-
 def main(argv: list[str] | None = None) -> int:
     from fcos3d.compiler.build import compile_onnx
 
@@ -103,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "host_estimate")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--repeat", type=int, default=30, help="single timed calls per model (the fastest is kept)")
+    ap.add_argument("--passes", type=int, default=2, help="passes over all models (each model's fastest is kept)")
     ap.add_argument(
         "--models-only", action="store_true", help="write the ONNX models under --out and stop (for calibrate_host)"
     )
@@ -113,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.models_only:
         print("\n".join(str(path) for path, _ in models.values()))
         return 0
-    rows, skipped = [], {}
+    rows, skipped, built = [], {}, {}
     for name, (path, shape) in models.items():
         shapes = None if shape is None else {"input": shape}
         try:
@@ -123,21 +106,27 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t = time.perf_counter()
         result = compile_onnx(path, host, args.out / "artifacts" / name, input_shapes=shapes)
-        compile_s = time.perf_counter() - t
-        measured = measure(result.library, graph, args.repeat)
-        est = estimate(graph, host).seconds
+        built[name] = (graph, result.library, time.perf_counter() - t)
+    # Every model timed in each of --passes passes, the fastest kept: the machine's speed drifts by up to 10% over
+    # minutes, and one pass would compare models timed in different minutes.
+    measured = {name: float("inf") for name in built}
+    for _ in range(args.passes):
+        for name, (graph, library, _) in built.items():
+            measured[name] = min(measured[name], time_library(library, graph, args.repeat))
+    for name, (graph, _, compile_s) in built.items():
+        est, m = estimate(graph, host).seconds, measured[name]
         rows.append(
             {
                 "model": name,
                 "fit_set": name in FIT_SET,
                 "ops": len(graph.ops),
                 "estimate_ms": est * 1e3,
-                "measured_ms": measured * 1e3,
-                "error": est / measured - 1,
+                "measured_ms": m * 1e3,
+                "error": est / m - 1,
                 "compile_s": compile_s,
             }
         )
-        print(f"{name}: estimate {est * 1e3:.3f} ms, measured {measured * 1e3:.3f} ms ({est / measured - 1:+.1%})")
+        print(f"{name}: estimate {est * 1e3:.3f} ms, measured {m * 1e3:.3f} ms ({est / m - 1:+.1%})")
     within = [r for r in rows if abs(r["error"]) <= TOLERANCE]
     out_rows = [r for r in rows if not r["fit_set"]]
     summary = {
