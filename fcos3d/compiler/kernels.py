@@ -27,6 +27,7 @@ __all__ = [
     "dot_word",
     "gemm_conv",
     "im2col_words",
+    "max_pool_split",
     "pack_dense_weight",
     "pack_depthwise_weight",
     "pad_split",
@@ -233,6 +234,41 @@ def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, 
                     T.buffer_store(out, src, [0, c, y, _ramp(q0 * fw, n * fw)])
 
                 full, rest = divmod(w, chunk)
+                if full:
+                    with T.serial(0, full) as k:
+                        store(k * chunk, chunk)
+                if rest:
+                    store(full * chunk, rest)
+    return fn[0]
+
+
+def max_pool_split(
+    channels: int, padded: tuple[int, int, int], kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+) -> tirx.PrimFunc:
+    """pad_split's (C, Hp, stride_w, Wq) int8 (padded with -128) -> (1, C, OH, OW) int8, ``out[c, y, x] = max over
+    ky, kx of padded[c, y * sh + ky, kx % sw, x + kx // sw]``: a max pool (no dilation) whose taps of one kernel row
+    and phase read consecutive bytes of the phase-split row. Threads over channels; per output row, one vector
+    load and one vector max per tap, 64 outputs at a time (TVM's default pool tests the padding per element)."""
+    hp, sw, wq = padded
+    (kh, kw), (sh, _), (oh, ow) = kernel, strides, out_hw
+    if oh and ((oh - 1) * sh + kh > hp or ow - 1 + (kw - 1) // sw >= wq):
+        raise ValueError(f"max_pool_split: a {kh}x{kw} window at {out_hw} reads past the padded input {padded}")
+    chunk = 64
+    params = {"x": ((channels, hp, sw, wq), "int8"), "out": ((1, channels, oh, ow), "int8")}
+    with _kernel("max_pool_split", params) as (b, fn):
+        x, out = b["x"], b["out"]
+        with T.parallel(0, channels) as c:
+            with T.serial(0, oh) as y:
+
+                def store(q0, n):
+                    best = None
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            tap = T.BufferLoad(x, [c, y * sh + ky, kx % sw, _ramp(q0 + kx // sw, n)])
+                            best = tap if best is None else T.max(best, tap)
+                    T.buffer_store(out, best, [0, c, y, _ramp(q0, n)])
+
+                full, rest = divmod(ow, chunk)
                 if full:
                     with T.serial(0, full) as k:
                         store(k * chunk, chunk)

@@ -55,6 +55,7 @@ _KINDS = (
     "conv2d_int8",
     "depthwise_int8",
     "max_pool2d",
+    "max_pool_split",
     "pool_sum",
     "concatenate",
     "take",

@@ -138,3 +138,45 @@ def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise, st
     got = _run(im2col_words(spec), src, out_shape=(spec.words, spec.positions_padded), out_dtype=np.int32)
     got_bytes = got.view(np.uint8).reshape(spec.words, spec.positions_padded, 4).transpose(0, 2, 1)
     assert np.array_equal(got_bytes.reshape(-1, spec.positions_padded), want)
+
+
+# (input hw, kernel, strides, pads (top, left, bottom, right), ceil mode): windows and strides of every kind the
+# vector max kernel (pad_split + max_pool_split) takes, rows past 64 and 128 bytes (chunk and tail), ceil-mode
+# overhangs, a pad as long as the window (a window of padding only) and a stride larger than the window.
+MAXPOOLS = [
+    ((9, 9), (3, 3), (2, 2), (1, 1, 1, 1), False),
+    ((8, 8), (3, 3), (2, 2), (0, 0, 0, 0), True),
+    ((64, 150), (3, 3), (2, 2), (1, 1, 1, 1), False),
+    ((7, 131), (2, 2), (2, 2), (0, 0, 0, 0), True),
+    ((5, 70), (5, 5), (1, 1), (2, 2, 2, 2), False),
+    ((6, 11), (3, 2), (3, 1), (0, 1, 2, 0), True),
+    ((5, 9), (1, 1), (2, 3), (0, 0, 0, 0), False),
+    ((4, 6), (2, 2), (1, 1), (2, 2, 2, 2), False),
+    ((3, 200), (1, 3), (1, 1), (0, 1, 0, 1), False),
+]
+
+
+def test_max_pool_kernel_equals_the_simulator(host_compile):
+    """MaxPool compiled (import_int_graph._maxpool: kernels.pad_split with -128 + kernels.max_pool_split) equals
+    the simulator bit for bit, with inputs at the int8 extremes (a -128 input next to -128 padding)."""
+    from fcos3d.int8.ops import GraphInput, GraphOutput, IntGraph, MaxPool
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    graphs = {}
+    for i, (hw, kernel, strides, pads, ceil) in enumerate(MAXPOOLS):
+        op = MaxPool("pool", "x", "y", kernel, strides, pads, ceil)
+        shape = (1, 3, *hw)
+        graphs[f"pool_{i}"] = IntGraph(
+            (GraphInput("x", "x", 0.1, False, shape),),
+            (op,),
+            (GraphOutput("y", "y", "int8", np.array([0.1])),),
+            {"x": 0.1, "y": 0.1},
+        )
+    vm = host_compile(graphs)
+    rng = np.random.default_rng(6)
+    for name, graph in graphs.items():
+        shape = graph.inputs[0].shape
+        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
+            want = Simulator(graph).run({"x": x})["y"]
+            got = vm[name](tvm.runtime.tensor(x))[0].numpy()
+            assert got.shape == want.shape and np.array_equal(got, want), name
