@@ -26,7 +26,13 @@ os.environ.setdefault("TVM_BIND_THREADS", "0")  # as benchmarks/host_estimate_vs
 
 from fcos3d.boards import Accelerator, Figure, load_board  # noqa: E402
 from fcos3d.compiler.check import check_onnx  # noqa: E402
-from fcos3d.compiler.latency.estimate import estimate, host_counts, layer_estimates, tensor_shapes  # noqa: E402
+from fcos3d.compiler.latency.estimate import (  # noqa: E402
+    estimate,
+    host_counts,
+    host_extra_kernels,
+    layer_estimates,
+    tensor_shapes,
+)
 from fcos3d.compiler.latency.fit import calibrated_board, fit_context, fit_host, measure_layers  # noqa: E402
 from fcos3d.compiler.latency.report import write_report  # noqa: E402
 
@@ -52,7 +58,13 @@ def _measure(path: str, graph, host) -> dict:
 def layer_counts(graph, acc) -> list[dict]:
     """estimate.host_counts of every op of ``graph`` (the fit's extra columns)."""
     shapes = tensor_shapes(graph)
-    return [host_counts(op, shapes[op.inputs[0]], shapes[op.output], acc) for op in graph.ops]
+    return [
+        {**host_counts(op, shapes[op.inputs[0]], shapes[op.output], acc), "extra_kernels": host_extra_kernels(op, acc)}
+        for op in graph.ops
+    ]
+
+
+WEIGHT_POWER = 1.0
 
 
 def fit(graphs: list, runs: list[dict], host, source: str):
@@ -65,7 +77,9 @@ def fit(graphs: list, runs: list[dict], host, source: str):
     host = replace(host, accelerator=Accelerator(acc.name, MappingProxyType(figures), acc.note))
     layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
     counts = [c for g in graphs for c in layer_counts(g, host.accelerator)]
-    fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock, counts)
+    # each model's layers weigh as much as another model's, whatever their number (FCOS3D has 378, a zoo model 8-45)
+    weights = [len(g.ops) ** -WEIGHT_POWER for g in graphs for _ in g.ops]
+    fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock, counts, weights)
     alone = calibrated_board(host, fitted, source)
     rows = []
     for g, m in zip(graphs, runs, strict=True):

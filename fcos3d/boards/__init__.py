@@ -100,6 +100,7 @@ HOST_ONLY_FIGURES: dict[str, str] = {
     "softmax_per_cycle": "elements/cycle",
     "context_bytes_per_cycle": "bytes/cycle",
     "call_overhead_cycles": "cycles",  # once per inference: the VM's call of main (argument checks, allocations)
+    "kernel_launch_cycles": "cycles",  # per kernel an op launches beyond its first (pad_split, im2col, ...)
 }
 OPTIONAL_FIGURES.update(HOST_ONLY_FIGURES)
 

@@ -243,7 +243,11 @@ def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, 
 
 
 def max_pool_split(
-    channels: int, padded: tuple[int, int, int], kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+    channels: int,
+    padded: tuple[int, int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    out_hw: tuple[int, int],
 ) -> tirx.PrimFunc:
     """pad_split's (C, Hp, stride_w, Wq) int8 (padded with -128) -> (1, C, OH, OW) int8, ``out[c, y, x] = max over
     ky, kx of padded[c, y * sh + ky, kx % sw, x + kx // sw]``: a max pool (no dilation) whose taps of one kernel row

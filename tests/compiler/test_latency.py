@@ -399,3 +399,57 @@ def test_host_call_overhead_is_paid_once_per_inference():
     assert called.layers == plain.layers  # not a per-layer cost
     assert (called.cycles - plain.cycles, called.totals()["call_overhead_cycles"]) == (2_500, 2_500)
     assert plain.totals()["call_overhead_cycles"] == 0
+
+
+def test_host_extra_kernels_count_the_kernels_each_op_launches():
+    from dataclasses import replace
+
+    from fcos3d.compiler.latency.estimate import host_extra_kernels
+    from fcos3d.int8.ops import MaxPool
+
+    acc = _pinned_host().accelerator
+    (dense,) = one_conv(16, 32, (64, 64)).ops  # 3x3, pads 1, stride 1, symmetric
+    (depthwise,) = one_conv(32, 32, (64, 64), groups=32).ops
+    cases = {
+        "padded 3x3: pad_split + im2col + GEMM": (dense, 2),
+        "1x1 unpadded: im2col reads the input": (replace(dense, pads=(0, 0, 0, 0)), 1),
+        "1x1 strided: pad_split splits the phases": (replace(dense, pads=(0, 0, 0, 0), strides=(2, 2)), 2),
+        "asymmetric padded: zero-point pad + im2col (reads the padded copy)": (
+            replace(dense, input_zero_point=-128),
+            2,
+        ),
+        "depthwise: pad_split + the dot kernel": (depthwise, 1),
+        "asymmetric depthwise: zero-point pad too": (replace(depthwise, input_zero_point=5), 2),
+        "max pool: pad_split + the vector max": (MaxPool("p", "x", "y", (3, 3), (2, 2), (1, 1, 1, 1)), 1),
+        "dilated max pool: TOPI's, one kernel": (
+            MaxPool("p", "x", "y", (2, 2), (1, 1), (0, 0, 0, 0), False, (2, 2)),
+            0,
+        ),
+    }
+    assert {k: host_extra_kernels(op, acc) for k, (op, _) in cases.items()} == {k: n for k, (_, n) in cases.items()}
+    assert host_extra_kernels(dense, U55_PINNED.accelerator) == 0  # not a host profile
+
+
+def test_host_kernel_launch_cost_is_paid_per_extra_kernel():
+    plain = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers[0]
+    launched = estimate(one_conv(16, 32, (64, 64)), _pinned_host(kernel_launch_cycles=500)).layers[0]
+    assert launched.cycles - plain.cycles == 2 * 500  # pad_split and im2col beyond the GEMM
+
+
+def test_fit_host_recovers_the_kernel_launch_cost_and_honours_row_weights():
+    clock = 1e9
+    layers = [_layer("Conv", w, w) for w in (10_000, 200_000, 3_000_000, 50_000, 700_000, 90_000)]
+    extra = [2, 1, 2, 0, 1, 3]
+    counts = [{"extra_kernels": k} for k in extra]
+    seconds = [(layer.work / 64 + k * 700 + 300) / clock for layer, k in zip(layers, extra, strict=True)]
+    fitted = fit_host(layers, seconds, clock, counts)
+    assert fitted["kernel_launch_cycles"] == pytest.approx(700)
+    assert fitted["op_overhead_cycles"] == pytest.approx(300)
+    # Two models that disagree (64 vs 32 MAC slots a cycle): the rows weighted up decide.
+    slow = [(layer.work / 32 + 300) / clock for layer in layers]
+    fast = [(layer.work / 64 + 300) / clock for layer in layers]
+    both, times = layers + layers, fast + slow
+    first = fit_host(both, times, clock, None, [1.0] * 6 + [1e-4] * 6)
+    second = fit_host(both, times, clock, None, [1e-4] * 6 + [1.0] * 6)
+    assert first["macs_per_cycle"] == pytest.approx(64, rel=1e-3)
+    assert second["macs_per_cycle"] == pytest.approx(32, rel=1e-3)

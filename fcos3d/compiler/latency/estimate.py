@@ -39,6 +39,7 @@ __all__ = [
     "LayerEstimate",
     "HOST_FIGURES",
     "HOST_TERMS",
+    "host_extra_kernels",
     "estimate",
     "host_counts",
     "layer_estimates",
@@ -219,7 +220,8 @@ HOST_TERMS = (
 # FCOS3D models run ~20% slower than the sum of their layers). ``call_overhead_cycles``: once per inference, not per
 # layer: the VM's call of ``main`` (argument checks, the output and workspace allocations), which a model of a few
 # small layers feels (fit.fit_context).
-HOST_FIGURES = ("dot_lanes", *HOST_TERMS, "context_bytes_per_cycle", "call_overhead_cycles")
+# ``kernel_launch_cycles``: per kernel an op launches beyond its first (host_extra_kernels), the cost of one more call.
+HOST_FIGURES = ("dot_lanes", *HOST_TERMS, "context_bytes_per_cycle", "call_overhead_cycles", "kernel_launch_cycles")
 DOT_BYTES = 4  # int8 products per lane of one dot instruction (kernels.BYTES)
 
 
@@ -285,6 +287,27 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         counts["work"] = 0
         counts["default_conv_macs_per_cycle"] = n * cout * ho * wo * cin_g * kh * kw
     return counts
+
+
+def host_extra_kernels(op, acc: Accelerator) -> int:
+    """Kernels the host compile launches for ``op`` beyond its first (compiler/passes/import_int_graph.py and
+    legalize.py), 0 for a profile without ``dot_lanes``: a conv's zero-point pad (kernels.pad_nchw, an asymmetric
+    input that the conv pads), a dense conv's im2col and its pad_split (padded or strided, unless the zero-point
+    pad made it), a depthwise conv's pad_split, an undilated max pool's pad_split."""
+    if "dot_lanes" not in acc.figures:
+        return 0
+    if isinstance(op, MaxPool):
+        return int(op.dilations == (1, 1))
+    if not isinstance(op, Conv):
+        return 0
+    zero_point_pad = bool(op.input_zero_point and any(op.pads))
+    kernel = _kernel_conv(op)
+    if kernel == "dense":
+        pad_split = (any(op.pads) and not op.input_zero_point) or op.strides[1] != 1
+        return int(zero_point_pad) + 1 + int(pad_split)
+    if kernel == "depthwise":
+        return int(zero_point_pad) + 1
+    return int(zero_point_pad)
 
 
 def _conv_work(op: Conv, out_shape: tuple[int, ...], acc: Accelerator) -> tuple[str, int, int]:
@@ -464,6 +487,8 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
             _cycles(dram_bytes, clock, acc["dram_bytes_per_s"]), _cycles(sram_bytes, clock, acc["sram_bytes_per_s"])
         )
         overhead = math.ceil(acc[_overhead_figure(acc, kind)])
+        if "kernel_launch_cycles" in acc.figures:  # host: the op's kernels beyond its first
+            overhead += math.ceil(host_extra_kernels(op, acc) * acc["kernel_launch_cycles"])
         fixed = FIXED_COST.get(kind)
         if fixed in acc.figures:  # a kind the NPU compiler removes (a view): this many cycles, nothing else
             compute, memory, overhead = 0, 0, math.ceil(acc[fixed])

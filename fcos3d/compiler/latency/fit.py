@@ -157,7 +157,11 @@ def _column(kind: str) -> str:
 
 
 def fit_host(
-    layers: list, measured_s: list[float], clock_hz: float, counts: list[dict] | None = None
+    layers: list,
+    measured_s: list[float],
+    clock_hz: float,
+    counts: list[dict] | None = None,
+    row_weights: list[float] | None = None,
 ) -> dict[str, float]:
     """Non-negative least squares (scipy.optimize.nnls) of measured cycles ``y = sum_kind work_kind /
     throughput_kind + sum_term units_term / figure_term + overhead``, each row weighted by 1 / sqrt(y): between
@@ -182,14 +186,24 @@ def fit_host(
         for n in names
     ]
     cols += [np.array([c.get(t, 0) for c in counts], dtype=np.float64) for t in terms]
+    # Kernels an op launches beyond its first (estimate.host_extra_kernels: pad_split, im2col, a zero-point pad):
+    # each is a call with its own thread-pool launch and workspace.
+    launches = np.array([c.get("extra_kernels", 0) for c in counts], dtype=np.float64)
+    launch_column = bool(launches.any())
+    cols += [launches] if launch_column else []
     w = 1.0 / np.sqrt(y)
+    if row_weights is not None:
+        w = w * np.asarray(row_weights, dtype=np.float64)
     a = np.stack(cols + [np.ones_like(y)], axis=1)
     scale = a.max(axis=0)  # columns of 1 .. 1e9: scaled to 1 for the solver, unscaled after
     coef, _ = nnls(a / scale * w[:, None], y * w, maxiter=50 * a.shape[1])
     coef = coef / scale
     rms = float(np.sqrt(np.mean(((a @ coef - y) / y) ** 2)))  # relative, for the report
-    out = {n: (1.0 / c if c > 0 else FREE) for n, c in zip(names + terms, coef[:-1], strict=True)}
+    n_named = len(names) + len(terms)
+    out = {n: (1.0 / c if c > 0 else FREE) for n, c in zip(names + terms, coef[:n_named], strict=True)}
     out["op_overhead_cycles"] = max(float(coef[-1]), 1.0)  # board figures must be > 0: 1 cycle when the fit gives 0
+    if launch_column:
+        out["kernel_launch_cycles"] = max(float(coef[n_named]), 1.0)
     element = [out[n] for n in names if n not in ("macs_per_cycle", "depthwise_macs_per_cycle")]
     if element and "elementwise_per_cycle" not in out:
         out["elementwise_per_cycle"] = min(element)
