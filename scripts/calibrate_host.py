@@ -36,6 +36,11 @@ from fcos3d.compiler.latency.estimate import (  # noqa: E402
 from fcos3d.compiler.latency.fit import calibrated_board, fit_context, fit_host, measure_layers  # noqa: E402
 from fcos3d.compiler.latency.report import write_report  # noqa: E402
 
+# Stage 1's row weight per model: 1 / (its layers) ** WEIGHT_POWER, on top of fit_host's 1 / sqrt(cycles). 1: each
+# model weighs the same whatever its number of layers (FCOS3D has 378, a zoo model 8-45); PERFORMANCE.md
+# "Estimator re-fit on a quiet machine" gives the sensitivity to 0 and 0.5.
+WEIGHT_POWER = 1.0
+
 
 def _toml(figures: list[Figure]) -> str:
     return "\n".join(
@@ -64,9 +69,6 @@ def layer_counts(graph, acc) -> list[dict]:
     ]
 
 
-WEIGHT_POWER = 1.0
-
-
 def fit(graphs: list, runs: list[dict], host, source: str):
     """(fitted figures, calibrated board): fit_host on the layers, then fit_context on the whole modules."""
     acc = host.accelerator
@@ -77,7 +79,6 @@ def fit(graphs: list, runs: list[dict], host, source: str):
     host = replace(host, accelerator=Accelerator(acc.name, MappingProxyType(figures), acc.note))
     layers = [layer for g in graphs for layer in layer_estimates(g, host.accelerator)]
     counts = [c for g in graphs for c in layer_counts(g, host.accelerator)]
-    # each model's layers weigh as much as another model's, whatever their number (FCOS3D has 378, a zoo model 8-45)
     weights = [len(g.ops) ** -WEIGHT_POWER for g in graphs for _ in g.ops]
     fitted = fit_host(layers, [s for m in runs for s in m["layers_s"]], clock, counts, weights)
     alone = calibrated_board(host, fitted, source)

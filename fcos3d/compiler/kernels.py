@@ -126,6 +126,17 @@ def _ramp(base, n: int):
     return base if n == 1 else T.ramp(base, 1, n)
 
 
+def _row_chunks(start: int, stop: int, chunk: int, store) -> None:
+    """``store(q0, n)`` over columns ``start .. stop`` of a row: a serial loop of ``chunk``-wide vectors, then one
+    narrower vector for the rest (no mask, no tail loop)."""
+    full, rest = divmod(stop - start, chunk)
+    if full:
+        with T.serial(0, full) as k:
+            store(start + k * chunk, chunk)
+    if rest:
+        store(start + full * chunk, rest)
+
+
 @contextmanager
 def _kernel(name: str, params: dict[str, tuple[tuple[int, ...], str]]):
     """An already-scheduled PrimFunc built with TVM's IRBuilder: yields its buffers, then ``holder[0]`` is the
@@ -206,12 +217,7 @@ def _pad_split_body(x, out, channels, in_hw, pads, sw, flip, value) -> None:
                         src = T.bitwise_xor(src, _bcast(flip_mask, n))
                     T.buffer_store(out, T.Select(_bcast(inside, n), src, _bcast(fill, n)), [c, y, ph, _ramp(q0, n)])
 
-                full, rest = divmod(hi - lo, chunk)
-                if full:
-                    with T.serial(0, full) as k:
-                        store(lo + k * chunk, chunk)
-                if rest:
-                    store(lo + full * chunk, rest)
+                _row_chunks(lo, hi, chunk, store)
 
 
 def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, int]) -> tirx.PrimFunc:
@@ -233,12 +239,7 @@ def upsample_nearest(channels: int, in_hw: tuple[int, int], factors: tuple[int, 
                         src = T.Shuffle([src] * fw, [i // fw for i in range(n * fw)])
                     T.buffer_store(out, src, [0, c, y, _ramp(q0 * fw, n * fw)])
 
-                full, rest = divmod(w, chunk)
-                if full:
-                    with T.serial(0, full) as k:
-                        store(k * chunk, chunk)
-                if rest:
-                    store(full * chunk, rest)
+                _row_chunks(0, w, chunk, store)
     return fn[0]
 
 
@@ -272,12 +273,7 @@ def max_pool_split(
                             best = tap if best is None else T.max(best, tap)
                     T.buffer_store(out, best, [0, c, y, _ramp(q0, n)])
 
-                full, rest = divmod(ow, chunk)
-                if full:
-                    with T.serial(0, full) as k:
-                        store(k * chunk, chunk)
-                if rest:
-                    store(full * chunk, rest)
+                _row_chunks(0, ow, chunk, store)
     return fn[0]
 
 

@@ -27,9 +27,10 @@ from fcos3d.int8.ops import (
     Transpose,
 )
 
-from ..kernels import max_pool_split, pad_nchw, pad_split, upsample_nearest
+from ..kernels import max_pool_split, pad_nchw, upsample_nearest
 from ..requantize import emit_output_int8, emit_requantize, emit_requantize_table, emit_saturate_int8
 from .emit_lut import EMITTERS as EMITTERS_LUT
+from .legalize import emit_pad_split
 
 __all__ = ["import_int_graph", "import_int_graphs"]
 
@@ -132,7 +133,7 @@ def _resize(bb: relax.BlockBuilder, op: ResizeNearest, x: relax.Expr, *like: rel
 
 def _maxpool(bb: relax.BlockBuilder, op: MaxPool, x: relax.Expr) -> relax.Var:
     """int8 max pool, padded with the dtype's minimum, -128, as the simulator pads (checked against it in
-    tests/compiler/passes/test_import_int_graph.py and tests/compiler/test_kernels.py). Without dilation:
+    tests/compiler/passes/test_import_int_graph.py and tests/compiler/test_compiler_kernels.py). Without dilation:
     kernels.pad_split (-128, columns split by the stride) and kernels.max_pool_split (a vector max per tap), the
     output size ours (ops.pool_output_size; ceil mode: extra -128 rows/columns at the bottom/right). Dilated:
     TOPI's max_pool2d, the ceil size made with extra padding and, if TOPI's floor size is then larger (a pad
@@ -144,11 +145,8 @@ def _maxpool(bb: relax.BlockBuilder, op: MaxPool, x: relax.Expr) -> relax.Var:
     if op.dilations == (1, 1) and n == 1:
         bottom = max(bottom, (ho - 1) * sh + kh - h - top, 0)
         right = max(right, (wo - 1) * sw + kw - w - left, 0)
-        pads = (top, left, bottom, right)
-        hp, wq = h + top + bottom, -(-(w + left + right) // sw)
-        split = bb.add_func(pad_split(c, (h, w), pads, sw, value=fx.INT8_MIN), "pad_split")
-        padded = bb.emit(relax.call_tir(split, [x], relax.TensorType((c, hp, sw, wq), "int8")))
-        pool = bb.add_func(max_pool_split(c, (hp, sw, wq), op.kernel, op.strides, (ho, wo)), "max_pool_split")
+        padded = emit_pad_split(bb, x, (top, left, bottom, right), sw, value=fx.INT8_MIN)
+        pool = bb.add_func(max_pool_split(c, _shape(padded)[1:], op.kernel, op.strides, (ho, wo)), "max_pool_split")
         return bb.emit(relax.call_tir(pool, [padded], relax.TensorType((1, c, ho, wo), "int8")))
     if op.ceil_mode:
         bottom = max(bottom, (ho - 1) * sh + dh * (kh - 1) + 1 - h - top)

@@ -24,18 +24,18 @@ from ..kernels import (
 )
 from .schedule import gemm_tile
 
-__all__ = ["legalize"]
+__all__ = ["emit_pad_split", "legalize"]
 
 
-def _emit_pad_split(
-    bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int, flip: bool = False
+def emit_pad_split(
+    bb: relax.BlockBuilder, x: relax.Expr, pads: tuple[int, ...], stride_w: int, flip: bool = False, value: int = 0
 ) -> relax.Var:
-    """kernels.pad_split of x (1, C, H, W): (C, Hp, stride_w, Wq), the padded input split by column phase
-    (``flip``: + 128 as uint8, for the x86 depthwise kernel)."""
+    """kernels.pad_split of x (1, C, H, W): (C, Hp, stride_w, Wq), the padded input (``value``) split by column
+    phase (``flip``: + 128 as uint8, for the x86 depthwise kernel). Also import_int_graph's max pool (-128)."""
     _, c, h, w = (int(d) for d in x.ty.shape)
     top, left, bottom, right = pads
     shape = (c, h + top + bottom, stride_w, -(-(w + left + right) // stride_w))
-    gv = bb.add_func(pad_split(c, (h, w), pads, stride_w, flip), "pad_split_flip" if flip else "pad_split")
+    gv = bb.add_func(pad_split(c, (h, w), pads, stride_w, flip, value), "pad_split_flip" if flip else "pad_split")
     return bb.emit(relax.call_tir(gv, [x], relax.TensorType(shape, "int8")))
 
 
@@ -81,7 +81,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             dilation=dilation,
         )
         words, correction = pack_dense_weight(w, spec.offset)
-        src = x if spec.reads_input else _emit_pad_split(bb, x, pads, strides[1])
+        src = x if spec.reads_input else emit_pad_split(bb, x, pads, strides[1])
         im2col = bb.add_func(im2col_words(spec), "im2col")
         cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.positions_padded), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
@@ -104,7 +104,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             lanes=intrin.lanes if intrin else vector_lanes(target),
         )
         top, left, bottom, _ = pads
-        padded = _emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1], flip=spec.offset != 0)
+        padded = emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1], flip=spec.offset != 0)
         words, correction = pack_depthwise_weight(w, strides, spec.offset)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
