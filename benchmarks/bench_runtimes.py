@@ -16,7 +16,8 @@ round by round on the same input, median of ``--runs``:
   torch_fp32      PyTorch eager, float
 
 The roofline is the graph's MACs (the latency estimator's count: dense + depthwise convs) over the int8 dot-product
-peak of ``threads`` cores measured by benchmarks/peak_probe.c (per CPU-second of one core). Each run also records
+peak of ``threads`` cores measured by benchmarks/peak_probe.c (per CPU-second of one core); on a CPU with Intel AMX
+the dense MACs count at the AMX peak instead (benchmarks/amx_peak_probe.c), the depthwise ones at the dot product's. Each run also records
 the process CPU time: CPU share = CPU time / (wall x threads) is near 1 when the runtime's threads had their cores,
 lower when other jobs took them (or its threads waited). Prints a markdown table, writes JSON.
 
@@ -330,10 +331,15 @@ def run_worker(prep_json: Path, threads: int, args, tvm_threads: int | None = No
 # -- report ---------------------------------------------------------------------------------------------------
 
 
-def summarise(prep: dict, timed: dict, peak_gmacs: float) -> dict:
-    """Medians, CPU shares, ratios to the roofline and to OpenVINO int8."""
+def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | None = None) -> dict:
+    """Medians, CPU shares, ratios to the roofline and to OpenVINO int8. With ``amx_gmacs`` (a CPU with AMX) the
+    roofline is the dense MACs at the AMX peak plus the depthwise MACs at the dot-product peak (AMX tiles have
+    no depthwise form); else all MACs at the dot-product peak."""
     n = timed["threads"]
-    roofline_s = prep["macs"] / (peak_gmacs * 1e9 * n)
+    if amx_gmacs:
+        roofline_s = (prep["dense_macs"] / amx_gmacs + prep["depthwise_macs"] / peak_gmacs) / (1e9 * n)
+    else:
+        roofline_s = prep["macs"] / (peak_gmacs * 1e9 * n)
     rows = {}
     for k, wall in timed["wall_s"].items():
         med = statistics.median(wall)
@@ -380,6 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ort-ours", action="store_true", help="also onnxruntime on our QDQ ONNX (slow)")
     ap.add_argument("--peak-gmacs", type=float, default=None, help="per-core int8 peak; default: measure it")
     ap.add_argument(
+        "--amx-peak-gmacs", type=float, default=None, help="with --peak-gmacs: the per-core AMX int8 peak, if any"
+    )
+    ap.add_argument(
         "--tvm-bind",
         action="store_true",
         help="keep TVM's thread pinning (TVM_BIND_THREADS; off by default, see worker)",
@@ -408,9 +417,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.peak_gmacs is None:
         probe = peak_probe.measure(threads=(1,), repeat=5)
         peak = probe["peak_gmacs_per_core"]
+        amx = (probe.get("amx") or {}).get("peak_gmacs_per_core")
     else:
-        peak = args.peak_gmacs
+        peak, amx = args.peak_gmacs, args.amx_peak_gmacs
     print(f"int8 peak: {peak:.0f} GMAC/s per core ({'measured' if probe else 'given'})")
+    if amx:
+        print(f"AMX int8 peak: {amx:.0f} GMAC/s per core: the roofline's dense convs run at it")
 
     preps, workers, summaries = {}, [], []
     for size in sizes:
@@ -422,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         for n in thread_counts:
             timed = run_worker(prep_json, n, args, tvm_bind=args.tvm_bind)
             workers.append(timed)
-            summaries.append(summarise(prep, timed, peak))
+            summaries.append(summarise(prep, timed, peak, amx))
             print(f"  {n} thread(s): done, load average {timed['loadavg_after']}")
     table = markdown(summaries, preps)
     print(table)
@@ -435,6 +447,7 @@ def main(argv: list[str] | None = None) -> None:
                 "cpus": os.cpu_count(),
                 "openvino": openvino_version(),
                 "peak_gmacs_per_core": peak,
+                "amx_peak_gmacs_per_core": amx,
                 "peak_probe": probe,
                 "prepared": preps,
                 "summary": summaries,

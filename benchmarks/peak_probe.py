@@ -1,6 +1,7 @@
 """The int8 roofline of this machine: build benchmarks/peak_probe.c, run it on 1 and N threads, report GMAC/s per core.
 
-x86_64: ``cc -O2 -mavx512f -mavx512vnni`` (the vpdpbusd loop). aarch64: the cross compiler builds a static binary
+x86_64: ``cc -O2 -mavx512f -mavx512vnni`` (the vpdpbusd loop), and where the CPU has Intel AMX also
+benchmarks/amx_peak_probe.c (a tdpbssd loop: the dense convs' peak when the compile puts them on AMX tiles). aarch64: the cross compiler builds a static binary
 of the sdot loop and qemu-aarch64 runs it (``--arm``): that checks that the probe builds and runs; an emulator's
 GMAC/s says nothing about a board. Each run also reports the thread's CPU share (thread CPU time / wall time), so
 that a rate per CPU-second can be given on a machine that other jobs share; /proc/stat's steal time and the CPU
@@ -75,6 +76,35 @@ def topology() -> dict:
     return info
 
 
+AMX_SOURCE = HERE / "amx_peak_probe.c"
+
+
+def has_amx() -> bool:
+    """The CPU reports AMX int8 tiles (/proc/cpuinfo flags amx_int8 and amx_tile)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_int8" in flags and "amx_tile" in flags
+
+
+def measure_amx(repeat: int = 3, seconds: float = 0.5) -> dict | None:
+    """One core's AMX int8 peak (benchmarks/amx_peak_probe.c, the best of ``repeat`` runs), or None where the CPU
+    has no AMX or the kernel refuses the tile data. The roofline of the dense convs where the compile uses AMX."""
+    if platform.machine() != "x86_64" or not has_amx():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = Path(tmp) / "amx_peak_probe"
+        subprocess.run(["cc", "-O2", "-mamx-tile", "-mamx-int8", str(AMX_SOURCE), "-o", str(binary)], check=True)
+        runs = []
+        for _ in range(repeat):
+            out = subprocess.run([str(binary), str(seconds)], capture_output=True, text=True)
+            if out.returncode:
+                return None
+            runs.append(json.loads(out.stdout))
+    return {"isa": runs[0]["isa"], "peak_gmacs_per_core": max(r["gmacs_per_core"] for r in runs), "runs": runs}
+
+
 def run_probe(binary: Path, threads: int, seconds: float, mib: int = 256, runner: list[str] | None = None) -> dict:
     out = subprocess.run(
         [*(runner or []), str(binary), str(threads), str(seconds), str(mib)], capture_output=True, text=True, check=True
@@ -115,7 +145,9 @@ def measure(
         steal1 = _steal_ticks()
     isa = next(iter(rows.values()))["runs"][0]["isa"]
     one = rows.get("1")
+    amx = None if arm else measure_amx()
     return {
+        "amx": amx,
         "isa": isa,
         "emulated": arm,
         "seconds_per_run": seconds,
@@ -152,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{n:>7}{r['gmacs_per_thread']:>15.1f}{r['cpu_share']:>11.2f}{r['gmacs_per_cpu_second']:>12.1f}"
             f"{r['copy_gbs_total']:>11.1f}{r['copy_gbs_per_cpu_second']:>15.1f}"
         )
+    if result["amx"]:
+        print(f"{result['amx']['isa']}: {result['amx']['peak_gmacs_per_core']:.0f} GMAC/s on one core")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(args.json)

@@ -89,6 +89,7 @@ OPTIONAL_FIGURES: dict[str, str] = {
 # when a board file has them, which no NPU board file does (scripts/fit_npu_boards.py leaves them out).
 HOST_ONLY_FIGURES: dict[str, str] = {
     "dot_lanes": "lanes",
+    "amx_macs_per_cycle": "MAC/cycle",  # the MAC slots of AMX tile instructions (dense convs on AMX tiles)
     "conv_outputs_per_cycle": "elements/cycle",
     "pack_words_per_cycle": "words/cycle",
     "pad_bytes_per_cycle": "bytes/cycle",

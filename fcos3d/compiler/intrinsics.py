@@ -5,7 +5,9 @@ product of that position's packed activation word and a weight word broadcast to
 ``C[i] += sum_k int32(byte_k(A[i])) * int32(byte_k(B))``. The depthwise form ("window") takes the words
 from consecutive bytes of an input row, ``A[i + k]``, one shuffle per instruction. x86 AVX-512 VNNI ``vpdpbusd`` (16 lanes, A uint8, B int8:
 kernels.DenseConvSpec.offset = 128) and Arm ``sdot`` (4 lanes, both int8). Neither saturates: the int32 sums
-wrap, and stay exact because the conv's accumulator bound (docs/int8.md 4.2) is far below 2**31.
+wrap, and stay exact because the conv's accumulator bound (docs/int8.md 4.2) is far below 2**31. Where the CPU
+has Intel AMX, the GEMM instead runs on its tile registers (AmxGemm: ``tdpbsud``, 16 x 16 x 64 MACs per instruction,
+the same packed operands).
 TVM's own ``dot_16x4_vnni`` broadcasts the activations instead and passes LLVM 22 an outdated operand type.
 """
 
@@ -13,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from tvm.script import tirx as T
 
-__all__ = ["DotIntrin", "dot_intrin_for", "target_is_arm", "vector_lanes"]
+__all__ = ["AmxGemm", "DotIntrin", "amx_gemm_for", "amx_intrin", "dot_intrin_for", "target_is_arm", "vector_lanes"]
 
 
 def vector_lanes(target, bits: int = 32) -> int:
@@ -181,3 +184,148 @@ def _host_is_arm() -> bool:
     import platform
 
     return platform.machine().lower() in ("aarch64", "arm64")
+
+
+# -- Intel AMX: the GEMM on tile registers ------------------------------------------------------------------------
+
+AMX_ROWS = 16  # rows of a tile register (channels of an A tile, reduction words of a B tile)
+AMX_WORDS = 16  # 32-bit words per tile row (64 bytes): positions of a B / C tile, reduction words of an A tile
+# Tile numbers: C (accumulators, mo x no), A (weights, mo), B (activation words, no).
+_C_TILES, _A_TILES, _B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
+ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+@dataclass(frozen=True)
+class AmxGemm:
+    """One tensorize of kernels.gemm_conv on AMX: ``C[16 mo, 16 no] = sum over all ``words`` of
+    dot_word(B[k, j], A[i, k])`` with A the weight words (channels x words), B the packed activation words
+    (words x positions), C int32; the reduction runs in chunks of ``chunk`` words (a divisor of ``words``, at most
+    16), one ``tdpbsud`` per (A tile, B tile) per chunk: signed weights x the uint8 (+ 128) activations of the
+    VNNI packing, so the layout and the correction stay those of kernels.DenseConvSpec."""
+
+    mo: int  # channel tiles (16 channels each)
+    no: int  # position tiles (16 positions each)
+    words: int  # reduction words of the conv (DenseConvSpec.words)
+    chunk: int
+
+    @property
+    def name(self) -> str:
+        return f"fcos3d_amx_gemm_{self.mo}x{self.no}_w{self.words}_k{self.chunk}_u8s8"
+
+    def config_words(self) -> list[int]:
+        """The 64-byte tile configuration (palette 1) as 16 little-endian int32 words: bytes 16.. the bytes per
+        row of tiles 0..15 (uint16), bytes 48.. their rows (uint8)."""
+        cfg = bytearray(64)
+        cfg[0] = 1
+        shapes = {}
+        for t in _C_TILES[: self.mo * self.no]:
+            shapes[t] = (AMX_ROWS, 4 * AMX_WORDS)
+        for t in _A_TILES[: self.mo]:
+            shapes[t] = (AMX_ROWS, 4 * self.chunk)
+        for t in _B_TILES[: self.no]:
+            shapes[t] = (self.chunk, 4 * AMX_WORDS)
+        for t, (rows, colsb) in shapes.items():
+            cfg[16 + 2 * t] = colsb & 255
+            cfg[17 + 2 * t] = colsb >> 8
+            cfg[48 + t] = rows
+        return [int(v) for v in np.frombuffer(bytes(cfg), dtype="<i4")]
+
+
+def amx_chunk(words: int) -> int | None:
+    """Reduction words per tdpbsud for a conv of ``words``: all of them up to 16, else the largest divisor of
+    ``words`` in [8, 16] (no tail tile), else None (the VNNI GEMM takes the conv)."""
+    if words <= AMX_WORDS:
+        return words
+    best = max(d for d in range(1, AMX_WORDS + 1) if words % d == 0)
+    return best if best >= 8 else None
+
+
+def _amx_desc(g: AmxGemm):
+    from .kernels import dot_word
+
+    m, n, w = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (m, w), "int32", offset_factor=1)
+        B = T.match_buffer(b, (w, n), "int32", offset_factor=1)
+        C = T.match_buffer(c, (m, n), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(B[0:w, 0:n], A[0:m, 0:w])
+            T.writes(C[0:m, 0:n])
+            with T.init():
+                for i, j in T.grid(T.int64(m), T.int64(n)):
+                    with T.sblock("init"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        C[vi, vj] = 0
+            for i, j, k in T.grid(T.int64(m), T.int64(n), T.int64(w)):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    C[vi, vj] = C[vi, vj] + dot_word(B[vk, vj], A[vi, vk], "uint8")
+
+    return desc
+
+
+def _amx_impl(g: AmxGemm):
+    """tilezero the C tiles, per chunk load the A and B tiles and multiply every pair, store C (with its row
+    stride). The tile configuration (AmxGemm.config_words) must be loaded: it is per thread and costs about
+    500 cycles, so schedule.load_amx_config loads it once per parallel task, not per tile."""
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder.tirx import prim_func as build_prim_func
+
+    m, n, w, kc = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words, g.chunk
+    c_tiles = [(i, j, _C_TILES[i * g.no + j]) for i in range(g.mo) for j in range(g.no)]
+
+    def tile(name, *args):
+        T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+    with IRBuilder() as ib:
+        with build_prim_func():
+            a, b, c = (T.arg(k, T.handle()) for k in "abc")
+            sa, sb, sc = (tirx.Var(k, "int64") for k in ("sa", "sb", "sc"))
+            A = T.match_buffer(a, (m, w), "int32", offset_factor=1, strides=[sa, 1])
+            B = T.match_buffer(b, (w, n), "int32", offset_factor=1, strides=[sb, 1])
+            C = T.match_buffer(c, (m, n), "int32", offset_factor=1, strides=[sc, 1])
+            with T.sblock("root"):
+                T.reads(B[0:w, 0:n], A[0:m, 0:w])
+                T.writes(C[0:m, 0:n])
+                for _, _, t in c_tiles:
+                    tile("tilezero", T.int8(t))
+                with T.serial(0, w // kc) as q:
+                    for i in range(g.mo):
+                        tile("tileloadd64", T.int8(_A_TILES[i]), T.address_of(A[i * AMX_ROWS, q * kc]), sa * 4)
+                    for j in range(g.no):
+                        tile("tileloadd64", T.int8(_B_TILES[j]), T.address_of(B[q * kc, j * AMX_WORDS]), sb * 4)
+                    for i, j, t in c_tiles:
+                        tile("tdpbsud", T.int8(t), T.int8(_A_TILES[i]), T.int8(_B_TILES[j]))
+                for i, j, t in c_tiles:
+                    tile("tilestored64", T.int8(t), T.address_of(C[i * AMX_ROWS, j * AMX_WORDS]), sc * 4)
+    return ib.get()
+
+
+def amx_intrin(g: AmxGemm) -> str:
+    """Register (once) and name the tensor intrinsic of ``g``."""
+    from tvm.s_tir import TensorIntrin
+
+    if TensorIntrin.get(g.name, allow_missing=True) is None:
+        TensorIntrin.register(g.name, _amx_desc(g), _amx_impl(g))
+    return g.name
+
+
+def amx_gemm_for(target, channels: int, words: int) -> AmxGemm | None:
+    """The AMX GEMM for a conv of ``channels`` outputs and ``words`` reduction words on ``target``, or None (the
+    VNNI / sdot GEMM takes it): an x86 target with amx-int8 (LLVM's host CPU name says so on Sapphire Rapids
+    and later; ``mattr = ["-amx-int8"]`` in the board file turns it off), channels a multiple of 16 and a
+    reduction of 2 words or more that splits into whole tiles (amx_chunk). Two channel tiles where the channels allow, two
+    position tiles: 4 accumulator tiles, 2 + 2 operand tiles, all 8 tile registers."""
+    from tvm.target.codegen import target_has_features
+
+    if target is None or str(target.kind.name) != "llvm" or target_is_arm(target):
+        return None
+    if channels % AMX_ROWS or words < 2 or not target_has_features(["amx-int8", "amx-tile"], target):
+        return None  # (a 1-word reduction loop is simplified away: nothing for the intrinsic to match)
+    chunk = amx_chunk(words)
+    if chunk is None:
+        return None
+    return AmxGemm(2 if channels % (2 * AMX_ROWS) == 0 else 1, 2, words, chunk)

@@ -108,15 +108,28 @@ def _in_process_measure():
     return InProcessBuilder(), InProcessRunner()
 
 
+def _uses_amx(task_mod: IRModule, target) -> bool:
+    """The default schedule puts this task's GEMM on AMX tiles (passes/schedule._schedule_gemm_amx)."""
+    from tvm import s_tir
+
+    from .passes.schedule import AMX_CONFIG_ATTR, apply_default_schedule
+
+    sch = s_tir.Schedule(task_mod)
+    apply_default_schedule(sch, target)
+    return AMX_CONFIG_ATTR in str(sch.trace)
+
+
 def _tasks(mod: IRModule, target):
     """MetaSchedule's tasks (one per distinct PrimFunc, weighted by its calls), without the functions that
-    arrive already scheduled (kernels.py's im2col and padding)."""
+    arrive already scheduled (kernels.py's im2col and padding) and without the convs on AMX tiles: MetaSchedule
+    has no AMX rule (its evolutionary search cannot replay a tensorized tile whose configuration is loaded
+    outside the trace), and they keep the default schedule, the fastest unit of the core."""
     from tvm.s_tir import meta_schedule as ms
 
     return [
         t
         for t in ms.relax_integration.extract_tasks(mod, target)
-        if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False)
+        if not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled", False) and not _uses_amx(t.dispatched[0], target)
     ]
 
 

@@ -301,7 +301,22 @@ def _pinned_host(**extra):
     return replace(board, accelerator=Accelerator(board.accelerator.name, MappingProxyType(figures)))
 
 
-def test_host_dense_conv_costs_dot_slots_outputs_packing_and_padding():
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pin the CPU the host estimate assumes (the compile's AMX decision follows the running CPU): call with an
+    LLVM CPU name."""
+    import tvm
+
+    from fcos3d.compiler.latency import estimate as est
+
+    def pin(mcpu: str):
+        monkeypatch.setattr(est, "_host_target", lambda: tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+
+    return pin
+
+
+def test_host_dense_conv_costs_dot_slots_outputs_packing_and_padding(cpu):
+    cpu("skylake-avx512")  # VNNI, no AMX
     (layer,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers
     assert (layer.op, layer.output_shape) == ("Conv", (1, 32, 64, 64))
     # R = 16 * 9 = 144 bytes = 36 words; 4,096 positions = 256 vectors of 16; gemm_tile(32, 4096, 16) = 8 x 3
@@ -312,6 +327,20 @@ def test_host_dense_conv_costs_dot_slots_outputs_packing_and_padding():
     # pad_split bytes 16 * 66 * 66 = 69,696 -> / 8 = 8,712. compute = 569,608; memory 1 cycle; + 100.
     assert (layer.macs, layer.work) == (18_874_368, 29_325_312)
     assert (layer.compute_cycles, layer.memory_cycles, layer.cycles) == (569_608, 1, 569_708)
+
+
+def test_host_dense_conv_on_amx_costs_tile_mac_slots(cpu):
+    cpu("sapphirerapids")
+    (layer,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host(amx_macs_per_cycle=1024)).layers
+    # on AMX tiles (32 channels: 2 x 16, 36 words: chunks of 12): no dot-instruction work; tile MAC slots =
+    # 32 oc * 36 words * 4 * 4,096 positions (whole tiles of 32) = 18,874,368 -> / 1024 = 18,432 cycles;
+    # outputs 131,072 -> / 2 = 65,536; packed words 36 * 4,096 = 147,456 -> / 4 = 36,864; pad_split 8,712 as
+    # on VNNI. compute = 129,544; memory 1; + 100.
+    assert (layer.macs, layer.work) == (18_874_368, 0)
+    assert (layer.compute_cycles, layer.cycles) == (129_544, 129_644)
+    # 24 channels are not whole tiles: the VNNI GEMM, as the compile does
+    (vnni,) = estimate(one_conv(16, 24, (64, 64)), _pinned_host(amx_macs_per_cycle=1024)).layers
+    assert vnni.work > 0
 
 
 def test_host_depthwise_conv_counts_window_dot_instructions():

@@ -6,6 +6,7 @@ Input: an ``IntGraph`` (parse_qdq) and a board's ``Accelerator`` profile. Intege
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -206,9 +207,12 @@ NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an 
 # depthwise conv's work is the MAC slots of the dot instructions the kernels issue (4 bytes x lanes each), padding
 # included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
 # epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
-# zero-point pad of an asymmetric input (a separate kernels.pad_nchw copy) per byte, and, for a conv that kernels.py
+# zero-point pad of an asymmetric input (a separate kernels.pad_nchw copy) per byte, the MAC slots of the AMX tile
+# instructions of a dense conv that the compile puts on AMX tiles (intrinsics.amx_gemm_for, decided for this
+# machine's target: a CPU without AMX compiles and is estimated with the VNNI GEMM), and, for a conv that kernels.py
 # does not compile (a dilated depthwise conv; grouped but not depthwise), TVM's default conv2d per MAC.
 HOST_TERMS = (
+    "amx_macs_per_cycle",
     "conv_outputs_per_cycle",
     "pack_words_per_cycle",
     "pad_bytes_per_cycle",
@@ -245,11 +249,26 @@ def _dense_vectors(cout: int, positions: int, lanes: int) -> tuple[int, Fraction
     return _ceil_to(-(-positions // lanes), t_pos), 1 + Fraction(t_oc + t_pos + 2, t_oc * t_pos)
 
 
+@functools.cache
+def _host_target():
+    from ..build import board_target  # imports TVM: only host profiles (with dot_lanes) get here
+
+    return board_target(load_board("host"))
+
+
+def _host_amx(cout: int, words: int):
+    """The AMX GEMM the host compile gives a dense conv on this machine (intrinsics.amx_gemm_for), or None."""
+    from ..intrinsics import amx_gemm_for
+
+    return amx_gemm_for(_host_target(), cout, words)
+
+
 def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: Accelerator) -> dict[str, int]:
     """The units of each HOST_TERMS figure that a conv costs, and ``work`` (the dot instructions' MAC slots);
     {} for every other op and for any profile without ``dot_lanes``. PERFORMANCE.md "Latency model":
     dense: work = Cout x ceil(R/4) x V x lanes x 4 (R = Cin kh kw, V = position vectors padded to the
-    register tile), pack words = ceil(R/4) x V x lanes, pad bytes = the padded input (none when im2col reads
+    register tile), pack words = ceil(R/4) x V x lanes; on AMX tiles instead amx MACs = Cout x ceil(R/4) x 4 x
+    P' (P' the positions padded to whole position tiles), pack words = ceil(R/4) x P', work 0; pad bytes = the padded input (none when im2col reads
     the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
     words = ceil(ceil(kw/stride)/4)), pad bytes = pad_split's output; outputs = N x Cout x Ho x Wo for both;
@@ -268,10 +287,17 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     kernel = _kernel_conv(op)
     if kernel == "dense":
         words = -(-cin * kh * kw // DOT_BYTES)
-        vectors, per_dot = _dense_vectors(cout, ho * wo, lanes)
-        # the MAC slots of the dot instructions, weighted by the instructions issued per dot instruction
-        counts["work"] = math.ceil(n * cout * words * vectors * lanes * DOT_BYTES * per_dot)
-        counts["pack_words_per_cycle"] = n * words * vectors * lanes
+        amx = _host_amx(cout, words)
+        if amx is not None:  # tiles of 16 channels x 16 positions, positions padded to 16 no (legalize.py)
+            positions = _ceil_to(ho * wo, 16 * amx.no)
+            counts["work"] = 0
+            counts["amx_macs_per_cycle"] = n * cout * words * DOT_BYTES * positions
+            counts["pack_words_per_cycle"] = n * words * positions
+        else:
+            vectors, per_dot = _dense_vectors(cout, ho * wo, lanes)
+            # the MAC slots of the dot instructions, weighted by the instructions issued per dot instruction
+            counts["work"] = math.ceil(n * cout * words * vectors * lanes * DOT_BYTES * per_dot)
+            counts["pack_words_per_cycle"] = n * words * vectors * lanes
         # pad_split unless im2col reads the input itself (kernels.DenseConvSpec.reads_input: no pads left after
         # the zero-point pad, one column phase)
         if (any(op.pads) and not op.input_zero_point) or sw != 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tvm
 from tvm import IRModule, relax
 
-from ..intrinsics import dot_intrin_for, vector_lanes
+from ..intrinsics import amx_gemm_for, dot_intrin_for, vector_lanes
 from ..kernels import (
     DenseConvSpec,
     DepthwiseSpec,
@@ -68,6 +68,8 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     if groups == 1:
         intrin = dot_intrin_for(target)
         lanes = intrin.lanes if intrin else vector_lanes(target)
+        words = -(-w.shape[1] * w.shape[2] * w.shape[3] // 4)
+        amx = amx_gemm_for(target, w.shape[0], words) if intrin else None
         spec = DenseConvSpec(
             in_channels=w.shape[1],
             in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])),
@@ -77,7 +79,8 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             out_hw=out_hw,
             offset=intrin.offset if intrin else 0,
             # the packed columns are padded to whole register tiles (schedule.gemm_tile): no mask, no tail
-            position_block=lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
+            # (AMX: whole tiles of 16 positions, schedule._schedule_gemm_amx)
+            position_block=16 * amx.no if amx else lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
             dilation=dilation,
         )
         words, correction = pack_dense_weight(w, spec.offset)

@@ -4,7 +4,9 @@ Plain legalised TIR is one serial scalar loop nest per op (7.5x slower than onnx
 by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
   int8_gemm   output tiles of (channels x positions) in registers, the reduction in 4-byte steps by the dot
               instruction (intrinsics.py) or plain vectors, the requantising epilogue applied per tile;
-              threads over tiles, the im2col pack threaded and vectorised on its own
+              threads over tiles, the im2col pack threaded and vectorised on its own; on a CPU with Intel
+              AMX (and channels in whole tiles) 16 x 16 int32 tiles of the tile unit instead, the whole
+              reduction per tile in one tensorized call (intrinsics.AmxGemm, load_amx_config)
   depthwise   threads over channels; per output row the dot instruction per (kernel row, column phase, 4 taps),
               its words a byte shuffle of the input row (or plain vectors), the epilogue per row
   (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
@@ -20,13 +22,23 @@ from tvm import IRModule, s_tir, tirx
 from tvm.s_tir.schedule import ScheduleError
 from tvm.sym.pattern import detect_linear_equation
 
-from ..intrinsics import dot_intrin_for, vector_lanes
+from ..intrinsics import (
+    ARCH_PRCTL,
+    ARCH_REQ_XCOMP_PERM,
+    XFEATURE_XTILEDATA,
+    amx_gemm_for,
+    amx_intrin,
+    dot_intrin_for,
+    vector_lanes,
+)
 from ..kernels import KERNEL_ATTR
 
-__all__ = ["apply_default_schedule", "gemm_tile", "schedule", "schedule_func"]
+__all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule", "schedule_func"]
 
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
+AMX_TASKS = 16  # parallel tasks of an AMX GEMM (each loads the tile configuration once)
+AMX_CONFIG_ATTR = "fcos3d.amx_config"  # task loop annotation: the tile configuration, for load_amx_config
 
 
 def _extent(sch: s_tir.Schedule, loop) -> int:
@@ -107,6 +119,10 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     # The epilogue over flattened positions, the loop the tiles run over (the output is (1, OC, OH, OW)).
     _, _, out_h, out_w = (int(d) for d in sch.get(out).writes[0].source.shape)
     sch.transform_block_layout(out, lambda n, o, y, x: (n, o, y * out_w + x))
+    amx = amx_gemm_for(target, n_oc, _extent(sch, rb)) if intrin else None
+    if amx is not None:
+        _schedule_gemm_amx(sch, dot, out, amx, lanes)
+        return
     t_oc, t_pos = gemm_tile(n_oc, out_h * out_w, lanes)
     if n_pos % (t_pos * lanes):
         raise ValueError(f"GEMM: {n_pos} packed positions are not whole {t_oc} x {t_pos} tiles (legalize.py pads them)")
@@ -125,6 +141,89 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     sch.unroll(pm)
     sch.vectorize(sch.get_loops(init)[-1])
     _vectorize_inner(sch, out, lanes)
+
+
+def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int) -> None:
+    """kernels.gemm_conv on AMX tiles (intrinsics.AmxGemm): per tile of 16 mo channels x 16 no positions the
+    whole reduction in one tensorized call (tile registers, stored to a small local accumulator), then the
+    epilogue of that tile in vectors. A positions tile stays in L1 while every channel tile reads it. Threads
+    over at most AMX_TASKS runs of position tiles, each loading the tile configuration once (load_amx_config)."""
+    oc, positions, rb = sch.get_loops(dot)
+    if _extent(sch, positions) % (16 * amx.no):
+        raise ValueError(f"AMX GEMM: {_extent(sch, positions)} packed positions are not whole tiles (legalize.py)")
+    po, pi = sch.split(positions, [None, 16 * amx.no])
+    n = _extent(sch, po)
+    task, po = sch.split(po, [max(d for d in range(1, min(n, AMX_TASKS) + 1) if n % d == 0), None])
+    oo, oi = sch.split(oc, [None, 16 * amx.mo])
+    sch.reorder(task, po, oo, oi, pi, rb)
+    sch.parallel(task)
+    sch.reverse_compute_at(out, oo)
+    sch.tensorize(oi, amx_intrin(amx))
+    _vectorize_inner(sch, out, lanes)
+    sch.annotate(task, AMX_CONFIG_ATTR, amx.config_words())  # a schedule step: MetaSchedule's traces keep it
+
+
+def _with_body(realize, body, alloc=()):
+    """The block ``realize`` with ``body`` (and the buffers ``alloc`` allocated besides its own)."""
+    b = realize.block
+    block = s_tir.SBlock(
+        b.iter_vars,
+        b.reads,
+        b.writes,
+        b.name_hint,
+        body,
+        b.init,
+        [*b.alloc_buffers, *alloc],
+        b.match_buffers,
+        b.annotations,
+    )
+    return s_tir.SBlockRealize(realize.iter_values, realize.predicate, block)
+
+
+def _amx_tasks(stmt, found: list, wrap):
+    """``stmt`` with each loop annotated AMX_CONFIG_ATTR (the parallel task loop of _schedule_gemm_amx, at the
+    top of the function) rebuilt without the annotation and its body wrapped by ``wrap``; the annotations'
+    configurations appended to ``found``."""
+    if isinstance(stmt, tirx.SeqStmt):
+        return tirx.SeqStmt([_amx_tasks(s, found, wrap) for s in stmt.seq])
+    if isinstance(stmt, s_tir.SBlockRealize):
+        return _with_body(stmt, _amx_tasks(stmt.block.body, found, wrap))
+    if isinstance(stmt, tirx.For):
+        annotations = dict(stmt.annotations)
+        words = annotations.pop(AMX_CONFIG_ATTR, None)
+        if words is None:
+            body = _amx_tasks(stmt.body, found, wrap)
+        else:
+            found.append([int(v) for v in words])
+            body = wrap(stmt.body)
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, annotations)
+    return stmt
+
+
+def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """A function with AMX tiles (its task loop annotated by _schedule_gemm_amx) gets, on entry, Linux's
+    permission (arch_prctl ARCH_REQ_XCOMP_PERM: without it the first tile instruction raises SIGILL; an
+    idempotent system call, so any process that loads the library, ours or an RPC server, may run it) and the
+    64-byte tile configuration in memory; each parallel task loads it (``ldtilecfg``, per thread: about 500
+    cycles, too many for every tile) before its tiles. schedule_func runs it; tuning.py leaves the AMX convs
+    out of MetaSchedule's tasks."""
+    root = func.body
+    if not isinstance(root, s_tir.SBlockRealize) or AMX_CONFIG_ATTR not in func.script():
+        return func
+    cfg = tirx.decl_buffer((16,), "int32", name="amx_config")
+    load = tirx.Evaluate(
+        tirx.call_llvm_intrin("void", "llvm.x86.ldtilecfg", tirx.address_of(tirx.BufferLoad(cfg, [0])))
+    )
+    found: list = []
+    body = _amx_tasks(root.block.body, found, lambda b: tirx.SeqStmt([load, b]))
+    if not found:
+        return func
+    if any(words != found[0] for words in found):
+        raise ValueError("load_amx_config: one function with two AMX tile configurations")
+    ask = tirx.call_extern("int64", "syscall", ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    stores = [tirx.BufferStore(cfg, tirx.const(v, "int32"), [q]) for q, v in enumerate(found[0])]
+    body = tirx.SeqStmt([tirx.Evaluate(ask), *stores, body])
+    return func.with_body(_with_body(root, body, alloc=[cfg]))
 
 
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
@@ -213,19 +312,7 @@ def _hoist(stmt):
     if isinstance(stmt, tirx.SeqStmt):
         return tirx.SeqStmt([_hoist(s) for s in stmt.seq])
     if isinstance(stmt, s_tir.SBlockRealize):
-        b = stmt.block
-        block = s_tir.SBlock(
-            b.iter_vars,
-            b.reads,
-            b.writes,
-            b.name_hint,
-            _hoist(b.body),
-            b.init,
-            b.alloc_buffers,
-            b.match_buffers,
-            b.annotations,
-        )
-        return s_tir.SBlockRealize(stmt.iter_values, stmt.predicate, block)
+        return _with_body(stmt, _hoist(stmt.block.body))
     if not isinstance(stmt, tirx.For):
         return stmt
     body = stmt.body
@@ -257,7 +344,7 @@ def schedule_func(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     """One PrimFunc -> the same computation with the loops of its rule, marked scheduled."""
     sch = s_tir.Schedule(func)
     apply_default_schedule(sch, target)
-    return hoist_lane_predicates(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+    return load_amx_config(hoist_lane_predicates(sch.mod["main"])).with_attr("tirx.is_scheduled", True)
 
 
 def schedule(mod: IRModule) -> IRModule:

@@ -1,0 +1,91 @@
+"""The dense convs on Intel AMX tiles (intrinsics.AmxGemm, schedule._schedule_gemm_amx) equal the simulator bit for
+bit; which convs take AMX and how their reduction is cut into tiles; the 64-byte tile configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+from fcos3d.compiler.intrinsics import AmxGemm, amx_chunk, amx_gemm_for
+
+# (in channels, out channels, kernel, stride, hw, int32 head output): reductions of 7, 36, 64, 20 and 17 words
+# (17 has no whole chunk: the VNNI GEMM takes it), one and two channel tiles, positions not a multiple of 32
+CONVS = [
+    (3, 32, 3, 2, (17, 23), False),
+    (16, 48, 3, 1, (9, 14), False),
+    (256, 64, 1, 1, (7, 9), False),
+    (80, 16, 1, 1, (11, 5), False),
+    (68, 32, 1, 1, (6, 6), False),
+    (64, 32, 3, 1, (5, 7), True),
+]
+
+
+def _host_target():
+    from fcos3d.boards import load_board
+    from fcos3d.compiler.build import board_target
+
+    return board_target(load_board("host"))
+
+
+def test_chunks_divide_the_reduction_into_whole_tiles():
+    assert [amx_chunk(w) for w in (1, 7, 16, 20, 36, 64, 120, 168, 288)] == [1, 7, 16, 10, 12, 16, 15, 14, 16]
+    assert amx_chunk(17) is None and amx_chunk(34) is None  # 17 x 1 / 17 x 2: a tail tile would be needed
+
+
+def test_tile_configuration_bytes():
+    g = AmxGemm(mo=2, no=2, words=36, chunk=12)
+    cfg = np.array(g.config_words(), dtype="<i4").view(np.uint8)
+    assert cfg[0] == 1 and not cfg[1:16].any()  # palette 1, start row 0
+    colsb = cfg[16:48].view("<u2")
+    rows = cfg[48:64]
+    assert list(colsb[:8]) == [64] * 4 + [48] * 2 + [64] * 2  # C 16 x 64 B, A 16 x 12 words, B 12 x 16 words
+    assert list(rows[:8]) == [16] * 4 + [16] * 2 + [12] * 2
+    assert not colsb[8:].any() and not rows[8:].any()
+    one = np.array(AmxGemm(1, 2, 7, 7).config_words(), dtype="<i4").view(np.uint8)
+    assert list(one[48:56]) == [16, 16, 0, 0, 16, 0, 7, 7]  # C tiles 0, 1; A tile 4; B tiles 6, 7
+
+
+def test_amx_is_chosen_only_where_it_applies():
+    arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
+    assert amx_gemm_for(arm, 32, 16) is None
+    spr = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids"})
+    assert amx_gemm_for(spr, 32, 36) == AmxGemm(2, 2, 36, 12)
+    assert amx_gemm_for(spr, 48, 7) == AmxGemm(1, 2, 7, 7)
+    assert amx_gemm_for(spr, 24, 16) is None  # channels not whole tiles
+    assert amx_gemm_for(spr, 32, 17) is None
+    assert amx_gemm_for(spr, 32, 1) is None  # 4 input channels or fewer at 1x1: the VNNI GEMM
+    off = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids", "mattr": ["-amx-int8"]})
+    assert amx_gemm_for(off, 32, 16) is None
+    assert amx_gemm_for(tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"}), 32, 16) is None
+
+
+@pytest.mark.slow
+def test_amx_convs_equal_the_simulator(host_compile):
+    """Compiled for this CPU (AMX where it has it) == simulator on every element, inputs random and at -128."""
+    from qdq_graphs import QDQGraphBuilder
+
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    target = _host_target()
+    sims, uses_amx = {}, []
+    for i, (cin, cout, k, s, hw, head) in enumerate(CONVS):
+        b = QDQGraphBuilder(seed=40 + i)
+        x = b.input((1, cin, *hw), scale=0.05)
+        y = b.conv(x, cout, kernel=k, stride=s, relu=not head, int32_output=head)
+        if not head:
+            b.output(y)
+        sims[f"conv_{i}"] = Simulator(b.build())
+        uses_amx.append(amx_gemm_for(target, cout, -(-cin * k * k // 4)) is not None)
+    vm = host_compile({name: sim.graph for name, sim in sims.items()})
+    rng = np.random.default_rng(9)
+    for name, sim in sims.items():
+        shape = sim.graph.inputs[0].shape
+        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
+            want = list(sim.run(x).values())[0]
+            got = vm[name](tvm.runtime.tensor(x))
+            got = (got[0] if isinstance(got, tvm.ir.Array) or hasattr(got, "__getitem__") else got).numpy()
+            assert got.shape == want.shape and np.array_equal(got, want), name
+    if not any(uses_amx):
+        pytest.skip("this CPU has no AMX: the convs above ran on the VNNI / plain GEMM (still compared)")
+    assert uses_amx == [True, True, True, True, False, True]
