@@ -18,7 +18,19 @@ from dataclasses import dataclass
 import numpy as np
 from tvm.script import tirx as T
 
-__all__ = ["AmxGemm", "DotIntrin", "amx_gemm_for", "amx_intrin", "dot_intrin_for", "target_is_arm", "vector_lanes"]
+__all__ = [
+    "AmxGemm",
+    "AmxWindow",
+    "DotIntrin",
+    "amx_gemm_for",
+    "amx_intrin",
+    "amx_window_for",
+    "amx_window_intrin",
+    "amx_window_rows",
+    "dot_intrin_for",
+    "target_is_arm",
+    "vector_lanes",
+]
 
 
 def vector_lanes(target, bits: int = 32) -> int:
@@ -188,11 +200,24 @@ def _host_is_arm() -> bool:
 
 # -- Intel AMX: the GEMM on tile registers ------------------------------------------------------------------------
 
+AMX_WINDOW_TILES = 3  # row tiles per depthwise call: 3 accumulators + 3 input tiles + the weights: 7 of 8 tiles
 AMX_ROWS = 16  # rows of a tile register (channels of an A tile, reduction words of a B tile)
 AMX_WORDS = 16  # 32-bit words per tile row (64 bytes): positions of a B / C tile, reduction words of an A tile
 # Tile numbers: C (accumulators, mo x no), A (weights, mo), B (activation words, no).
 _C_TILES, _A_TILES, _B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
 ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+def tile_config(shapes: dict[int, tuple[int, int]]) -> list[int]:
+    """The 64-byte AMX tile configuration (palette 1) of ``{tile: (rows, bytes per row)}`` as 16 little-endian int32
+    words (what ldtilecfg reads): bytes 16.. the bytes per row of tiles 0..15 (uint16), bytes 48.. their rows."""
+    cfg = bytearray(64)
+    cfg[0] = 1
+    for t, (rows, colsb) in shapes.items():
+        cfg[16 + 2 * t] = colsb & 255
+        cfg[17 + 2 * t] = colsb >> 8
+        cfg[48 + t] = rows
+    return [int(v) for v in np.frombuffer(bytes(cfg), dtype="<i4")]
 
 
 @dataclass(frozen=True)
@@ -215,20 +240,10 @@ class AmxGemm:
     def config_words(self) -> list[int]:
         """The 64-byte tile configuration (palette 1) as 16 little-endian int32 words: bytes 16.. the bytes per
         row of tiles 0..15 (uint16), bytes 48.. their rows (uint8)."""
-        cfg = bytearray(64)
-        cfg[0] = 1
-        shapes = {}
-        for t in _C_TILES[: self.mo * self.no]:
-            shapes[t] = (AMX_ROWS, 4 * AMX_WORDS)
-        for t in _A_TILES[: self.mo]:
-            shapes[t] = (AMX_ROWS, 4 * self.chunk)
-        for t in _B_TILES[: self.no]:
-            shapes[t] = (self.chunk, 4 * AMX_WORDS)
-        for t, (rows, colsb) in shapes.items():
-            cfg[16 + 2 * t] = colsb & 255
-            cfg[17 + 2 * t] = colsb >> 8
-            cfg[48 + t] = rows
-        return [int(v) for v in np.frombuffer(bytes(cfg), dtype="<i4")]
+        shapes = {t: (AMX_ROWS, 4 * AMX_WORDS) for t in _C_TILES[: self.mo * self.no]}
+        shapes.update({t: (AMX_ROWS, 4 * self.chunk) for t in _A_TILES[: self.mo]})
+        shapes.update({t: (self.chunk, 4 * AMX_WORDS) for t in _B_TILES[: self.no]})
+        return tile_config(shapes)
 
 
 def amx_chunk(words: int) -> int | None:
@@ -329,3 +344,116 @@ def amx_gemm_for(target, channels: int, words: int) -> AmxGemm | None:
     if chunk is None:
         return None
     return AmxGemm(2 if channels % (2 * AMX_ROWS) == 0 else 1, 2, words, chunk)
+
+
+@dataclass(frozen=True)
+class AmxWindow:
+    """One tensorize of kernels.depthwise_amx: ``ty`` 16 x 16 output tiles of one channel stacked in rows,
+    ``C[i, j] = sum over ky, q of window_dot(A[i + ky, 4 q ..], B[ky, q, j])``: per kernel row one tile load of
+    the Toeplitz weights (shared by the ``ty`` tiles), per tile one load of 16 input rows (``words`` words each, the
+    row stride pad_split's) and one ``tdpbusd`` (uint8 input x int8 weights); the ``ty`` accumulator chains are
+    independent, so one tile's instruction latency hides behind the others'."""
+
+    kh: int
+    words: int
+    ty: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"fcos3d_amx_window_kh{self.kh}_w{self.words}_t{self.ty}_u8s8"
+
+    def config_words(self) -> list[int]:
+        """Tiles 0 .. ty-1: C (16 x 64 bytes); 3 .. 2+ty: A (16 rows x 4 words bytes); 6: B (words x 64 bytes)."""
+        shapes = {t: (16, 64) for t in range(self.ty)}
+        shapes.update({3 + t: (16, 4 * self.words) for t in range(self.ty)})
+        shapes[6] = (self.words, 64)
+        return tile_config(shapes)
+
+
+def _amx_window_desc(g: AmxWindow):
+    from .kernels import window_dot
+
+    rows, cols, kh, w = AMX_ROWS * g.ty, 4 * g.words, g.kh, g.words
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (rows + kh - 1, 1, cols), "int8", offset_factor=1)
+        B = T.match_buffer(b, (kh, w, AMX_WORDS), "int32", offset_factor=1)
+        C = T.match_buffer(c, (rows, AMX_WORDS), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(A[0 : rows + kh - 1, 0:1, 0:cols], B[0:kh, 0:w, 0:AMX_WORDS])
+            T.writes(C[0:rows, 0:AMX_WORDS])
+            with T.init():
+                for i, j in T.grid(T.int64(rows), T.int64(AMX_WORDS)):
+                    with T.sblock("init"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        C[vi, vj] = 0
+            for i, j, ky, q in T.grid(T.int64(rows), T.int64(AMX_WORDS), T.int64(kh), T.int64(w)):
+                with T.sblock("update"):
+                    vi, vj, vky, vq = T.axis.remap("SSRR", [i, j, ky, q])
+                    C[vi, vj] = C[vi, vj] + window_dot(lambda k: A[vi + vky, 0, vq * 4 + k], B[vky, vq, vj], "uint8")
+
+    return desc
+
+
+def _amx_window_impl(g: AmxWindow):
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder.tirx import prim_func as build_prim_func
+
+    rows, cols, kh, w = AMX_ROWS * g.ty, 4 * g.words, g.kh, g.words
+
+    def tile(name, *args):
+        T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+    with IRBuilder() as ib:
+        with build_prim_func():
+            a, b, c = (T.arg(k, T.handle()) for k in "abc")
+            sa, sp, sb0, sb1, sc = (tirx.Var(k, "int64") for k in ("sa", "sp", "sb0", "sb1", "sc"))
+            A = T.match_buffer(a, (rows + kh - 1, 1, cols), "int8", offset_factor=1, strides=[sa, sp, 1])
+            B = T.match_buffer(b, (kh, w, AMX_WORDS), "int32", offset_factor=1, strides=[sb0, sb1, 1])
+            C = T.match_buffer(c, (rows, AMX_WORDS), "int32", offset_factor=1, strides=[sc, 1])
+            with T.sblock("root"):
+                T.reads(A[0 : rows + kh - 1, 0:1, 0:cols], B[0:kh, 0:w, 0:AMX_WORDS])
+                T.writes(C[0:rows, 0:AMX_WORDS])
+                for t in range(g.ty):
+                    tile("tilezero", T.int8(t))
+                for ky in range(kh):
+                    tile("tileloadd64", T.int8(6), T.address_of(B[ky, 0, 0]), sb1 * 4)
+                    for t in range(g.ty):
+                        tile("tileloadd64", T.int8(3 + t), T.address_of(A[t * AMX_ROWS + ky, 0, 0]), sa)
+                    for t in range(g.ty):
+                        tile("tdpbusd", T.int8(t), T.int8(3 + t), T.int8(6))
+                for t in range(g.ty):
+                    tile("tilestored64", T.int8(t), T.address_of(C[t * AMX_ROWS, 0]), sc * 4)
+    return ib.get()
+
+
+def amx_window_intrin(g: AmxWindow) -> str:
+    from tvm.s_tir import TensorIntrin
+
+    if TensorIntrin.get(g.name, allow_missing=True) is None:
+        TensorIntrin.register(g.name, _amx_window_desc(g), _amx_window_impl(g))
+    return g.name
+
+
+def amx_window_for(target, kernel: tuple[int, int], strides: tuple[int, int], out_h: int = 16) -> AmxWindow | None:
+    """The AMX form of a depthwise conv on ``target`` (kernels.DepthwiseAmxSpec), or None (the window kernel on the
+    dot-product instruction takes it): up to 3 tiles of rows per call (``ty``, AMX_WINDOW_TILES), as many as
+    divide the output rows in whole tiles."""
+    from tvm.target.codegen import target_has_features
+
+    from .kernels import depthwise_amx_applies
+
+    if target is None or str(target.kind.name) != "llvm" or target_is_arm(target):
+        return None
+    if not depthwise_amx_applies(kernel, strides) or not target_has_features(["amx-int8", "amx-tile"], target):
+        return None
+    return AmxWindow(kernel[0], -(-(AMX_ROWS + kernel[1] - 1) // 4), amx_window_rows(out_h))
+
+
+def amx_window_rows(out_h: int) -> int:
+    """Row tiles per depthwise call for ``out_h`` output rows: the most (up to AMX_WINDOW_TILES) that divide its
+    row tiles."""
+    tiles = -(-out_h // AMX_ROWS)
+    return max(t for t in range(1, AMX_WINDOW_TILES + 1) if tiles % t == 0)

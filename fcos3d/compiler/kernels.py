@@ -474,3 +474,92 @@ def depthwise_conv(
         attrs={KERNEL_ATTR: "depthwise_dot"},
     )
     return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
+
+
+# -- depthwise convs on AMX tiles (a Toeplitz GEMM per channel) -----------------------------------------------------
+
+AMX_TILE = 16  # output rows and columns per tile of kernels.depthwise_amx
+
+
+@dataclass(frozen=True)
+class DepthwiseAmxSpec:
+    """A stride-1 depthwise conv as one AMX GEMM per (channel, kernel row, 16 x 16 output tile): C[y, x] +=
+    sum_q A[y, q] * B[q, x] with A[y, q] = the padded input (+ 128, uint8) at row y + ky, column xb + q (q < 4
+    ``words``: the 16 + KW - 1 columns the tile's 16 outputs read, rounded up to whole words) and B[q, x] =
+    w[ky, q - x] where 0 <= q - x < KW, else 0: a banded (Toeplitz) weight matrix, the same for every tile of the
+    channel. A's rows are input rows read in place (row stride: pad_split's padded width), so the window needs
+    no shuffle; of each tile instruction's 16 x 16 x 4 ``words`` MAC slots, 256 KW are real MACs (18% for a 3x3).
+    The outputs are computed to whole tiles (``out_hw_padded``); pad_split pads the input so that every row and
+    word read exists (``bottom_pad``, ``right_pad``); the extra outputs are never stored."""
+
+    kernel: tuple[int, int]
+    in_hw: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    out_hw: tuple[int, int]
+    offset: int  # 128: the input is pad_split's flipped (uint8) copy
+
+    @property
+    def words(self) -> int:
+        return -(-(AMX_TILE + self.kernel[1] - 1) // BYTES)
+
+    @property
+    def out_hw_padded(self) -> tuple[int, int]:
+        return tuple(-(-d // AMX_TILE) * AMX_TILE for d in self.out_hw)
+
+    @property
+    def bottom_pad(self) -> int:
+        return self.pads[2] + self.out_hw_padded[0] - self.out_hw[0]
+
+    @property
+    def right_pad(self) -> int:
+        """Columns read: the last tile's words end at out_w_padded - 16 + 4 words; the row a multiple of 4."""
+        _, left, _, right = self.pads
+        width = max(self.in_hw[1] + left + right, self.out_hw_padded[1] - AMX_TILE + BYTES * self.words)
+        return -(-width // BYTES) * BYTES - self.in_hw[1] - left
+
+
+AMX_MIN_KERNEL_W = 5  # narrower windows stay on the dot-product kernel (measured: a 3x3 is no faster on tiles)
+
+
+def depthwise_amx_applies(kernel: tuple[int, int], strides: tuple[int, int]) -> bool:
+    """Stride 1, a window at least AMX_MIN_KERNEL_W wide (PERFORMANCE.md "Depthwise convs on AMX tiles": 5x5
+    layers 2x faster than the window kernel, 3x3 layers 5-15% slower) whose 16 outputs read at most one tile row
+    (64 bytes)."""
+    return strides == (1, 1) and AMX_MIN_KERNEL_W <= kernel[1] and AMX_TILE + kernel[1] - 1 <= 64
+
+
+def pack_depthwise_toeplitz(weight: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 (C, 1, KH, KW) -> (B (C, KH, words, 16) int32: word [c, ky, q4, x] = bytes w[c, ky, 4 q4 + k - x],
+    k = 0..3, 0 outside the window (DepthwiseAmxSpec); correction (C,) int32 = offset * sum of the weights)."""
+    c, _, kh, kw = weight.shape
+    words = -(-(AMX_TILE + kw - 1) // BYTES)
+    band = np.zeros((c, kh, words * BYTES, AMX_TILE), dtype=np.int8)  # [c, ky, q, x]
+    for x in range(AMX_TILE):
+        band[:, :, x : x + kw, x] = weight[:, 0]
+    b = np.ascontiguousarray(band.reshape(c, kh, words, BYTES, AMX_TILE).transpose(0, 1, 2, 4, 3))
+    correction = (offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
+    return b.view("<i4").reshape(c, kh, words, AMX_TILE).astype(np.int32), correction
+
+
+def depthwise_amx(padded: te.Tensor, b: te.Tensor, correction: te.Tensor, spec: DepthwiseAmxSpec) -> te.Tensor:
+    """pad_split's (C, Hp, 1, Wq) uint8 (+ 128) copy, B (C, KH, words, 16) and correction (C,)
+    (pack_depthwise_toeplitz) -> (1, C, OH, OW) int32 = the conv. The sum over (ky, q) is the tile GEMM that
+    intrinsics.AmxWindow tensorizes per 16 x 16 outputs."""
+    c = int(padded.shape[0])
+    kh, _ = spec.kernel
+    ohp, owp = spec.out_hw_padded
+    oh, ow = spec.out_hw
+    ky = te.reduce_axis((0, kh), name="ky")
+    q = te.reduce_axis((0, spec.words), name="q")
+    acc = te.compute(
+        (c, ohp, owp),
+        lambda ch, y, x: te.sum(
+            window_dot(
+                lambda k: padded[ch, y + ky, 0, x - x % AMX_TILE + q * BYTES + k], b[ch, ky, q, x % AMX_TILE], "uint8"
+            ),
+            axis=[ky, q],
+        ),
+        name="depthwise",
+        attrs={KERNEL_ATTR: "depthwise_amx"},
+    )
+    return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")

@@ -1,5 +1,7 @@
-"""The dense convs on Intel AMX tiles (intrinsics.AmxGemm, schedule._schedule_gemm_amx) equal the simulator bit for
-bit; which convs take AMX and how their reduction is cut into tiles; the 64-byte tile configuration."""
+"""The convs on Intel AMX tiles equal the simulator bit for bit: dense convs as a GEMM (intrinsics.AmxGemm,
+schedule._schedule_gemm_amx), wide stride-1 depthwise convs as a Toeplitz GEMM per channel (intrinsics.AmxWindow,
+kernels.DepthwiseAmxSpec); which convs take AMX, how their work is cut into tiles, the 64-byte tile configuration,
+the banded weights."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import numpy as np
 import pytest
 import tvm
 
-from fcos3d.compiler.intrinsics import AmxGemm, amx_chunk, amx_gemm_for
+from fcos3d.compiler.intrinsics import AmxGemm, AmxWindow, amx_chunk, amx_gemm_for, amx_window_for
+from fcos3d.compiler.kernels import DepthwiseAmxSpec, pack_depthwise_toeplitz
 
 # (in channels, out channels, kernel, stride, hw, int32 head output): reductions of 7, 36, 64, 20 and 17 words
 # (17 has no whole chunk: the VNNI GEMM takes it), one and two channel tiles, positions not a multiple of 32
@@ -26,6 +29,18 @@ def _host_target():
     from fcos3d.compiler.build import board_target
 
     return board_target(load_board("host"))
+
+
+def _assert_equal(vm, sims) -> None:
+    """Every compiled function == its simulator on every element, for random inputs and all -128."""
+    rng = np.random.default_rng(9)
+    for name, sim in sims.items():
+        shape = sim.graph.inputs[0].shape
+        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
+            want = list(sim.run(x).values())[0]
+            got = vm[name](tvm.runtime.tensor(x))
+            got = (got[0] if hasattr(got, "__getitem__") else got).numpy()
+            assert got.shape == want.shape and np.array_equal(got, want), name
 
 
 def test_chunks_divide_the_reduction_into_whole_tiles():
@@ -78,14 +93,69 @@ def test_amx_convs_equal_the_simulator(host_compile):
         sims[f"conv_{i}"] = Simulator(b.build())
         uses_amx.append(amx_gemm_for(target, cout, -(-cin * k * k // 4)) is not None)
     vm = host_compile({name: sim.graph for name, sim in sims.items()})
-    rng = np.random.default_rng(9)
-    for name, sim in sims.items():
-        shape = sim.graph.inputs[0].shape
-        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
-            want = list(sim.run(x).values())[0]
-            got = vm[name](tvm.runtime.tensor(x))
-            got = (got[0] if isinstance(got, tvm.ir.Array) or hasattr(got, "__getitem__") else got).numpy()
-            assert got.shape == want.shape and np.array_equal(got, want), name
+    _assert_equal(vm, sims)
     if not any(uses_amx):
         pytest.skip("this CPU has no AMX: the convs above ran on the VNNI / plain GEMM (still compared)")
     assert uses_amx == [True, True, True, True, False, True]
+
+
+# (channels, hw, kernel, pad): 5x5 and 7x7 (1, 2 and 3 row tiles a call), rows and columns not whole tiles
+DEPTHWISE = [
+    (3, (20, 37), 5, 2),
+    (32, (17, 16), 5, 2),
+    (8, (40, 33), 7, 0),
+    (16, (48, 9), 5, 1),
+]
+
+
+def test_toeplitz_weights_are_the_window_shifted_per_output_column():
+    w = np.random.default_rng(1).integers(-128, 128, size=(2, 1, 3, 5), dtype=np.int8)
+    bands, correction = pack_depthwise_toeplitz(w, 128)
+    assert bands.shape == (2, 3, 5, 16)  # 16 + 5 - 1 = 20 columns read: 5 words
+    band = bands.view(np.int8).reshape(2, 3, 5, 16, 4).transpose(0, 1, 2, 4, 3).reshape(2, 3, 20, 16)  # [c, ky, q, x]
+    for x in range(16):
+        for q in range(20):
+            want = w[:, 0, :, q - x] if 0 <= q - x < 5 else np.zeros((2, 3), np.int8)
+            assert np.array_equal(band[:, :, q, x], want), (q, x)
+    assert np.array_equal(correction, 128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
+
+
+def test_depthwise_tiles_pad_rows_and_columns_so_every_read_exists():
+    spec = DepthwiseAmxSpec((5, 5), (20, 37), (2, 2, 2, 2), (20, 37), 128)
+    assert spec.words == 5 and spec.out_hw_padded == (32, 48)
+    # rows: the last tile's 16 rows + 4 read up to row 35 of the padded input: bottom pad 2 + 12
+    assert spec.bottom_pad == 14 and 20 + 2 + spec.bottom_pad == 32 + 5 - 1
+    # columns: the last tile starts at 32 and reads 20 bytes: 52, rounded to whole words
+    assert 37 + 2 + spec.right_pad == 52
+    cfg = np.array(AmxWindow(5, 5, 2).config_words(), dtype="<i4").view(np.uint8)
+    assert list(cfg[48:56]) == [16, 16, 0, 16, 16, 0, 5, 0]  # C tiles 0, 1; A tiles 3, 4; B tile 6
+    assert list(cfg[16:48].view("<u2")[:8]) == [64, 64, 0, 20, 20, 0, 64, 0]
+
+
+def test_depthwise_amx_is_chosen_for_wide_stride_1_windows():
+    spr = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids"})
+    assert amx_window_for(spr, (5, 5), (1, 1), 64) == AmxWindow(5, 5, 2)
+    assert amx_window_for(spr, (5, 5), (1, 1), 48) == AmxWindow(5, 5, 3)
+    assert amx_window_for(spr, (7, 7), (1, 1), 16) == AmxWindow(7, 6, 1)
+    assert amx_window_for(spr, (3, 3), (1, 1), 64) is None  # measured no faster than the window kernel
+    assert amx_window_for(spr, (5, 5), (2, 2), 64) is None
+    assert amx_window_for(tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"}), (5, 5), (1, 1), 64) is None
+
+
+@pytest.mark.slow
+def test_amx_depthwise_convs_equal_the_simulator(host_compile):
+    from qdq_graphs import QDQGraphBuilder
+
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    target = _host_target()
+    sims = {}
+    for i, (c, hw, k, pad) in enumerate(DEPTHWISE):
+        b = QDQGraphBuilder(seed=60 + i)
+        x = b.input((1, c, *hw), scale=0.05)
+        b.output(b.conv(x, c, kernel=k, groups=c, pad=pad, relu=True))
+        sims[f"dw_{i}"] = Simulator(b.build())
+    vm = host_compile({name: sim.graph for name, sim in sims.items()})
+    _assert_equal(vm, sims)
+    if amx_window_for(target, (5, 5), (1, 1), 16) is None:
+        pytest.skip("this CPU has no AMX: the depthwise convs above ran on the window kernel (still compared)")

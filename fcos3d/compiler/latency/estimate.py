@@ -263,12 +263,21 @@ def _host_amx(cout: int, words: int):
     return amx_gemm_for(_host_target(), cout, words)
 
 
+def _host_amx_window(kernel: tuple[int, int], strides: tuple[int, int], out_h: int):
+    """The AMX form the host compile gives a depthwise conv on this machine (intrinsics.amx_window_for), or None."""
+    from ..intrinsics import amx_window_for
+
+    return amx_window_for(_host_target(), kernel, strides, out_h)
+
+
 def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: Accelerator) -> dict[str, int]:
     """The units of each HOST_TERMS figure that a conv costs, and ``work`` (the dot instructions' MAC slots);
     {} for every other op and for any profile without ``dot_lanes``. PERFORMANCE.md "Latency model":
     dense: work = Cout x ceil(R/4) x V x lanes x 4 (R = Cin kh kw, V = position vectors padded to the
     register tile), pack words = ceil(R/4) x V x lanes; on AMX tiles instead amx MACs = Cout x ceil(R/4) x 4 x
-    P' (P' the positions padded to whole position tiles), pack words = ceil(R/4) x P', work 0; pad bytes = the padded input (none when im2col reads
+    P' (P' the positions padded to whole position tiles), pack words = ceil(R/4) x P', work 0;
+    depthwise on AMX tiles (kernels.DepthwiseAmxSpec): amx MACs = C x OHp x OWp x kh x 4 words (outputs padded
+    to 16 x 16 tiles), pad bytes = pad_split's output, work 0; pad bytes = the padded input (none when im2col reads
     the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
     words = ceil(ceil(kw/stride)/4)), pad bytes = pad_split's output; outputs = N x Cout x Ho x Wo for both;
@@ -302,6 +311,14 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         # the zero-point pad, one column phase)
         if (any(op.pads) and not op.input_zero_point) or sw != 1:
             counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
+    elif kernel == "depthwise" and _host_amx_window((kh, kw), op.strides, ho) is not None:
+        from ..kernels import DepthwiseAmxSpec  # a Toeplitz GEMM per channel on AMX tiles
+
+        spec = DepthwiseAmxSpec((kh, kw), (h, w), op.pads, (ho, wo), 128)
+        ohp, owp = spec.out_hw_padded
+        counts["work"] = 0
+        counts["amx_macs_per_cycle"] = n * cout * ohp * owp * kh * spec.words * DOT_BYTES
+        counts["pad_bytes_per_cycle"] = n * cin * (h + top + spec.bottom_pad) * (w + left + spec.right_pad)
     elif kernel == "depthwise":
         from ..kernels import DepthwiseSpec  # the kernel's own geometry (imports TVM: host profiles only)
 

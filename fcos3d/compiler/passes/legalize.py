@@ -11,14 +11,17 @@ from __future__ import annotations
 import tvm
 from tvm import IRModule, relax
 
-from ..intrinsics import amx_gemm_for, dot_intrin_for, vector_lanes
+from ..intrinsics import amx_gemm_for, amx_window_for, dot_intrin_for, vector_lanes
 from ..kernels import (
     DenseConvSpec,
+    DepthwiseAmxSpec,
     DepthwiseSpec,
+    depthwise_amx,
     depthwise_conv,
     gemm_conv,
     im2col_words,
     pack_dense_weight,
+    pack_depthwise_toeplitz,
     pack_depthwise_weight,
     pad_split,
 )
@@ -97,6 +100,21 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         )
     if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1 and dilation == (1, 1):
         intrin = dot_intrin_for(target)
+        window = amx_window_for(target, (w.shape[2], w.shape[3]), strides, out_hw[0]) if intrin else None
+        if window is not None:  # a Toeplitz GEMM per channel on AMX tiles (kernels.DepthwiseAmxSpec)
+            aspec = DepthwiseAmxSpec(
+                (w.shape[2], w.shape[3]), (int(x.ty.shape[2]), int(x.ty.shape[3])), pads, out_hw, 128
+            )
+            top, left, _, _ = pads
+            padded = emit_pad_split(bb, x, (top, left, aspec.bottom_pad, aspec.right_pad), 1, flip=True)
+            bands, correction = pack_depthwise_toeplitz(w, aspec.offset)
+            return bb.call_te(
+                lambda pt, bt, cc: depthwise_amx(pt, bt, cc, aspec),
+                padded,
+                relax.const(bands, "int32"),
+                relax.const(correction, "int32"),
+                primfunc_name_hint="depthwise_int8",
+            )
         spec = DepthwiseSpec(
             kernel=(w.shape[2], w.shape[3]),
             strides=strides,

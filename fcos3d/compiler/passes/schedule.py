@@ -26,8 +26,11 @@ from ..intrinsics import (
     ARCH_PRCTL,
     ARCH_REQ_XCOMP_PERM,
     XFEATURE_XTILEDATA,
+    AmxWindow,
     amx_gemm_for,
     amx_intrin,
+    amx_window_intrin,
+    amx_window_rows,
     dot_intrin_for,
     vector_lanes,
 )
@@ -200,6 +203,34 @@ def _amx_tasks(stmt, found: list, wrap):
     return stmt
 
 
+def _drop_tile_inits(stmt):
+    """``stmt`` with the init of every block that zeroes its tile itself (a tensorized AMX call: ``tilezero``, then
+    ``tilestored`` over the whole accumulator) removed: tensorize keeps the reduction's init, a memset of the
+    1 KiB tile before every call."""
+    if isinstance(stmt, tirx.SeqStmt):
+        return tirx.SeqStmt([_drop_tile_inits(s) for s in stmt.seq])
+    if isinstance(stmt, tirx.For):
+        body = _drop_tile_inits(stmt.body)
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, stmt.annotations)
+    if isinstance(stmt, s_tir.SBlockRealize):
+        b = stmt.block
+        if b.init is not None and "llvm.x86.tilezero" in b.body.script():
+            block = s_tir.SBlock(
+                b.iter_vars,
+                b.reads,
+                b.writes,
+                b.name_hint,
+                b.body,
+                None,
+                b.alloc_buffers,
+                b.match_buffers,
+                b.annotations,
+            )
+            return s_tir.SBlockRealize(stmt.iter_values, stmt.predicate, block)
+        return _with_body(stmt, _drop_tile_inits(b.body))
+    return stmt
+
+
 def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """A function with AMX tiles (its task loop annotated by _schedule_gemm_amx) gets, on entry, Linux's
     permission (arch_prctl ARCH_REQ_XCOMP_PERM: without it the first tile instruction raises SIGILL; an
@@ -215,7 +246,7 @@ def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
         tirx.call_llvm_intrin("void", "llvm.x86.ldtilecfg", tirx.address_of(tirx.BufferLoad(cfg, [0])))
     )
     found: list = []
-    body = _amx_tasks(root.block.body, found, lambda b: tirx.SeqStmt([load, b]))
+    body = _amx_tasks(root.block.body, found, lambda b: tirx.SeqStmt([load, _drop_tile_inits(b)]))
     if not found:
         return func
     if any(words != found[0] for words in found):
@@ -284,14 +315,38 @@ def _schedule_generic(sch: s_tir.Schedule, target) -> None:
             _vectorize_inner(sch, block, lanes * 4)
 
 
-_RULES = {"int8_gemm": _schedule_gemm, "depthwise_dot": _schedule_depthwise_dot}
+def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
+    """kernels.depthwise_amx: per channel, blocks of ``ty`` 16 x 16 output tiles stacked in rows, each one
+    tensorized call (intrinsics.AmxWindow: per kernel row a tile load of the Toeplitz weights, and per tile one of
+    input rows and one tdpbusd), then the epilogue of the block in vectors. Threads over at most AMX_TASKS runs of channels, each loading the tile configuration once."""
+    conv = _kernel_block(sch, "depthwise_amx")
+    out = _inline_after(sch, conv)
+    c, y, x, ky, q = sch.get_loops(conv)
+    window = AmxWindow(_extent(sch, ky), _extent(sch, q), amx_window_rows(_extent(sch, y)))
+    yo, yi = sch.split(y, [None, 16 * window.ty])
+    xo, xi = sch.split(x, [None, 16])
+    n = _extent(sch, c)
+    task, c = sch.split(c, [max(d for d in range(1, min(n, AMX_TASKS) + 1) if n % d == 0), None])
+    sch.reorder(task, c, yo, xo, yi, xi, ky, q)
+    sch.parallel(task)
+    sch.reverse_compute_at(out, xo)
+    sch.tensorize(yi, amx_window_intrin(window))
+    _vectorize_inner(sch, out, vector_lanes(target))
+    sch.annotate(task, AMX_CONFIG_ATTR, window.config_words())
+
+
+_RULES = {
+    "int8_gemm": _schedule_gemm,
+    "depthwise_dot": _schedule_depthwise_dot,
+    "depthwise_amx": _schedule_depthwise_amx,
+}
 
 
 def apply_default_schedule(sch: s_tir.Schedule, target) -> None:
     """The rule of the kernel ``sch``'s function holds (module docstring), applied in place; also MetaSchedule's
     extra design space (tuning.py), so that tuning measures it beside its own candidates."""
     kinds = {sch.get(b).annotations.get(KERNEL_ATTR) for b in _blocks(sch)}
-    rule = next((_RULES[k] for k in ("int8_gemm", "depthwise_dot") if k in kinds), _schedule_generic)
+    rule = next((_RULES[k] for k in _RULES if k in kinds), _schedule_generic)
     rule(sch, target)
 
 
