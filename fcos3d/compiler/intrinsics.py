@@ -437,7 +437,9 @@ def amx_window_intrin(g: AmxWindow) -> str:
     return g.name
 
 
-def amx_window_for(target, kernel: tuple[int, int], strides: tuple[int, int], out_h: int = 16) -> AmxWindow | None:
+def amx_window_for(
+    target, kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]
+) -> AmxWindow | None:
     """The AMX form of a depthwise conv on ``target`` (kernels.DepthwiseAmxSpec), or None (the window kernel on the
     dot-product instruction takes it): up to 3 tiles of rows per call (``ty``, AMX_WINDOW_TILES), as many as
     divide the output rows in whole tiles."""
@@ -447,9 +449,9 @@ def amx_window_for(target, kernel: tuple[int, int], strides: tuple[int, int], ou
 
     if target is None or str(target.kind.name) != "llvm" or target_is_arm(target):
         return None
-    if not depthwise_amx_applies(kernel, strides) or not target_has_features(["amx-int8", "amx-tile"], target):
+    if not depthwise_amx_applies(kernel, strides, out_hw) or not target_has_features(["amx-int8", "amx-tile"], target):
         return None
-    return AmxWindow(kernel[0], -(-(AMX_ROWS + kernel[1] - 1) // 4), amx_window_rows(out_h))
+    return AmxWindow(kernel[0], -(-(AMX_ROWS + kernel[1] - 1) // 4), amx_window_rows(out_hw[0]))
 
 
 def amx_window_rows(out_h: int) -> int:

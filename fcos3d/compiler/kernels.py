@@ -518,14 +518,18 @@ class DepthwiseAmxSpec:
         return -(-width // BYTES) * BYTES - self.in_hw[1] - left
 
 
-AMX_MIN_KERNEL_W = 5  # narrower windows stay on the dot-product kernel (measured: a 3x3 is no faster on tiles)
+AMX_MIN_KERNEL_W = 5  # narrower windows take tiles only where the window kernel's rows are not whole vectors
 
 
-def depthwise_amx_applies(kernel: tuple[int, int], strides: tuple[int, int]) -> bool:
-    """Stride 1, a window at least AMX_MIN_KERNEL_W wide (PERFORMANCE.md "Depthwise convs on AMX tiles": 5x5
-    layers 2x faster than the window kernel, 3x3 layers 5-15% slower) whose 16 outputs read at most one tile row
-    (64 bytes)."""
-    return strides == (1, 1) and AMX_MIN_KERNEL_W <= kernel[1] and AMX_TILE + kernel[1] - 1 <= 64
+def depthwise_amx_applies(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]) -> bool:
+    """Stride 1, a window whose 16 outputs read at most one tile row (64 bytes), and one where tiles were
+    measured faster than the window kernel (PERFORMANCE.md "Depthwise convs on AMX tiles"): at least
+    AMX_MIN_KERNEL_W wide (5x5 layers about 2x faster), or a 3x3 whose rows are not whole 16-lane vectors, at
+    least 16 rows high (32x56 and 16x28 layers 1.3-1.5x faster; 64x112 and wider ones 5-15% slower, 8x14 and
+    smaller, mostly padding, slower)."""
+    if strides != (1, 1) or AMX_TILE + kernel[1] - 1 > 64:
+        return False
+    return kernel[1] >= AMX_MIN_KERNEL_W or (out_hw[1] % AMX_TILE != 0 and out_hw[0] >= AMX_TILE)
 
 
 def pack_depthwise_toeplitz(weight: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:

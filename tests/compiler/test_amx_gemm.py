@@ -99,12 +99,14 @@ def test_amx_convs_equal_the_simulator(host_compile):
     assert uses_amx == [True, True, True, True, False, True]
 
 
-# (channels, hw, kernel, pad): 5x5 and 7x7 (1, 2 and 3 row tiles a call), rows and columns not whole tiles
+# (channels, hw, kernel, pad): 5x5, 7x7 and 3x3 on odd widths (1, 2 and 3 row tiles a call), rows and columns
+# not whole tiles
 DEPTHWISE = [
     (3, (20, 37), 5, 2),
     (32, (17, 16), 5, 2),
     (8, (40, 33), 7, 0),
     (16, (48, 9), 5, 1),
+    (24, (32, 56), 3, 1),
 ]
 
 
@@ -134,12 +136,16 @@ def test_depthwise_tiles_pad_rows_and_columns_so_every_read_exists():
 
 def test_depthwise_amx_is_chosen_for_wide_stride_1_windows():
     spr = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids"})
-    assert amx_window_for(spr, (5, 5), (1, 1), 64) == AmxWindow(5, 5, 2)
-    assert amx_window_for(spr, (5, 5), (1, 1), 48) == AmxWindow(5, 5, 3)
-    assert amx_window_for(spr, (7, 7), (1, 1), 16) == AmxWindow(7, 6, 1)
-    assert amx_window_for(spr, (3, 3), (1, 1), 64) is None  # measured no faster than the window kernel
-    assert amx_window_for(spr, (5, 5), (2, 2), 64) is None
-    assert amx_window_for(tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"}), (5, 5), (1, 1), 64) is None
+    assert amx_window_for(spr, (5, 5), (1, 1), (64, 112)) == AmxWindow(5, 5, 2)
+    assert amx_window_for(spr, (5, 5), (1, 1), (48, 9)) == AmxWindow(5, 5, 3)
+    assert amx_window_for(spr, (7, 7), (1, 1), (16, 16)) == AmxWindow(7, 6, 1)
+    # 3x3: tiles only where the rows are not whole vectors and the layer is not mostly padding
+    assert amx_window_for(spr, (3, 3), (1, 1), (64, 112)) is None
+    assert amx_window_for(spr, (3, 3), (1, 1), (32, 56)) == AmxWindow(3, 5, 2)
+    assert amx_window_for(spr, (3, 3), (1, 1), (8, 14)) is None
+    assert amx_window_for(spr, (5, 5), (2, 2), (64, 112)) is None
+    skx = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
+    assert amx_window_for(skx, (5, 5), (1, 1), (64, 112)) is None
 
 
 @pytest.mark.slow
@@ -157,5 +163,5 @@ def test_amx_depthwise_convs_equal_the_simulator(host_compile):
         sims[f"dw_{i}"] = Simulator(b.build())
     vm = host_compile({name: sim.graph for name, sim in sims.items()})
     _assert_equal(vm, sims)
-    if amx_window_for(target, (5, 5), (1, 1), 16) is None:
+    if amx_window_for(target, (5, 5), (1, 1), (16, 16)) is None:
         pytest.skip("this CPU has no AMX: the depthwise convs above ran on the window kernel (still compared)")

@@ -263,11 +263,11 @@ def _host_amx(cout: int, words: int):
     return amx_gemm_for(_host_target(), cout, words)
 
 
-def _host_amx_window(kernel: tuple[int, int], strides: tuple[int, int], out_h: int):
+def _host_amx_window(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]):
     """The AMX form the host compile gives a depthwise conv on this machine (intrinsics.amx_window_for), or None."""
     from ..intrinsics import amx_window_for
 
-    return amx_window_for(_host_target(), kernel, strides, out_h)
+    return amx_window_for(_host_target(), kernel, strides, out_hw)
 
 
 def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: Accelerator) -> dict[str, int]:
@@ -311,7 +311,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         # the zero-point pad, one column phase)
         if (any(op.pads) and not op.input_zero_point) or sw != 1:
             counts["pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * sw * -(-(w + left + right) // sw)
-    elif kernel == "depthwise" and _host_amx_window((kh, kw), op.strides, ho) is not None:
+    elif kernel == "depthwise" and _host_amx_window((kh, kw), op.strides, (ho, wo)) is not None:
         from ..kernels import DepthwiseAmxSpec  # a Toeplitz GEMM per channel on AMX tiles
 
         spec = DepthwiseAmxSpec((kh, kw), (h, w), op.pads, (ho, wo), 128)

@@ -100,7 +100,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         )
     if groups == w.shape[0] == int(x.ty.shape[1]) and w.shape[1] == 1 and dilation == (1, 1):
         intrin = dot_intrin_for(target)
-        window = amx_window_for(target, (w.shape[2], w.shape[3]), strides, out_hw[0]) if intrin else None
+        window = amx_window_for(target, (w.shape[2], w.shape[3]), strides, out_hw) if intrin else None
         if window is not None:  # a Toeplitz GEMM per channel on AMX tiles (kernels.DepthwiseAmxSpec)
             aspec = DepthwiseAmxSpec(
                 (w.shape[2], w.shape[3]), (int(x.ty.shape[2]), int(x.ty.shape[3])), pads, out_hw, 128
