@@ -40,7 +40,7 @@ __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule",
 
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
-AMX_TASKS = 16  # parallel tasks of an AMX GEMM (each loads the tile configuration once)
+AMX_TASKS = 16  # at most this many parallel tasks of an AMX kernel (each loads the tile configuration: ~190 ns)
 AMX_CONFIG_ATTR = "fcos3d.amx_config"  # task loop annotation: the tile configuration, for load_amx_config
 
 
@@ -124,7 +124,7 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     sch.transform_block_layout(out, lambda n, o, y, x: (n, o, y * out_w + x))
     amx = amx_gemm_for(target, n_oc, _extent(sch, rb)) if intrin else None
     if amx is not None:
-        _schedule_gemm_amx(sch, dot, out, amx, lanes)
+        _schedule_gemm_amx(sch, dot, out, amx, lanes, target)
         return
     t_oc, t_pos = gemm_tile(n_oc, out_h * out_w, lanes)
     if n_pos % (t_pos * lanes):
@@ -146,17 +146,28 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     _vectorize_inner(sch, out, lanes)
 
 
-def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int) -> None:
+def _amx_task_count(n: int, target) -> int:
+    """Parallel tasks for ``n`` units of an AMX kernel: each task loads the tile configuration (ldtilecfg, about
+    190 ns measured), so as few as keep every core busy: the smallest divisor of ``n`` that is at least the
+    target's cores (whole units per task), else the largest divisor below that; at most AMX_TASKS."""
+    cores = int(target.attrs.get("num-cores", 1) or 1) if target is not None else 1
+    divisors = [d for d in range(1, min(n, AMX_TASKS) + 1) if n % d == 0]
+    enough = [d for d in divisors if d >= cores]
+    return enough[0] if enough else divisors[-1]
+
+
+def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -> None:
     """kernels.gemm_conv on AMX tiles (intrinsics.AmxGemm): per tile of 16 mo channels x 16 no positions the
     whole reduction in one tensorized call (tile registers, stored to a small local accumulator), then the
     epilogue of that tile in vectors. A positions tile stays in L1 while every channel tile reads it. Threads
-    over at most AMX_TASKS runs of position tiles, each loading the tile configuration once (load_amx_config)."""
+    over runs of position tiles, as few as keep the cores busy (_amx_task_count), each loading the tile
+    configuration once (load_amx_config)."""
     oc, positions, rb = sch.get_loops(dot)
     if _extent(sch, positions) % (16 * amx.no):
         raise ValueError(f"AMX GEMM: {_extent(sch, positions)} packed positions are not whole tiles (legalize.py)")
     po, pi = sch.split(positions, [None, 16 * amx.no])
     n = _extent(sch, po)
-    task, po = sch.split(po, [max(d for d in range(1, min(n, AMX_TASKS) + 1) if n % d == 0), None])
+    task, po = sch.split(po, [_amx_task_count(n, target), None])
     oo, oi = sch.split(oc, [None, 16 * amx.mo])
     sch.reorder(task, po, oo, oi, pi, rb)
     sch.parallel(task)
@@ -318,7 +329,8 @@ def _schedule_generic(sch: s_tir.Schedule, target) -> None:
 def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     """kernels.depthwise_amx: per channel, blocks of ``ty`` 16 x 16 output tiles stacked in rows, each one
     tensorized call (intrinsics.AmxWindow: per kernel row a tile load of the Toeplitz weights, and per tile one of
-    input rows and one tdpbusd), then the epilogue of the block in vectors. Threads over at most AMX_TASKS runs of channels, each loading the tile configuration once."""
+    input rows and one tdpbusd), then the epilogue of the block in vectors. Threads over runs of channels
+    (_amx_task_count), each loading the tile configuration once."""
     conv = _kernel_block(sch, "depthwise_amx")
     out = _inline_after(sch, conv)
     c, y, x, ky, q = sch.get_loops(conv)
@@ -326,7 +338,7 @@ def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     yo, yi = sch.split(y, [None, 16 * window.ty])
     xo, xi = sch.split(x, [None, 16])
     n = _extent(sch, c)
-    task, c = sch.split(c, [max(d for d in range(1, min(n, AMX_TASKS) + 1) if n % d == 0), None])
+    task, c = sch.split(c, [_amx_task_count(n, target), None])
     sch.reorder(task, c, yo, xo, yi, xi, ky, q)
     sch.parallel(task)
     sch.reverse_compute_at(out, xo)
