@@ -42,10 +42,28 @@ class CompileResult:
     note: str = ""
 
 
+def amx_permitted() -> bool:
+    """This Linux process may use the AMX tile data: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) succeeds
+    (kernels before 5.16, or a hypervisor that hides the state, refuse it; a tile instruction then raises SIGILL)."""
+    import ctypes
+    import platform
+
+    from .intrinsics import ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        return ctypes.CDLL(None).syscall(ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def board_target(board: Board):
     """The board's TVM target. For ``host`` without an ``mcpu``, the running CPU as LLVM names it (TVM's
-    bundled LLVM refuses "native") and ``num-cores`` from the OS."""
+    bundled LLVM refuses "native") and ``num-cores`` from the OS; where that CPU has AMX but this OS does not
+    grant its tile data (amx_permitted), the AMX features are turned off, so the compile uses the VNNI kernels."""
     import tvm
+    from tvm.target.codegen import target_has_features
 
     target = board.target_dict()
     if board.cross_compiler is None and "mtriple" not in target:
@@ -54,6 +72,8 @@ def board_target(board: Board):
             if cpu and cpu != "generic":
                 target["mcpu"] = cpu
         target.setdefault("num-cores", os.cpu_count() or 1)
+        if target_has_features("amx-tile", tvm.target.Target(target)) and not amx_permitted():
+            target["mattr"] = [*target.get("mattr", []), "-amx-tile", "-amx-int8", "-amx-bf16"]
     return tvm.target.Target(target)
 
 

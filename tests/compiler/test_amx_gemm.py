@@ -165,3 +165,26 @@ def test_amx_depthwise_convs_equal_the_simulator(host_compile):
     _assert_equal(vm, sims)
     if amx_window_for(target, (5, 5), (1, 1), (16, 16)) is None:
         pytest.skip("this CPU has no AMX: the depthwise convs above ran on the window kernel (still compared)")
+
+
+def test_a_cpu_with_amx_that_the_os_does_not_grant_compiles_without_it(monkeypatch):
+    """arch_prctl refused (a kernel before 5.16): the host target turns AMX off, the convs take the VNNI kernels
+    (no tile instruction that would raise SIGILL) and stay exact."""
+    from qdq_graphs import QDQGraphBuilder
+    from tvm import relax
+
+    import fcos3d.compiler.build as build
+    from fcos3d.boards import load_board
+    from fcos3d.compiler.pipeline import run_pipeline
+    from fcos3d.runtime.reference.simulator import Simulator
+
+    monkeypatch.setattr(build, "amx_permitted", lambda: False)
+    target = build.board_target(load_board("host"))
+    assert amx_gemm_for(target, 32, 16) is None and amx_window_for(target, (5, 5), (1, 1), (16, 16)) is None
+    b = QDQGraphBuilder(seed=70)
+    x = b.input((1, 64, 6, 7), scale=0.05)
+    b.output(b.conv(b.conv(x, 32, kernel=1, pad=0, relu=True), 32, kernel=5, groups=32, pad=2, relu=True))
+    sims = {"pair": Simulator(b.build())}
+    lowered = run_pipeline({"pair": sims["pair"].graph}, target)
+    assert "tdpbsud" not in lowered.mod.script() and "tdpbusd" not in lowered.mod.script()
+    _assert_equal(relax.VirtualMachine(build.build_executable(lowered.mod, target), tvm.cpu()), sims)
