@@ -25,7 +25,6 @@ __all__ = [
     "amx_gemm_for",
     "amx_intrin",
     "amx_window_for",
-    "amx_window_intrin",
     "amx_window_rows",
     "dot_intrin_for",
     "target_is_arm",
@@ -291,9 +290,7 @@ def _amx_impl(g: AmxGemm):
 
     m, n, w, kc = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words, g.chunk
     c_tiles = [(i, j, _C_TILES[i * g.no + j]) for i in range(g.mo) for j in range(g.no)]
-
-    def tile(name, *args):
-        T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+    tile = _tile
 
     with IRBuilder() as ib:
         with build_prim_func():
@@ -319,12 +316,18 @@ def _amx_impl(g: AmxGemm):
     return ib.get()
 
 
-def amx_intrin(g: AmxGemm) -> str:
-    """Register (once) and name the tensor intrinsic of ``g``."""
+def _tile(name: str, *args) -> None:
+    """One AMX instruction (LLVM's ``llvm.x86.<name>``, tile numbers as immediates) in the IRBuilder frame."""
+    T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+
+
+def amx_intrin(g) -> str:
+    """Register (once) and name the tensor intrinsic of ``g`` (an AmxGemm or an AmxWindow)."""
     from tvm.s_tir import TensorIntrin
 
     if TensorIntrin.get(g.name, allow_missing=True) is None:
-        TensorIntrin.register(g.name, _amx_desc(g), _amx_impl(g))
+        desc, impl = (_amx_desc, _amx_impl) if isinstance(g, AmxGemm) else (_amx_window_desc, _amx_window_impl)
+        TensorIntrin.register(g.name, desc(g), impl(g))
     return g.name
 
 
@@ -402,9 +405,7 @@ def _amx_window_impl(g: AmxWindow):
     from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
     rows, cols, kh, w = AMX_ROWS * g.ty, 4 * g.words, g.kh, g.words
-
-    def tile(name, *args):
-        T.evaluate(T.call_llvm_intrin("void", f"llvm.x86.{name}", *args))
+    tile = _tile
 
     with IRBuilder() as ib:
         with build_prim_func():
@@ -427,14 +428,6 @@ def _amx_window_impl(g: AmxWindow):
                 for t in range(g.ty):
                     tile("tilestored64", T.int8(t), T.address_of(C[t * AMX_ROWS, 0]), sc * 4)
     return ib.get()
-
-
-def amx_window_intrin(g: AmxWindow) -> str:
-    from tvm.s_tir import TensorIntrin
-
-    if TensorIntrin.get(g.name, allow_missing=True) is None:
-        TensorIntrin.register(g.name, _amx_window_desc(g), _amx_window_impl(g))
-    return g.name
 
 
 def amx_window_for(

@@ -29,7 +29,6 @@ from ..intrinsics import (
     AmxWindow,
     amx_gemm_for,
     amx_intrin,
-    amx_window_intrin,
     amx_window_rows,
     dot_intrin_for,
     vector_lanes,
@@ -177,8 +176,12 @@ def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -
     sch.annotate(task, AMX_CONFIG_ATTR, amx.config_words())  # a schedule step: MetaSchedule's traces keep it
 
 
-def _with_body(realize, body, alloc=()):
-    """The block ``realize`` with ``body`` (and the buffers ``alloc`` allocated besides its own)."""
+_KEEP = object()
+
+
+def _with_body(realize, body, alloc=(), init=_KEEP):
+    """The block ``realize`` with ``body`` (and the buffers ``alloc`` allocated besides its own; ``init`` replacing
+    its init when given)."""
     b = realize.block
     block = s_tir.SBlock(
         b.iter_vars,
@@ -186,7 +189,7 @@ def _with_body(realize, body, alloc=()):
         b.writes,
         b.name_hint,
         body,
-        b.init,
+        b.init if init is _KEEP else init,
         [*b.alloc_buffers, *alloc],
         b.match_buffers,
         b.annotations,
@@ -194,52 +197,30 @@ def _with_body(realize, body, alloc=()):
     return s_tir.SBlockRealize(realize.iter_values, realize.predicate, block)
 
 
-def _amx_tasks(stmt, found: list, wrap):
-    """``stmt`` with each loop annotated AMX_CONFIG_ATTR (the parallel task loop of _schedule_gemm_amx, at the
-    top of the function) rebuilt without the annotation and its body wrapped by ``wrap``; the annotations'
-    configurations appended to ``found``."""
+def _rewrite(stmt, visit):
+    """``stmt`` rebuilt through its sequences, loops and blocks, each node first offered to ``visit``: a node it
+    returns replaces that one (not entered), None enters it."""
+    new = visit(stmt)
+    if new is not None:
+        return new
     if isinstance(stmt, tirx.SeqStmt):
-        return tirx.SeqStmt([_amx_tasks(s, found, wrap) for s in stmt.seq])
+        return tirx.SeqStmt([_rewrite(s, visit) for s in stmt.seq])
     if isinstance(stmt, s_tir.SBlockRealize):
-        return _with_body(stmt, _amx_tasks(stmt.block.body, found, wrap))
+        return _with_body(stmt, _rewrite(stmt.block.body, visit))
     if isinstance(stmt, tirx.For):
-        annotations = dict(stmt.annotations)
-        words = annotations.pop(AMX_CONFIG_ATTR, None)
-        if words is None:
-            body = _amx_tasks(stmt.body, found, wrap)
-        else:
-            found.append([int(v) for v in words])
-            body = wrap(stmt.body)
-        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, annotations)
-    return stmt
-
-
-def _drop_tile_inits(stmt):
-    """``stmt`` with the init of every block that zeroes its tile itself (a tensorized AMX call: ``tilezero``, then
-    ``tilestored`` over the whole accumulator) removed: tensorize keeps the reduction's init, a memset of the
-    1 KiB tile before every call."""
-    if isinstance(stmt, tirx.SeqStmt):
-        return tirx.SeqStmt([_drop_tile_inits(s) for s in stmt.seq])
-    if isinstance(stmt, tirx.For):
-        body = _drop_tile_inits(stmt.body)
+        body = _rewrite(stmt.body, visit)
         return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, stmt.annotations)
-    if isinstance(stmt, s_tir.SBlockRealize):
-        b = stmt.block
-        if b.init is not None and "llvm.x86.tilezero" in b.body.script():
-            block = s_tir.SBlock(
-                b.iter_vars,
-                b.reads,
-                b.writes,
-                b.name_hint,
-                b.body,
-                None,
-                b.alloc_buffers,
-                b.match_buffers,
-                b.annotations,
-            )
-            return s_tir.SBlockRealize(stmt.iter_values, stmt.predicate, block)
-        return _with_body(stmt, _drop_tile_inits(b.body))
     return stmt
+
+
+def _drop_tile_init(stmt):
+    """A block that zeroes its tile itself (a tensorized AMX call: ``tilezero``, then ``tilestored`` over the whole
+    accumulator) without its init: tensorize keeps the reduction's init, a memset of the 1 KiB tile before every
+    call. None for any other node."""
+    if isinstance(stmt, s_tir.SBlockRealize) and stmt.block.init is not None:
+        if "llvm.x86.tilezero" in stmt.block.body.script():
+            return _with_body(stmt, stmt.block.body, init=None)
+    return None
 
 
 def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -250,14 +231,24 @@ def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
     cycles, too many for every tile) before its tiles. schedule_func runs it; tuning.py leaves the AMX convs
     out of MetaSchedule's tasks."""
     root = func.body
-    if not isinstance(root, s_tir.SBlockRealize) or AMX_CONFIG_ATTR not in func.script():
+    if not isinstance(root, s_tir.SBlockRealize):
         return func
     cfg = tirx.decl_buffer((16,), "int32", name="amx_config")
     load = tirx.Evaluate(
         tirx.call_llvm_intrin("void", "llvm.x86.ldtilecfg", tirx.address_of(tirx.BufferLoad(cfg, [0])))
     )
     found: list = []
-    body = _amx_tasks(root.block.body, found, lambda b: tirx.SeqStmt([load, _drop_tile_inits(b)]))
+
+    def task(stmt):
+        """The task loop annotated by the AMX rule: without the annotation, loading the configuration first."""
+        if not isinstance(stmt, tirx.For) or AMX_CONFIG_ATTR not in stmt.annotations:
+            return None
+        annotations = dict(stmt.annotations)
+        found.append([int(v) for v in annotations.pop(AMX_CONFIG_ATTR)])
+        body = tirx.SeqStmt([load, _rewrite(stmt.body, _drop_tile_init)])
+        return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, annotations)
+
+    body = _rewrite(root.block.body, task)
     if not found:
         return func
     if any(words != found[0] for words in found):
@@ -342,7 +333,7 @@ def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     sch.reorder(task, c, yo, xo, yi, xi, ky, q)
     sch.parallel(task)
     sch.reverse_compute_at(out, xo)
-    sch.tensorize(yi, amx_window_intrin(window))
+    sch.tensorize(yi, amx_intrin(window))
     _vectorize_inner(sch, out, vector_lanes(target))
     sch.annotate(task, AMX_CONFIG_ATTR, window.config_words())
 
