@@ -2,8 +2,9 @@
 
 A dense (groups=1) conv is an im2col pack and a GEMM on 32-bit words that each hold 4 int8 reduction steps:
 the operand shape of x86 VNNI ``vpdpbusd`` and Arm ``sdot`` (intrinsics.py). A depthwise conv is a padded
-copy (+ 128 on x86) and the same dot product per kernel row, its activation words the input row read at byte
-offsets (DepthwiseSpec).
+copy (+ 128 on x86; at stride 1 made per channel inside the conv's own kernel, padded_input, else pad_split's
+kernel) and the same dot product per kernel row, its activation words the input row read at byte offsets
+(DepthwiseSpec).
 passes/legalize.py emits them, passes/schedule.py gives the TE parts their loops.
 The integers equal TOPI's ``conv2d`` (int8 x int8 -> int32) exactly: tests/compiler/test_random_graphs.py.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "pack_dense_weight",
     "pack_depthwise_weight",
     "pad_split",
+    "padded_input",
     "upsample_nearest",
     "window_dot",
 ]
@@ -450,6 +452,29 @@ def pack_depthwise_weight(weight: np.ndarray, strides: tuple[int, int], offset: 
     return words, correction
 
 
+def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], stride_w: int, flip: bool, value: int = 0) -> te.Tensor:
+    """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: pad_split's result as a TE stage of the
+    depthwise kernel itself (``pads`` = top, left, bottom, right; Wq = ceil((W + left + right) / stride_w)).
+    passes/schedule.py computes it per channel, in a buffer that stays in L1 for the channel's conv, the fill
+    and the in-bound copy apart (decompose_padding): the padded tensor never goes through memory."""
+    _, c, h, w = (int(d) for d in x.shape)
+    top, left, bottom, right = pads
+    hp, wq = h + top + bottom, -(-(w + left + right) // stride_w)
+    if not -128 <= value <= 127:
+        raise ValueError(f"padded_input: pad value {value} is not an int8")
+    fill = tirx.const(value ^ -128 if flip else value, "int8")  # ^ -128: the int8 xor 0x80
+
+    def element(ch, y, ph, q):
+        col = q * stride_w + ph - left
+        v = x[0, ch, y - top, col]
+        if flip:
+            v = tirx.bitwise_xor(v, tirx.const(-128, "int8"))
+        inside = tirx.all(y >= top, y < top + h, col >= 0, col < w)
+        return tirx.if_then_else(inside, v, fill)
+
+    return te.compute((c, hp, stride_w, wq), element, name="pad", attrs={KERNEL_ATTR: "pad"})
+
+
 def depthwise_conv(
     padded: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
 ) -> te.Tensor:
@@ -559,7 +584,9 @@ def depthwise_amx(padded: te.Tensor, b: te.Tensor, correction: te.Tensor, spec: 
         (c, ohp, owp),
         lambda ch, y, x: te.sum(
             window_dot(
-                lambda k: padded[ch, y + ky, 0, x - x % AMX_TILE + q * BYTES + k], b[ch, ky, q, x % AMX_TILE], "uint8"
+                lambda k: padded[ch, y + ky, 0, x // AMX_TILE * AMX_TILE + q * BYTES + k],
+                b[ch, ky, q, x % AMX_TILE],
+                "uint8",
             ),
             axis=[ky, q],
         ),

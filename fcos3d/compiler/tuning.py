@@ -159,7 +159,7 @@ def apply_tuning(mod: IRModule, target, tuning: Tuning | None) -> IRModule:
             _commit_default(database, task.dispatched[0], target)
 
         def default(sch):
-            apply_default_schedule(sch, target)
+            apply_default_schedule(sch, target, space=True)
             return sch
 
         space = ms.space_generator.SpaceGeneratorUnion(

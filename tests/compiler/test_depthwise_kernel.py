@@ -11,7 +11,7 @@ import tvm
 from tvm import relax
 
 from fcos3d.compiler.intrinsics import dot_intrin_for, vector_lanes
-from fcos3d.compiler.kernels import DepthwiseSpec, depthwise_conv, pack_depthwise_weight, pad_split
+from fcos3d.compiler.kernels import DepthwiseSpec, depthwise_conv, pack_depthwise_weight, pad_split, padded_input
 from fcos3d.compiler.passes.schedule import schedule_func
 
 VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"})
@@ -64,11 +64,15 @@ def _run(target, x, w, strides, pads):
     words, correction = pack_depthwise_weight(w, strides, spec.offset)
     packed = intrin.packed_dtype if intrin else "int8"
     consts = (words, correction)
+    inside = strides[1] == 1  # as passes/legalize.py: stride 1 pads per channel in the kernel, else pad_split
     bb = relax.BlockBuilder()  # through call_te, as passes/legalize.py emits it (int64 shapes)
-    pv = relax.Var("p", relax.TensorType((c, hp, strides[1], wq), "int8"))
+    shape = (1, c, h, wd) if inside else (c, hp, strides[1], wq)
+    pv = relax.Var("p", relax.TensorType(shape, "int8"))
     with bb.function("main", [pv]):
         r = bb.emit_te(
-            lambda pt, wt, ct: depthwise_conv(pt, wt, ct, spec, packed),
+            lambda pt, wt, ct: depthwise_conv(
+                padded_input(pt, split_pads, 1, flip) if inside else pt, wt, ct, spec, packed
+            ),
             pv,
             relax.const(words, "int32"),
             relax.const(correction, "int32"),
@@ -77,14 +81,17 @@ def _run(target, x, w, strides, pads):
     func = next(f for f in bb.get().functions.values() if isinstance(f, tvm.tirx.PrimFunc))
     with target:
         conv = schedule_func(func, target)
-    split_lib = tvm.tirx.build(
-        pad_split(c, (h, wd), split_pads, strides[1], flip).with_attr("global_symbol", "k"), target=target
-    )
     conv_lib = tvm.tirx.build(conv.with_attr("global_symbol", "k"), target=target)
-    padded = tvm.runtime.tensor(np.zeros((c, hp, strides[1], wq), dtype=np.int8))
-    split_lib(tvm.runtime.tensor(x), padded)
+    if inside:
+        src = tvm.runtime.tensor(x)
+    else:
+        split_lib = tvm.tirx.build(
+            pad_split(c, (h, wd), split_pads, strides[1], flip).with_attr("global_symbol", "k"), target=target
+        )
+        src = tvm.runtime.tensor(np.zeros((c, hp, strides[1], wq), dtype=np.int8))
+        split_lib(tvm.runtime.tensor(x), src)
     out = tvm.runtime.tensor(np.zeros(ref.shape, dtype=np.int32))
-    conv_lib(padded, *(tvm.runtime.tensor(a) for a in consts), out)
+    conv_lib(src, *(tvm.runtime.tensor(a) for a in consts), out)
     return out.numpy(), ref
 
 

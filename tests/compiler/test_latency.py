@@ -275,8 +275,8 @@ def test_perf_command_compares_boards(tmp_path):
 
 def _pinned_host(**extra):
     """A host profile with round figures (the packaged host.toml is refitted per machine): 1 GHz, 64 MAC slots a
-    cycle (dense), 32 (depthwise), dot_lanes 16, 2 conv outputs, 4 packed words and 8 pad bytes a cycle, 100
-    cycles a layer, bandwidths so high that no layer is memory-bound (1 cycle), plus ``extra`` figures."""
+    cycle (dense), 32 (depthwise), dot_lanes 16, 2 conv outputs, 4 packed words, 8 pad bytes and 16 in-kernel pad
+    bytes a cycle, 100 cycles a layer, bandwidths so high that no layer is memory-bound (1 cycle), plus ``extra`` figures."""
     from dataclasses import replace
 
     board = load_board("host")
@@ -293,6 +293,7 @@ def _pinned_host(**extra):
         "conv_outputs_per_cycle": 2,
         "pack_words_per_cycle": 4,
         "pad_bytes_per_cycle": 8,
+        "channel_pad_bytes_per_cycle": 16,
         **extra,
     }
     for name, value in values.items():
@@ -348,10 +349,10 @@ def test_host_depthwise_conv_counts_window_dot_instructions():
     assert layer.op == "DepthwiseConv"
     # 3x3 stride 1: 1 phase, ceil(3/4) = 1 word a kernel row; 64 columns = 4 vectors of 16.
     # work = 32 channels * 64 rows * 4 vectors * 3 rows * 1 * 1 * 16 * 4 = 1,572,864 -> / 32 = 49,152 cycles
-    # outputs 131,072 -> / 2 = 65,536; pad_split: row_w = 64 + 4 - 1 = 67 columns, right pad max(1, 67 - 64 - 1) = 2:
-    # 32 * 66 rows * 67 = 141,504 bytes -> / 8 = 17,688. compute = 132,376; + 100.
+    # outputs 131,072 -> / 2 = 65,536; padded inside the kernel: row_w = 64 + 4 - 1 = 67 columns, right pad
+    # max(1, 67 - 64 - 1) = 2: 32 * 66 rows * 67 = 141,504 bytes -> / 16 = 8,844. compute = 123,532; + 100.
     assert layer.work == 1_572_864
-    assert (layer.compute_cycles, layer.cycles) == (132_376, 132_476)
+    assert (layer.compute_cycles, layer.cycles) == (123_532, 123_632)
 
 
 def test_host_context_term_adds_a_cost_per_activation_byte():
@@ -447,8 +448,9 @@ def test_host_extra_kernels_count_the_kernels_each_op_launches():
             replace(dense, input_zero_point=-128),
             2,
         ),
-        "depthwise: pad_split + the dot kernel": (depthwise, 1),
-        "asymmetric depthwise: zero-point pad too": (replace(depthwise, input_zero_point=5), 2),
+        "depthwise: padded inside the dot kernel": (depthwise, 0),
+        "strided depthwise: pad_split splits the phases": (replace(depthwise, strides=(2, 2)), 1),
+        "asymmetric depthwise: zero-point pad": (replace(depthwise, input_zero_point=5), 1),
         "max pool: pad_split + the vector max": (MaxPool("p", "x", "y", (3, 3), (2, 2), (1, 1, 1, 1)), 1),
         "dilated max pool: TOPI's, one kernel": (
             MaxPool("p", "x", "y", (2, 2), (1, 1), (0, 0, 0, 0), False, (2, 2)),

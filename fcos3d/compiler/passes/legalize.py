@@ -2,8 +2,10 @@
 
 TVM's ``LegalizeOps`` with its TOPI compute definitions, except int8 convs with a constant weight on an LLVM
 CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM on 4-byte words, the operand
-of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy + a
-per-row pack + the same dot product per tap column), which passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
+of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (at
+stride 1 a stage of the conv's own kernel, per channel; strided: pad_split's kernel, split by column phase) + the
+same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which passes/schedule.py knows how to make
+fast. Integer dtypes are kept as the ops declare them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..kernels import (
     pack_depthwise_toeplitz,
     pack_depthwise_weight,
     pad_split,
+    padded_input,
 )
 from .schedule import gemm_tile
 
@@ -106,11 +109,11 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
                 (w.shape[2], w.shape[3]), (int(x.ty.shape[2]), int(x.ty.shape[3])), pads, out_hw, 128
             )
             top, left, _, _ = pads
-            padded = emit_pad_split(bb, x, (top, left, aspec.bottom_pad, aspec.right_pad), 1, flip=True)
+            apads = (top, left, aspec.bottom_pad, aspec.right_pad)
             bands, correction = pack_depthwise_toeplitz(w, aspec.offset)
             return bb.call_te(
-                lambda pt, bt, cc: depthwise_amx(pt, bt, cc, aspec),
-                padded,
+                lambda xt, bt, cc: depthwise_amx(padded_input(xt, apads, 1, True), bt, cc, aspec),
+                x,
                 relax.const(bands, "int32"),
                 relax.const(correction, "int32"),
                 primfunc_name_hint="depthwise_int8",
@@ -125,12 +128,16 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             lanes=intrin.lanes if intrin else vector_lanes(target),
         )
         top, left, bottom, _ = pads
-        padded = emit_pad_split(bb, x, (top, left, bottom, spec.right_pad), strides[1], flip=spec.offset != 0)
+        dpads, flip = (top, left, bottom, spec.right_pad), spec.offset != 0
         words, correction = pack_depthwise_weight(w, strides, spec.offset)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
+        if strides[1] == 1:  # padded per channel inside the kernel (kernels.padded_input)
+            src, pad = x, lambda xt: padded_input(xt, dpads, 1, flip)
+        else:  # split by column phase: decompose_padding cannot take the phases apart, so pad_split's own kernel
+            src, pad = emit_pad_split(bb, x, dpads, strides[1], flip=flip), lambda pt: pt
         return bb.call_te(
-            lambda pt, wt, cc: depthwise_conv(pt, wt, cc, spec, packed_dtype),
-            padded,
+            lambda xt, wt, cc: depthwise_conv(pad(xt), wt, cc, spec, packed_dtype),
+            src,
             relax.const(words, "int32"),
             relax.const(correction, "int32"),
             primfunc_name_hint="depthwise_int8",

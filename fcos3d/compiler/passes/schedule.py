@@ -7,8 +7,9 @@ by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
               threads over tiles, the im2col pack threaded and vectorised on its own; on a CPU with Intel
               AMX (and channels in whole tiles) 16 x 16 int32 tiles of the tile unit instead, the whole
               reduction per tile in one tensorized call (intrinsics.AmxGemm, load_amx_config)
-  depthwise   threads over channels; per output row the dot instruction per (kernel row, column phase, 4 taps),
-              its words a byte shuffle of the input row (or plain vectors), the epilogue per row
+  depthwise   threads over channels; the channel's padded copy first (stride 1: kernels.padded_input, in L1),
+              then per output row the dot instruction per (kernel row, column phase, 4 taps), its words a byte
+              shuffle of the input row (or plain vectors), the epilogue per row
   (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
               reductions (max pool, TOPI convs) threaded over their outer spatial loop
 Only loops change, never the arithmetic: results stay bit-exact (tests/compiler/test_random_graphs.py).
@@ -16,6 +17,8 @@ Functions MetaSchedule tuned (pipeline.py, --tune-trials) arrive marked ``tirx.i
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 import tvm
 from tvm import IRModule, s_tir, tirx
@@ -40,6 +43,7 @@ __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule",
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
 AMX_TASKS = 16  # at most this many parallel tasks of an AMX kernel (each loads the tile configuration: ~190 ns)
+_SPACE: ContextVar[bool] = ContextVar("fcos3d_schedule_space", default=False)  # apply_default_schedule(space=)
 AMX_CONFIG_ATTR = "fcos3d.amx_config"  # task loop annotation: the tile configuration, for load_amx_config
 
 
@@ -259,6 +263,28 @@ def load_amx_config(func: tirx.PrimFunc) -> tirx.PrimFunc:
     return func.with_body(_with_body(root, body, alloc=[cfg]))
 
 
+def _pad_per_channel(sch: s_tir.Schedule, loop) -> None:
+    """kernels.padded_input, when the kernel holds it: computed under ``loop`` (one channel), so that its buffer
+    shrinks to one channel's padded planes and stays in L1 for the conv that reads it; the fill and the in-bound
+    copy apart (decompose_padding: no test per element), both in vectors of whole cache lines."""
+    pad = _kernel_block(sch, "pad")
+    if pad is None:
+        return
+    sch.compute_at(pad, loop)
+    if _SPACE.get():  # MetaSchedule's design space: TVM 0.27 fails to print a trace with decompose_padding
+        return
+    outer = sch.get(loop)
+    depth = 1 + next(i for i, lp in enumerate(sch.get_loops(pad)) if sch.get(lp).same_as(outer))
+    fill = sch.decompose_padding(pad, sch.get_loops(pad)[depth])
+    inner = sch.get_loops(fill)[depth:]
+    plane = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+    # a memset of the channel's planes in whole cache lines (the tail: hoist_lane_predicates)
+    if _extent(sch, plane) > 64:
+        _, plane = sch.split(plane, [None, 64])
+    sch.vectorize(plane)
+    _vectorize_inner(sch, pad, 64)
+
+
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
     """kernels.depthwise_conv: threads over channels; per output row, vectors of ``lanes`` outputs, one dot
     instruction (its words a shuffle of the input row) or plain vectors per (kernel row, 4-tap group), the
@@ -271,6 +297,7 @@ def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
     xo, xi = sch.split(x, [None, lanes])
     sch.reorder(c, y, xo, ky, ph, j, xi)
     sch.parallel(c)
+    _pad_per_channel(sch, c)
     sch.reverse_compute_at(out, y)
     if len(sch.get_loops(out)) > 2:  # a row loop under y (an output 1 wide has none: y must stay serial)
         _vectorize_inner(sch, out, lanes)
@@ -332,6 +359,7 @@ def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     task, c = sch.split(c, [_amx_task_count(n, target), None])
     sch.reorder(task, c, yo, xo, yi, xi, ky, q)
     sch.parallel(task)
+    _pad_per_channel(sch, c)
     sch.reverse_compute_at(out, xo)
     sch.tensorize(yi, amx_intrin(window))
     _vectorize_inner(sch, out, vector_lanes(target))
@@ -345,12 +373,17 @@ _RULES = {
 }
 
 
-def apply_default_schedule(sch: s_tir.Schedule, target) -> None:
-    """The rule of the kernel ``sch``'s function holds (module docstring), applied in place; also MetaSchedule's
-    extra design space (tuning.py), so that tuning measures it beside its own candidates."""
+def apply_default_schedule(sch: s_tir.Schedule, target, space: bool = False) -> None:
+    """The rule of the kernel ``sch``'s function holds (module docstring), applied in place. ``space``: as
+    MetaSchedule's extra design space (tuning.py), so that tuning measures it beside its own candidates, without
+    the one step TVM 0.27 cannot print in a design space's trace (decompose_padding: _pad_per_channel)."""
     kinds = {sch.get(b).annotations.get(KERNEL_ATTR) for b in _blocks(sch)}
     rule = next((_RULES[k] for k in _RULES if k in kinds), _schedule_generic)
-    rule(sch, target)
+    token = _SPACE.set(space)
+    try:
+        rule(sch, target)
+    finally:
+        _SPACE.reset(token)
 
 
 def _all_lanes(predicate, lane: tirx.Var, lanes: int):
