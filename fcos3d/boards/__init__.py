@@ -93,7 +93,7 @@ HOST_ONLY_FIGURES: dict[str, str] = {
     "conv_outputs_per_cycle": "elements/cycle",
     "pack_words_per_cycle": "words/cycle",
     "pad_bytes_per_cycle": "bytes/cycle",
-    "channel_pad_bytes_per_cycle": "bytes/cycle",  # a stride-1 depthwise conv's padded copy, inside its kernel
+    "channel_pad_bytes_per_cycle": "bytes/cycle",  # a depthwise conv's padded copy, made inside its kernel
     "zero_point_pad_bytes_per_cycle": "bytes/cycle",
     "default_conv_macs_per_cycle": "MAC/cycle",
     "matmul_macs_per_cycle": "MAC/cycle",

@@ -29,6 +29,7 @@ __all__ = [
     "dot_intrin_for",
     "target_is_arm",
     "vector_lanes",
+    "window_intrin",
 ]
 
 
@@ -71,35 +72,47 @@ def _desc(lanes: int, packed: str):
     return desc
 
 
-def _window_desc(lanes: int, packed: str):
-    """``C[i] += window_dot(A[i .. i + 3], B[0])``: the depthwise block of kernels.depthwise_conv, its operand
-    ``lanes + 3`` consecutive bytes of an input row."""
+def _window_desc(lanes: int, packed: str, stride: int = 1):
+    """``C[i] += window_dot(A[s i .. s (i + 3)], B[0])``: the depthwise block of kernels.depthwise_conv, its operand
+    every ``stride``-th of ``stride (lanes + 2) + 1`` consecutive bytes of an input row (stride 1: ``lanes + 3``
+    bytes; stride s: the row of one column phase read in place from the unsplit padded row)."""
     from .kernels import window_dot
+
+    n = stride * (lanes + 2) + 1
 
     @T.prim_func(s_tir=True)
     def desc(
-        A: T.Buffer((lanes + 3,), "int8", offset_factor=1),
+        A: T.Buffer((n,), "int8", offset_factor=1),
         B: T.Buffer((1,), "int32", offset_factor=1),
         C: T.Buffer((lanes,), "int32", offset_factor=1),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0 : lanes + 3], B[0:1])
+            T.reads(C[0:lanes], A[0:n], B[0:1])
             T.writes(C[0:lanes])
             for i in T.serial(T.int64(lanes)):
                 with T.sblock("update"):
                     vi = T.axis.remap("S", [i])
-                    C[vi] = C[vi] + window_dot(lambda k: A[vi + k], B[0], packed)
+                    C[vi] = C[vi] + window_dot(
+                        lambda k: A[(vi + k) * stride] if stride > 1 else A[vi + k], B[0], packed
+                    )
 
     return desc
 
 
-def _window_bytes(A, lanes: int):
-    """The ``lanes`` overlapping words A[i .. i + 3] as 4 * lanes bytes: two in-bounds loads (bytes 0 ..
-    lanes - 1 and 3 .. lanes + 2) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
-    lo = A.vload([0], dtype=f"int8x{lanes}")
-    hi = A.vload([3], dtype=f"int8x{lanes}")
-    idx = [i + k if i + k < lanes else lanes + i + k - 3 for i in range(lanes) for k in range(4)]
-    return T.Shuffle([lo, hi, lo, hi], idx)  # (TVM's Shuffle makes at most as many lanes as it is given)
+def _window_bytes(A, lanes: int, stride: int = 1):
+    """The ``lanes`` overlapping words of bytes A[s i], A[s (i + 1)], .., A[s (i + 3)] as 4 * lanes bytes: two
+    in-bounds loads of ``s lanes`` bytes (from 0 and from 2 s + 1: together the s (lanes + 2) + 1 bytes of the
+    window) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
+    width, hi_at = stride * lanes, 2 * stride + 1
+    lo = A.vload([0], dtype=f"int8x{width}")
+    hi = A.vload([hi_at], dtype=f"int8x{width}")
+    idx = []
+    for i in range(lanes):
+        for k in range(4):
+            b = stride * (i + k)
+            idx.append(b if b < width else width + b - hi_at)
+    # (TVM's Shuffle makes at most as many lanes as it is given: repeat the pair up to 4 * lanes)
+    return T.Shuffle([lo, hi] * max(1, -(-2 // stride)), idx)
 
 
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"  # LLVM 22 declares it on <64 x i8> operands (TVM's dot_16x4_vnni: <16 x i32>)
@@ -139,16 +152,18 @@ def _x86_vnni():
     return _desc(16, "uint8"), _impl(16, 16, "int32", VPDPBUSD, _words(16))
 
 
-def _x86_vnni_window():
-    return _window_desc(16, "uint8"), _impl(16, 19, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16))
+def _x86_vnni_window(stride: int = 1):
+    n = stride * 18 + 1
+    return _window_desc(16, "uint8", stride), _impl(16, n, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride))
 
 
 def _arm_sdot():
     return _desc(4, "int8"), _impl(4, 4, "int32", SDOT, _words(4))
 
 
-def _arm_sdot_window():
-    return _window_desc(4, "int8"), _impl(4, 7, "int8", SDOT, lambda A: _window_bytes(A, 4))
+def _arm_sdot_window(stride: int = 1):
+    n = stride * 6 + 1
+    return _window_desc(4, "int8", stride), _impl(4, n, "int8", SDOT, lambda A: _window_bytes(A, 4, stride))
 
 
 X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", "fcos3d_window_16x4_u8s8_vnni", 16, 128, "uint8")
@@ -168,6 +183,19 @@ def _register(intrin: DotIntrin) -> DotIntrin:
         if TensorIntrin.get(name, allow_missing=True) is None:
             TensorIntrin.register(name, *_BUILDERS[name]())
     return intrin
+
+
+def window_intrin(intrin: DotIntrin, stride: int) -> str:
+    """The name of ``intrin``'s window instruction for a depthwise conv of column ``stride`` (registered on first
+    use): stride 1 reads the padded row, stride s every s-th byte of it (kernels.depthwise_conv, flat rows)."""
+    from tvm.s_tir import TensorIntrin
+
+    if stride == 1:
+        return intrin.window
+    name = f"{intrin.window}_s{stride}"
+    if TensorIntrin.get(name, allow_missing=True) is None:
+        TensorIntrin.register(name, *_BUILDERS[intrin.window](stride))
+    return name
 
 
 def dot_intrin_for(target) -> DotIntrin | None:

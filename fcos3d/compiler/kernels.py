@@ -22,6 +22,7 @@ from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
 __all__ = [
     "KERNEL_ATTR",
+    "WINDOW_STRIDE_ATTR",
     "DenseConvSpec",
     "DepthwiseSpec",
     "depthwise_conv",
@@ -39,6 +40,7 @@ __all__ = [
 
 # Block annotation that tells passes/schedule.py which kernel a (fused) PrimFunc holds.
 KERNEL_ATTR = "fcos3d.kernel"
+WINDOW_STRIDE_ATTR = "fcos3d.window_stride"  # depthwise_conv: 1, or the column stride its window reads in place
 BYTES = 4  # int8 reduction steps per 32-bit word: one lane of vpdpbusd / sdot
 
 
@@ -478,25 +480,32 @@ def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], stride_w: int, f
 def depthwise_conv(
     padded: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
 ) -> te.Tensor:
-    """pad_split's (C, Hp, stride, Wq) int8 (Wq >= spec.row_w; + 128 when ``packed_dtype`` is uint8), w (C, KH, P,
-    J) int32 words and correction (C,) (pack_depthwise_weight) -> (1, C, OH, OW) int32 = the conv
-    (DepthwiseSpec). Bounds: the word sums reach KH * KW * 255 * 128 (2.1e7 for 25 taps) before the
-    correction: exact in int32."""
+    """The padded input, w (C, KH, P, J) int32 words and correction (C,) (pack_depthwise_weight) -> (1, C, OH, OW)
+    int32 = the conv (DepthwiseSpec). The padded input (+ 128 when ``packed_dtype`` is uint8) is pad_split's
+    (C, Hp, stride, Wq) phase-split rows (Wq >= spec.row_w), or, at a column stride s > 1, the unsplit rows
+    (C, Hp, 1, Wp >= s row_w), phase ph's column q read in place at s q + ph (the window instruction of that
+    stride: intrinsics.window_intrin; the block's WINDOW_STRIDE_ATTR says which). Bounds: the word sums reach
+    KH * KW * 255 * 128 (2.1e7 for 25 taps) before the correction: exact in int32."""
     c = int(padded.shape[0])
     kh, _ = spec.kernel
-    sh, _ = spec.strides
+    sh, sw = spec.strides
     oh, ow = spec.out_hw
+    flat = sw > 1 and int(padded.shape[2]) == 1
     ky = te.reduce_axis((0, kh), name="ky")
     ph = te.reduce_axis((0, spec.phases), name="ph")
     j = te.reduce_axis((0, spec.words), name="j")
+
+    def col(ch, row, phase, q):
+        return padded[ch, row, 0, q * sw + phase] if flat else padded[ch, row, phase, q]
+
     acc = te.compute(
         (c, oh, spec.out_w_padded),
         lambda ch, y, x: te.sum(
-            window_dot(lambda k: padded[ch, y * sh + ky, ph, x + j * BYTES + k], w[ch, ky, ph, j], packed_dtype),
+            window_dot(lambda k: col(ch, y * sh + ky, ph, x + j * BYTES + k), w[ch, ky, ph, j], packed_dtype),
             axis=[ky, ph, j],
         ),
         name="depthwise",
-        attrs={KERNEL_ATTR: "depthwise_dot"},
+        attrs={KERNEL_ATTR: "depthwise_dot", WINDOW_STRIDE_ATTR: sw if flat else 1},
     )
     return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
 

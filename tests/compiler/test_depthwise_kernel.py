@@ -1,5 +1,5 @@
 """kernels.depthwise_conv (the dot instruction per kernel row, column phase and 4 taps, its words a byte shuffle of
-the padded input row) scheduled by passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5,
+the padded input row, or at strides 2 and 3 of every stride-th byte of the unsplit row) scheduled by passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5,
 strides 1, 2 and 3, odd widths, asymmetric pads, exact equality. Both the x86 VNNI path (vpdpbusd, offset 128) where the CPU has it and the
 plain-vector fallback (offset 0) on a generic target."""
 
@@ -64,7 +64,9 @@ def _run(target, x, w, strides, pads):
     words, correction = pack_depthwise_weight(w, strides, spec.offset)
     packed = intrin.packed_dtype if intrin else "int8"
     consts = (words, correction)
-    inside = strides[1] == 1  # as passes/legalize.py: stride 1 pads per channel in the kernel, else pad_split
+    # as passes/legalize.py: stride 1, or any stride with a dot instruction (its window reads the phases in place),
+    # pads per channel inside the kernel; strided plain vectors read pad_split's phase-split copy
+    inside = strides[1] == 1 or intrin is not None
     bb = relax.BlockBuilder()  # through call_te, as passes/legalize.py emits it (int64 shapes)
     shape = (1, c, h, wd) if inside else (c, hp, strides[1], wq)
     pv = relax.Var("p", relax.TensorType(shape, "int8"))

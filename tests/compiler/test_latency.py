@@ -42,10 +42,10 @@ def _pinned_u55():
 U55_PINNED = _pinned_u55()
 
 
-def one_conv(c_in, c_out, hw, kernel=3, groups=1):
+def one_conv(c_in, c_out, hw, kernel=3, groups=1, stride=1):
     b = QDQGraphBuilder(seed=0)
     x = b.input((1, c_in, *hw))
-    b.output(b.conv(x, c_out, kernel=kernel, groups=groups, relu=True))
+    b.output(b.conv(x, c_out, kernel=kernel, stride=stride, groups=groups, relu=True))
     return parse_qdq(b.build())
 
 
@@ -355,6 +355,16 @@ def test_host_depthwise_conv_counts_window_dot_instructions():
     assert (layer.compute_cycles, layer.cycles) == (123_532, 123_632)
 
 
+def test_host_strided_depthwise_conv_pads_its_unsplit_rows_inside_the_kernel():
+    (layer,) = estimate(one_conv(32, 32, (64, 64), groups=32, stride=2), _pinned_host()).layers
+    # 3x3 stride 2 -> 32 x 32: 2 phases, ceil(ceil(3/2)/4) = 1 word; 32 columns = 2 vectors of 16.
+    # work = 32 channels * 32 rows * 2 vectors * 16 * 3 rows * 2 phases * 1 * 4 = 786,432 -> / 32 = 24,576 cycles
+    # outputs 32,768 -> / 2 = 16,384; the unsplit padded rows: row_w = 32 + 4 - 1 = 35 columns a phase, right pad
+    # max(1, 2 * 35 - 64 - 1) = 5: 32 * 66 rows * 70 = 147,840 bytes -> / 16 = 9,240. compute = 50,200; + 100.
+    assert layer.work == 786_432
+    assert (layer.compute_cycles, layer.cycles) == (50_200, 50_300)
+
+
 def test_host_context_term_adds_a_cost_per_activation_byte():
     (alone,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers
     (inside,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host(context_bytes_per_cycle=2)).layers
@@ -449,7 +459,7 @@ def test_host_extra_kernels_count_the_kernels_each_op_launches():
             2,
         ),
         "depthwise: padded inside the dot kernel": (depthwise, 0),
-        "strided depthwise: pad_split splits the phases": (replace(depthwise, strides=(2, 2)), 1),
+        "strided depthwise: padded inside too, the phases read in place": (replace(depthwise, strides=(2, 2)), 0),
         "asymmetric depthwise: zero-point pad": (replace(depthwise, input_zero_point=5), 1),
         "max pool: pad_split + the vector max": (MaxPool("p", "x", "y", (3, 3), (2, 2), (1, 1, 1, 1)), 1),
         "dilated max pool: TOPI's, one kernel": (

@@ -24,11 +24,12 @@ SHAPE = (1, 3, 16, 16)
 
 
 def small_model(seed: int = 0) -> onnx.ModelProto:
-    """Conv+ReLU (stride 2) -> depthwise 3x3 + ReLU (its padding made inside its kernel) -> skip add -> max pool ->
-    nearest x2 -> int32 head, with an int8 side output."""
+    """Conv+ReLU -> depthwise 3x3 stride 2 and stride 1, + ReLU (their padding made inside their kernel) -> skip add
+    -> max pool -> nearest x2 -> int32 head, with an int8 side output."""
     b = QDQGraphBuilder(seed=seed)
     x = b.input(SHAPE)
-    y = b.conv(x, 8, stride=2, relu=True)  # (1, 8, 8, 8)
+    y = b.conv(x, 8, relu=True)  # (1, 8, 16, 16)
+    y = b.conv(y, 8, stride=2, groups=8, relu=True)  # depthwise, (1, 8, 8, 8)
     y = b.conv(y, 8, groups=8, relu=True)  # depthwise, (1, 8, 8, 8)
     y = b.add(y, b.conv(y, 8, kernel=1, pad=0), relu=True)
     b.output(y)

@@ -207,7 +207,7 @@ NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an 
 # depthwise conv's work is the MAC slots of the dot instructions the kernels issue (4 bytes x lanes each), padding
 # included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
 # epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
-# padded copy a stride-1 depthwise conv makes per channel inside its own kernel (kernels.padded_input: L1-resident,
+# padded copy a depthwise conv makes per channel inside its own kernel (kernels.padded_input: L1-resident,
 # cheaper per byte than pad_split's trip through memory) per padded byte, the zero-point pad of an asymmetric
 # input (a separate kernels.pad_nchw copy) per byte, the MAC slots of the AMX tile
 # instructions of a dense conv that the compile puts on AMX tiles (intrinsics.amx_gemm_for, decided for this
@@ -283,8 +283,8 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     to 16 x 16 tiles), channel pad bytes = its padded planes, work 0; pad bytes = the padded input (none when
     im2col reads the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
-    words = ceil(ceil(kw/stride)/4)), channel pad bytes (stride_w 1: padded inside the kernel) or pad bytes
-    (pad_split's output) = the padded planes; outputs = N x Cout x Ho x Wo for both;
+    words = ceil(ceil(kw/stride)/4)), channel pad bytes = the padded planes (made inside the kernel, unsplit at
+    every stride: the window instruction reads the column phases in place); outputs = N x Cout x Ho x Wo for both;
     zero-point pad bytes = the padded input when the input zero point is not 0 and the conv pads; a conv of
     TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
     if not isinstance(op, Conv) or "dot_lanes" not in acc.figures:
@@ -328,9 +328,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
 
         spec = DepthwiseSpec((kh, kw), op.strides, w, op.pads, (ho, wo), 0, lanes)
         counts["work"] = n * cout * ho * spec.out_w_padded * kh * spec.phases * spec.words * DOT_BYTES
-        padded_w = w + left + spec.right_pad
-        term = "channel_pad_bytes_per_cycle" if sw == 1 else "pad_bytes_per_cycle"
-        counts[term] = n * cin * (h + top + bottom) * sw * -(-padded_w // sw)
+        counts["channel_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + spec.right_pad)
     else:
         counts["work"] = 0
         counts["default_conv_macs_per_cycle"] = n * cout * ho * wo * cin_g * kh * kw
@@ -341,7 +339,7 @@ def host_extra_kernels(op, acc: Accelerator) -> int:
     """Kernels the host compile launches for ``op`` beyond its first (compiler/passes/import_int_graph.py and
     legalize.py), 0 for a profile without ``dot_lanes``: a conv's zero-point pad (kernels.pad_nchw, an asymmetric
     input that the conv pads), a dense conv's im2col and its pad_split (padded or strided, unless the zero-point
-    pad made it), a strided depthwise conv's pad_split (stride 1 pads inside its kernel), an undilated max pool's pad_split."""
+    pad made it), an undilated max pool's pad_split (a depthwise conv pads inside its kernel)."""
     if "dot_lanes" not in acc.figures:
         return 0
     if isinstance(op, MaxPool):
@@ -353,8 +351,6 @@ def host_extra_kernels(op, acc: Accelerator) -> int:
     if kernel == "dense":
         pad_split = (any(op.pads) and not op.input_zero_point) or op.strides[1] != 1
         return int(zero_point_pad) + 1 + int(pad_split)
-    if kernel == "depthwise":
-        return int(zero_point_pad) + int(op.strides[1] != 1)
     return int(zero_point_pad)
 
 

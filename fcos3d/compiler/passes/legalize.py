@@ -131,9 +131,11 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         dpads, flip = (top, left, bottom, spec.right_pad), spec.offset != 0
         words, correction = pack_depthwise_weight(w, strides, spec.offset)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
-        if strides[1] == 1:  # padded per channel inside the kernel (kernels.padded_input)
+        if strides[1] == 1 or intrin is not None:
+            # padded per channel inside the kernel (kernels.padded_input), unsplit: a strided window instruction
+            # reads each column phase in place (intrinsics.window_intrin)
             src, pad = x, lambda xt: padded_input(xt, dpads, 1, flip)
-        else:  # split by column phase: decompose_padding cannot take the phases apart, so pad_split's own kernel
+        else:  # plain vectors want the phases apart: pad_split's own kernel
             src, pad = emit_pad_split(bb, x, dpads, strides[1], flip=flip), lambda pt: pt
         return bb.call_te(
             lambda xt, wt, cc: depthwise_conv(pad(xt), wt, cc, spec, packed_dtype),

@@ -35,8 +35,9 @@ from ..intrinsics import (
     amx_window_rows,
     dot_intrin_for,
     vector_lanes,
+    window_intrin,
 )
-from ..kernels import KERNEL_ATTR
+from ..kernels import KERNEL_ATTR, WINDOW_STRIDE_ATTR
 
 __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule", "schedule_func"]
 
@@ -305,7 +306,8 @@ def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
         sch.vectorize(xi)  # before decompose_reduction: vectorize wants a block with its init
     init = sch.decompose_reduction(conv, ky)
     if intrin is not None:
-        sch.tensorize(xi, intrin.window)
+        stride = int(sch.get(conv).annotations.get(WINDOW_STRIDE_ATTR, 1))
+        sch.tensorize(xi, window_intrin(intrin, stride))
     for loop in (ky, ph, j):
         sch.unroll(loop)
     sch.vectorize(sch.get_loops(init)[-1])
