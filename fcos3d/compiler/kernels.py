@@ -42,6 +42,8 @@ __all__ = [
 KERNEL_ATTR = "fcos3d.kernel"
 WINDOW_STRIDE_ATTR = "fcos3d.window_stride"  # depthwise_conv: 1, or the column stride its window reads in place
 BYTES = 4  # int8 reduction steps per 32-bit word: one lane of vpdpbusd / sdot
+L1_LINE_WORDS = 16  # 32-bit words per 64-byte cache line (also the rows of an AMX tile)
+L1_SETS = 64  # sets of a 48 KiB 12-way (x86) or 64 KiB 4-way (Arm Cortex-A) L1 data cache of 64-byte lines
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,18 @@ class DenseConvSpec:
     @property
     def positions_padded(self) -> int:
         return -(-self.positions // self.position_block) * self.position_block
+
+    @property
+    def cols_pitch(self) -> int:
+        """Words from one row of the packed activations to the next (>= positions_padded): the first multiple of
+        16 words whose 16 consecutive rows, the rows a GEMM tile reads at once, fall into 16 different sets of a
+        64-set L1 cache (a pitch of 4 KiB multiples, e.g. 7168 positions at 64 x 112, would put every row of a tile
+        into one 12-way set: the AMX tile loads then miss; measured 10% on a 256-channel 1x1 conv,
+        PERFORMANCE.md). The columns past positions_padded are never written or read."""
+        pitch = -(-self.positions_padded // L1_LINE_WORDS) * L1_LINE_WORDS
+        while len({(i * pitch // L1_LINE_WORDS) % L1_SETS for i in range(L1_LINE_WORDS)}) < L1_LINE_WORDS:
+            pitch += L1_LINE_WORDS
+        return pitch
 
     @property
     def pointwise(self) -> bool:
@@ -299,7 +313,8 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
     full, rest = divmod(spec.reduction, BYTES)
     n_pos, n_padded, off = spec.positions, spec.positions_padded, spec.offset
     vec = _vector(ow)
-    with _kernel("im2col", {"x": (src_shape, "int8"), "cols": ((spec.words, n_padded), "int32")}) as (b, fn):
+    cols_shape = (spec.words, spec.cols_pitch)
+    with _kernel("im2col", {"x": (src_shape, "int8"), "cols": (cols_shape, "int32")}) as (b, fn):
         src, cols = b["x"], b["cols"]
         if spec.pointwise:  # the positions as one row
             flat = T.decl_buffer((spec.in_channels, oh, 1, ow), "int8", data=src.data)
@@ -357,7 +372,7 @@ def dot_word(a, b, a_dtype: str):
 def gemm_conv(
     cols: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DenseConvSpec, packed_dtype: str
 ) -> te.Tensor:
-    """cols (R/4, P') int32 words (im2col_words), w (OC, R/4) int32 words (pack_dense_weight), correction (OC,)
+    """cols (R/4, pitch >= P') int32 words (im2col_words), w (OC, R/4) int32 words (pack_dense_weight), correction (OC,)
     -> (1, OC, OH, OW) int32 = the conv. ``packed_dtype``: the byte type of the activations, uint8 (offset 128)
     or int8. Overflow bound: the word sums reach R * 255 * 128 before the correction (DenseConvSpec checks
     R <= 65,792; FCOS3D's largest R is 1152), the conv itself R * 128 * 128: exact in int32."""

@@ -135,7 +135,8 @@ def test_im2col_words_hold_offset_activations_of_4_reduction_steps(pointwise, st
         )
     want = np.full((spec.words * 4, spec.positions_padded), 128, dtype=np.int64)
     want[: cols.shape[0], : spec.positions] = cols + 128
-    got = _run(im2col_words(spec), src, out_shape=(spec.words, spec.positions_padded), out_dtype=np.int32)
+    got = _run(im2col_words(spec), src, out_shape=(spec.words, spec.cols_pitch), out_dtype=np.int32)
+    got = np.ascontiguousarray(got[:, : spec.positions_padded])  # the pitch's extra columns are never written
     got_bytes = got.view(np.uint8).reshape(spec.words, spec.positions_padded, 4).transpose(0, 2, 1)
     assert np.array_equal(got_bytes.reshape(-1, spec.positions_padded), want)
 
@@ -180,3 +181,15 @@ def test_max_pool_kernel_equals_the_simulator(host_compile):
             want = Simulator(graph).run({"x": x})["y"]
             got = vm[name](tvm.runtime.tensor(x))[0].numpy()
             assert got.shape == want.shape and np.array_equal(got, want), name
+
+
+def test_packed_rows_have_a_pitch_whose_16_rows_fall_into_16_cache_sets():
+    def pitch(hw):
+        return DenseConvSpec(16, hw, (1, 1), (1, 1), (0, 0, 0, 0), hw, offset=128, position_block=32).cols_pitch
+
+    # 64 x 112 = 7168 words = 28 KiB a row: all 16 rows of a tile in one set -> one line more
+    assert [pitch(hw) for hw in [(64, 112), (128, 224), (32, 56), (16, 28), (8, 14)]] == [7184, 28688, 1808, 448, 144]
+    for hw in [(64, 112), (32, 56), (16, 28), (8, 14), (5, 7)]:
+        p = pitch(hw)
+        assert p % 16 == 0 and p >= -(-hw[0] * hw[1] // 32) * 32
+        assert len({(i * p // 16) % 64 for i in range(16)}) == 16

@@ -92,7 +92,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         words, correction = pack_dense_weight(w, spec.offset)
         src = x if spec.reads_input else emit_pad_split(bb, x, pads, strides[1])
         im2col = bb.add_func(im2col_words(spec), "im2col")
-        cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.positions_padded), "int32")))
+        cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.cols_pitch), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
             lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype),
