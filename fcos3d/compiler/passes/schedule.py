@@ -7,9 +7,9 @@ by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
               threads over tiles, the im2col pack threaded and vectorised on its own; on a CPU with Intel
               AMX (and channels in whole tiles) 16 x 16 int32 tiles of the tile unit instead, the whole
               reduction per tile in one tensorized call (intrinsics.AmxGemm, load_amx_config)
-  depthwise   threads over channels; the channel's padded copy first (stride 1: kernels.padded_input, in L1),
-              then per output row the dot instruction per (kernel row, column phase, 4 taps), its words a byte
-              shuffle of the input row (or plain vectors), the epilogue per row
+  depthwise   threads over channels; the channel's padded copy first (kernels.padded_input, in L1), then per
+              group of 4 (or 2) output rows the dot instruction per (row, kernel row, column phase, 4 taps), its
+              words a byte shuffle of the input row (or plain vectors), the epilogue per group of rows
   (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
               reductions (max pool, TOPI convs) threaded over their outer spatial loop
 Only loops change, never the arithmetic: results stay bit-exact (tests/compiler/test_random_graphs.py).
@@ -43,6 +43,9 @@ __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule",
 
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
+# Output rows a depthwise conv computes together per vector column, the first that divides its rows: 4 rows were
+# 5% faster than 1 on the 512x896 FCOS3D, 8 no better than 4 (PERFORMANCE.md, session 14)
+DEPTHWISE_ROWS = (4, 2)
 AMX_TASKS = 16  # at most this many parallel tasks of an AMX kernel (each loads the tile configuration: ~190 ns)
 _SPACE: ContextVar[bool] = ContextVar("fcos3d_schedule_space", default=False)  # apply_default_schedule(space=)
 AMX_CONFIG_ATTR = "fcos3d.amx_config"  # task loop annotation: the tile configuration, for load_amx_config
@@ -287,16 +290,22 @@ def _pad_per_channel(sch: s_tir.Schedule, loop) -> None:
 
 
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
-    """kernels.depthwise_conv: threads over channels; per output row, vectors of ``lanes`` outputs, one dot
-    instruction (its words a shuffle of the input row) or plain vectors per (kernel row, 4-tap group), the
-    epilogue per row."""
+    """kernels.depthwise_conv: threads over channels; per group of DEPTHWISE_ROWS output rows (4 or 2 where they
+    divide the rows, else 1), vectors of ``lanes`` outputs of each row, one dot instruction (its words a shuffle of
+    the input row) or plain vectors per (kernel row, 4-tap group), the epilogue per group of rows."""
     intrin = dot_intrin_for(target)
     conv = _kernel_block(sch, "depthwise_dot")
     out = _inline_after(sch, conv)
     c, y, x, ky, ph, j = sch.get_loops(conv)
     lanes = intrin.lanes if intrin else vector_lanes(target)
     xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(c, y, xo, ky, ph, j, xi)
+    rows = next((r for r in DEPTHWISE_ROWS if _extent(sch, y) % r == 0), 1)
+    if rows > 1:  # several output rows per vector column: their dot instructions interleave (unrolled)
+        y, yi = sch.split(y, [None, rows])
+        sch.reorder(c, y, xo, yi, ky, ph, j, xi)
+        sch.unroll(yi)
+    else:
+        sch.reorder(c, y, xo, ky, ph, j, xi)
     sch.parallel(c)
     _pad_per_channel(sch, c)
     sch.reverse_compute_at(out, y)
