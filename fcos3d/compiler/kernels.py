@@ -2,9 +2,9 @@
 
 A dense (groups=1) conv is an im2col pack and a GEMM on 32-bit words that each hold 4 int8 reduction steps:
 the operand shape of x86 VNNI ``vpdpbusd`` and Arm ``sdot`` (intrinsics.py). A depthwise conv is a padded
-copy (+ 128 on x86; at stride 1 made per channel inside the conv's own kernel, padded_input, else pad_split's
-kernel) and the same dot product per kernel row, its activation words the input row read at byte offsets
-(DepthwiseSpec).
+copy (+ 128 on x86; made per channel inside the conv's own kernel, padded_input, or, for plain vectors at a
+column stride > 1, pad_split's kernel) and the same dot product per kernel row, its activation words the input
+row read at byte offsets (DepthwiseSpec).
 passes/legalize.py emits them, passes/schedule.py gives the TE parts their loops.
 The integers equal TOPI's ``conv2d`` (int8 x int8 -> int32) exactly: tests/compiler/test_random_graphs.py.
 """
@@ -406,16 +406,15 @@ def window_dot(load, b, a_dtype: str):
 class DepthwiseSpec:
     """A depthwise conv (one KH x KW filter per channel) on the int8 dot-product instructions.
 
-    pad_split splits the padded input's columns by phase (column = q * stride + phase); the taps of one kernel
-    row with the same phase (kx = (4 j + k) * stride + phase) read consecutive columns q = x + 4 j + k of that
-    phase, so they are grouped 4 at a time (``words`` per phase, the taps past KW weight 0): the 4 input bytes
-    of output column x, kernel row ky, phase ph, group j are in memory already the 32-bit activation word.
-    ``lanes`` outputs take one instruction per (ky, ph, j): a byte shuffle of the row makes the ``lanes``
-    overlapping words (3 instructions for a 3x3 at stride 1, 6 at stride 2; 10 for a 5x5), with no pack
-    stage. On x86 pad_split writes the input + 128 (``flip``) and the sum exceeds the conv by
-    ``offset * sum(w)`` (subtracted). Output rows are computed to ``out_w_padded`` (a multiple of lanes: the
-    instruction needs no mask), so pad_split's right padding is widened until every word read exists
-    (``right_pad``); the extra outputs are never stored.
+    The padded input's columns fall into phases (column = q * stride + phase); the taps of one kernel row with
+    the same phase (kx = (4 j + k) * stride + phase) read columns q = x + 4 j + k of that phase, so they are
+    grouped 4 at a time (``words`` per phase, the taps past KW weight 0). ``lanes`` outputs take one instruction
+    per (ky, ph, j): a byte shuffle of the padded row (every stride-th byte from the phase's first column, in
+    place; pad_split's phase-split rows for plain vectors) makes the ``lanes`` overlapping words (3 instructions
+    for a 3x3 at stride 1, 6 at stride 2; 10 for a 5x5), with no pack stage. On x86 the padded copy holds the
+    input + 128 (``flip``) and the sum exceeds the conv by ``offset * sum(w)`` (subtracted). Output rows are
+    computed to ``out_w_padded`` (a multiple of lanes: the instruction needs no mask), so the right padding is
+    widened until every word read exists (``right_pad``); the extra outputs are never stored.
     """
 
     kernel: tuple[int, int]
@@ -471,7 +470,7 @@ def pack_depthwise_weight(weight: np.ndarray, strides: tuple[int, int], offset: 
 
 def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], stride_w: int, flip: bool, value: int = 0) -> te.Tensor:
     """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: pad_split's result as a TE stage of the
-    depthwise kernel itself (``pads`` = top, left, bottom, right; Wq = ceil((W + left + right) / stride_w)).
+    depthwise kernel itself (legalize.py asks for stride_w 1: the unsplit rows, which every window reads in place) (``pads`` = top, left, bottom, right; Wq = ceil((W + left + right) / stride_w)).
     passes/schedule.py computes it per channel, in a buffer that stays in L1 for the channel's conv, the fill
     and the in-bound copy apart (decompose_padding): the padded tensor never goes through memory."""
     _, c, h, w = (int(d) for d in x.shape)
@@ -595,7 +594,7 @@ def pack_depthwise_toeplitz(weight: np.ndarray, offset: int) -> tuple[np.ndarray
 
 
 def depthwise_amx(padded: te.Tensor, b: te.Tensor, correction: te.Tensor, spec: DepthwiseAmxSpec) -> te.Tensor:
-    """pad_split's (C, Hp, 1, Wq) uint8 (+ 128) copy, B (C, KH, words, 16) and correction (C,)
+    """The padded (C, Hp, 1, Wq) uint8 (+ 128) copy (padded_input), B (C, KH, words, 16) and correction (C,)
     (pack_depthwise_toeplitz) -> (1, C, OH, OW) int32 = the conv. The sum over (ky, q) is the tile GEMM that
     intrinsics.AmxWindow tensorizes per 16 x 16 outputs."""
     c = int(padded.shape[0])

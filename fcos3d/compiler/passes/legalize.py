@@ -2,10 +2,10 @@
 
 TVM's ``LegalizeOps`` with its TOPI compute definitions, except int8 convs with a constant weight on an LLVM
 CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM on 4-byte words, the operand
-of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (at
-stride 1 a stage of the conv's own kernel, per channel; strided: pad_split's kernel, split by column phase) + the
-same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which passes/schedule.py knows how to make
-fast. Integer dtypes are kept as the ops declare them.
+of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (a
+stage of the conv's own kernel, per channel; pad_split's kernel, split by column phase, only for plain vectors
+at a column stride > 1) + the same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which
+passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
 """
 
 from __future__ import annotations
