@@ -72,13 +72,18 @@ def _desc(lanes: int, packed: str):
     return desc
 
 
+def _window_len(lanes: int, stride: int) -> int:
+    """Bytes of the input row that ``lanes`` overlapping 4-tap words read at column ``stride``."""
+    return stride * (lanes + 2) + 1
+
+
 def _window_desc(lanes: int, packed: str, stride: int = 1):
     """``C[i] += window_dot(A[s i .. s (i + 3)], B[0])``: the depthwise block of kernels.depthwise_conv, its operand
     every ``stride``-th of ``stride (lanes + 2) + 1`` consecutive bytes of an input row (stride 1: ``lanes + 3``
     bytes; stride s: the row of one column phase read in place from the unsplit padded row)."""
     from .kernels import window_dot
 
-    n = stride * (lanes + 2) + 1
+    n = _window_len(lanes, stride)
 
     @T.prim_func(s_tir=True)
     def desc(
@@ -103,7 +108,8 @@ def _window_bytes(A, lanes: int, stride: int = 1):
     """The ``lanes`` overlapping words of bytes A[s i], A[s (i + 1)], .., A[s (i + 3)] as 4 * lanes bytes: two
     in-bounds loads of ``s lanes`` bytes (from 0 and from 2 s + 1: together the s (lanes + 2) + 1 bytes of the
     window) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
-    width, hi_at = stride * lanes, 2 * stride + 1
+    width = stride * lanes
+    hi_at = _window_len(lanes, stride) - width
     lo = A.vload([0], dtype=f"int8x{width}")
     hi = A.vload([hi_at], dtype=f"int8x{width}")
     idx = []
@@ -153,8 +159,8 @@ def _x86_vnni():
 
 
 def _x86_vnni_window(stride: int = 1):
-    n = stride * 18 + 1
-    return _window_desc(16, "uint8", stride), _impl(16, n, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride))
+    impl = _impl(16, _window_len(16, stride), "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride))
+    return _window_desc(16, "uint8", stride), impl
 
 
 def _arm_sdot():
@@ -162,8 +168,8 @@ def _arm_sdot():
 
 
 def _arm_sdot_window(stride: int = 1):
-    n = stride * 6 + 1
-    return _window_desc(4, "int8", stride), _impl(4, n, "int8", SDOT, lambda A: _window_bytes(A, 4, stride))
+    impl = _impl(4, _window_len(4, stride), "int8", SDOT, lambda A: _window_bytes(A, 4, stride))
+    return _window_desc(4, "int8", stride), impl
 
 
 X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", "fcos3d_window_16x4_u8s8_vnni", 16, 128, "uint8")

@@ -468,27 +468,28 @@ def pack_depthwise_weight(weight: np.ndarray, strides: tuple[int, int], offset: 
     return words, correction
 
 
-def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], stride_w: int, flip: bool, value: int = 0) -> te.Tensor:
-    """x (1, C, H, W) int8 -> (C, H + top + bottom, stride_w, Wq) int8: pad_split's result as a TE stage of the
-    depthwise kernel itself (legalize.py asks for stride_w 1: the unsplit rows, which every window reads in place) (``pads`` = top, left, bottom, right; Wq = ceil((W + left + right) / stride_w)).
-    passes/schedule.py computes it per channel, in a buffer that stays in L1 for the channel's conv, the fill
-    and the in-bound copy apart (decompose_padding): the padded tensor never goes through memory."""
+def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], flip: bool, value: int = 0) -> te.Tensor:
+    """x (1, C, H, W) int8 -> (C, H + top + bottom, 1, W + left + right) int8 (``pads`` = top, left, bottom, right):
+    the padded rows, unsplit (a strided window reads its column phases in place), as a TE stage of the depthwise
+    kernel itself; ``flip``: xor 0x80, as pad_split's. passes/schedule.py computes it per channel, in a buffer that
+    stays in L1 for the channel's conv, the fill and the in-bound copy apart (decompose_padding): the padded
+    tensor never goes through memory."""
     _, c, h, w = (int(d) for d in x.shape)
     top, left, bottom, right = pads
-    hp, wq = h + top + bottom, -(-(w + left + right) // stride_w)
     if not -128 <= value <= 127:
         raise ValueError(f"padded_input: pad value {value} is not an int8")
     fill = tirx.const(value ^ -128 if flip else value, "int8")  # ^ -128: the int8 xor 0x80
 
-    def element(ch, y, ph, q):
-        col = q * stride_w + ph - left
+    def element(ch, y, _, q):
+        col = q - left
         v = x[0, ch, y - top, col]
         if flip:
             v = tirx.bitwise_xor(v, tirx.const(-128, "int8"))
         inside = tirx.all(y >= top, y < top + h, col >= 0, col < w)
         return tirx.if_then_else(inside, v, fill)
 
-    return te.compute((c, hp, stride_w, wq), element, name="pad", attrs={KERNEL_ATTR: "pad"})
+    shape = (c, h + top + bottom, 1, w + left + right)
+    return te.compute(shape, element, name="pad", attrs={KERNEL_ATTR: "pad"})
 
 
 def depthwise_conv(

@@ -73,7 +73,7 @@ def _run(target, x, w, strides, pads):
     with bb.function("main", [pv]):
         r = bb.emit_te(
             lambda pt, wt, ct: depthwise_conv(
-                padded_input(pt, split_pads, 1, flip) if inside else pt, wt, ct, spec, packed
+                padded_input(pt, split_pads, flip) if inside else pt, wt, ct, spec, packed
             ),
             pv,
             relax.const(words, "int32"),

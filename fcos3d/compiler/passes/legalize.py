@@ -112,7 +112,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             apads = (top, left, aspec.bottom_pad, aspec.right_pad)
             bands, correction = pack_depthwise_toeplitz(w, aspec.offset)
             return bb.call_te(
-                lambda xt, bt, cc: depthwise_amx(padded_input(xt, apads, 1, True), bt, cc, aspec),
+                lambda xt, bt, cc: depthwise_amx(padded_input(xt, apads, True), bt, cc, aspec),
                 x,
                 relax.const(bands, "int32"),
                 relax.const(correction, "int32"),
@@ -134,7 +134,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         if strides[1] == 1 or intrin is not None:
             # padded per channel inside the kernel (kernels.padded_input), unsplit: a strided window instruction
             # reads each column phase in place (intrinsics.window_intrin)
-            src, pad = x, lambda xt: padded_input(xt, dpads, 1, flip)
+            src, pad = x, lambda xt: padded_input(xt, dpads, flip)
         else:  # plain vectors want the phases apart: pad_split's own kernel
             src, pad = emit_pad_split(bb, x, dpads, strides[1], flip=flip), lambda pt: pt
         return bb.call_te(
