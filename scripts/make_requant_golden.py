@@ -4,7 +4,7 @@ The expected values are computed here with Python's exact ``fractions.Fraction``
 documented rule (docs/int8.md) directly, independently of fcos3d/int8/fixedpoint.py:
 
     requantize(acc, m, shift) = floor(acc * m * 2**shift / 2**31 + 1/2)      (ties toward +inf)
-    quantize_multiplier(s)    = m = floor(frac * 2**31 + 1/2), shift = e where s = frac * 2**e,
+    quantize_multiplier(s)    = m = floor(frac * 2**24 + 1/2) * 2**7, shift = e where s = frac * 2**e,
                                 frac in [1/2, 1); m == 2**31 -> (2**30, e+1); m == 2**30 -> (2**29, e+1);
                                 s <= 2**-32 -> (0, 0)
 
@@ -43,7 +43,7 @@ def exact_quantize_multiplier(scale: float) -> tuple[int, int]:
         e += 1
     while s < Fraction(2) ** (e - 1):
         e -= 1
-    m = math.floor(s * Fraction(2) ** (31 - e) + Fraction(1, 2))
+    m = math.floor(s * Fraction(2) ** (24 - e) + Fraction(1, 2)) * 2**7  # 24 significant bits, Q31
     if m == 2**31:
         m, e = 2**30, e + 1
     if m == 2**30:
@@ -177,6 +177,9 @@ def main() -> None:
         math.nextafter(2.0**30, 0.0),
         (2 * (2**30 + 5) + 1) / 2**32,  # frac * 2**31 is exactly k + 1/2: rounds up
         (2 * (2**31 - 1) + 1) / 2**32,  # ... and rounds up to 2**31: carry, then power of two
+        (2 * (2**23 + 5) + 1) / 2**25,  # frac * 2**24 is exactly k + 1/2: rounds up (24 significant bits)
+        (2 * (2**24 - 1) + 1) / 2**25,  # ... and rounds up to 2**24: carry, then power of two
+        (2 * (2**23 + 5) + 1) / 2**25 - 2.0**-40,  # just below that half: rounds down
         float.fromhex("0x1.8p-9"),
         float.fromhex("0x1.fffffep-1"),
     ]

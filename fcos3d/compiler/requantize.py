@@ -25,7 +25,7 @@ __all__ = [
 
 
 def emit_requantize(
-    bb: relax.BlockBuilder, x: relax.Expr, multiplier, shift, channels: int, axis: int = 1
+    bb: relax.BlockBuilder, x: relax.Expr, multiplier, shift, channels: int, axis: int = 1, bound: int | None = None
 ) -> relax.Var:
     """int32 ``x`` -> int32 ``requantize(x, m[c], shift[c])`` along ``axis`` (docs/int8.md 2; NCHW: axis 1).
 
@@ -35,13 +35,20 @@ def emit_requantize(
     ``multiplier``/``shift`` are scalars (per-tensor: repeated over the ``channels``) or (channels,) arrays.
     The per-axis form is used even per-tensor: the scalar ``fixed_point_multiply`` special-cases
     ``m == 2**30`` (fixedpoint.py module docstring).
+    ``bound``: a proven bound on ``|x|`` (a conv's ``128 * sum|w| + |bias|``), given only where the result is
+    then saturated to int8; else None. Within ``FLOAT32_EXACT`` the x86 kernels may then compute the rounding
+    in float32 (``lower_even_odd``): the same int8 results (a result beyond float32's integers, |y| > 2**24, is
+    not exact there, but saturates as the exact one does; an unsaturated int32 result, such as an add's
+    common domain, must not pass a bound).
     """
     m = np.broadcast_to(np.asarray(multiplier, dtype=np.int64), (channels,))
     s = np.broadcast_to(np.asarray(shift, dtype=np.int64), (channels,))
-    return emit_requantize_table(bb, x, m, s, (axis,))
+    return emit_requantize_table(bb, x, m, s, (axis,), bound)
 
 
-def emit_requantize_table(bb: relax.BlockBuilder, x: relax.Expr, multiplier, shift, axes: tuple[int, ...]) -> relax.Var:
+def emit_requantize_table(
+    bb: relax.BlockBuilder, x: relax.Expr, multiplier, shift, axes: tuple[int, ...], bound: int | None = None
+) -> relax.Var:
     """As ``emit_requantize`` with constants indexed by several axes of ``x``: ``multiplier``/``shift`` are
     arrays shaped like ``x``'s dims along ``axes`` (an average pool's per-position table: axes (2, 3))."""
     m = np.asarray(multiplier, dtype=np.int64)
@@ -52,15 +59,53 @@ def emit_requantize_table(bb: relax.BlockBuilder, x: relax.Expr, multiplier, shi
     rs = np.maximum(-s, 0).astype(np.int32)
     consts = [relax.const(a.astype(np.int32), "int32") for a in (m, ls, rs)]
     # is_lshift_required is a compile-time flag for all channels: false skips every left shift.
-    return bb.emit_te(
-        topi.fixed_point_multiply_per_axis,
-        x,
-        *consts,
-        int(np.any(ls > 0)),
-        1,
-        tuple(axes),
-        primfunc_name_hint="requantize",
-    )
+    args = (x, *consts, int(np.any(ls > 0)), tuple(axes))
+    if float32_exact(m, bound):
+        return bb.emit_te(_requantize_float32_marked, *args, primfunc_name_hint="requantize")
+    return bb.emit_te(topi.fixed_point_multiply_per_axis, *args[:5], 1, args[5], primfunc_name_hint="requantize")
+
+
+# --- the float32 form of the rounding (docs/int8.md 2.5) ------------------------------------------------------
+#
+# With |x| <= 2**24 (exact in float32) and a multiplier of 24 significant bits (fixedpoint.MULTIPLIER_BITS: exact
+# in float32 too, and so is m * 2**(ls - 31 - rs), a power of two in the normal range), one fused multiply-add
+# rounded toward -inf gives f = fl_down(x * m' + 1/2) with floor(x * m' + 1/2) <= f <= x * m' + 1/2: the integer
+# floor(x * m' + 1/2) is a float32 (|.| < 2**24 + 1) and the largest one below the exact value, so converting f
+# toward -inf returns exactly requantize's result (one rounding, ties up). Where the result leaves float32's
+# integers (|y| > 2**24) both lie outside int8 with the same sign and saturate alike (inside requantize's domain,
+# |y| < 2**31, the conversion cannot overflow). x86 with
+# AVX-512 (embedded rounding: vfmadd213ps {rd-sae}, vcvtps2dq {rd-sae}): 4 instructions for 16 lanes instead of
+# the integer form's 11.
+
+FLOAT32_EXACT = 2**24
+
+
+def float32_exact(multiplier: np.ndarray, bound: int | None) -> bool:
+    """The float32 form is exact for these multipliers on values ``|x| <= bound``."""
+    low_bits = 2 ** (31 - fx.MULTIPLIER_BITS) - 1
+    return bound is not None and bound <= FLOAT32_EXACT and not np.any(np.asarray(multiplier) & low_bits)
+
+
+def _requantize_float32_marked(x, multiplier, lshift, rshift, is_lshift_required: int, axes):
+    """topi.fixed_point_multiply_per_axis with ``x`` cast to float32: the same integers under any lowering (TVM's
+    casts the value back to int64, exactly), and the mark that lets lower_even_odd use the float32 form."""
+    from tvm import te
+
+    def _compute(*indices):
+        p = tuple(indices[a] for a in axes)
+        return tirx.call_intrin(
+            "int32",
+            "tirx.q_multiply_shift_per_axis",
+            tirx.Cast("float32", x(*indices)),
+            multiplier(*p),
+            lshift(*p),
+            rshift(*p),
+            tirx.const(31, "int32"),
+            tirx.const(is_lshift_required, "bool"),
+            tirx.const(1, "bool"),
+        )
+
+    return te.compute(x.shape, _compute, name="requantize")
 
 
 def emit_saturate_int8(bb: relax.BlockBuilder, x: relax.Expr, relu: bool) -> relax.Var:
@@ -109,12 +154,51 @@ def _halves(v, half: int):
     return tirx.shift_right(tirx.shift_left(w, c32), c32), tirx.shift_right(w, c32)
 
 
+_ROUND_DOWN = 9  # _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC: the instruction's own rounding, no exceptions
+
+
+def _float32_marked(x):
+    """The int32 value of a float32-marked ``x`` (``Cast(float32, int32 value)``, _requantize_float32_marked), or
+    None."""
+    if isinstance(x, tirx.Cast) and str(x.ty).partition("x")[0] == "float32":
+        if str(x.value.ty).partition("x")[0] == "int32":
+            return x.value
+    return None
+
+
+def _float32_form(x, m, ls, rs, lshift):
+    """requantize on float32 x 16 lanes (module comment above): ``cvt_down(fma_down(x, m * 2**(ls - 31 - rs), 1/2))``."""
+    lanes = 16
+    i32, f32 = f"int32x{lanes}", f"float32x{lanes}"
+    exponent = (ls if _int(lshift) else tirx.Broadcast(tirx.const(0, "int32"), lanes)) - rs
+    bits = tirx.shift_left(
+        exponent + tirx.Broadcast(tirx.const(127 - 31, "int32"), lanes), tirx.Broadcast(tirx.const(23, "int32"), lanes)
+    )
+    scale = tirx.Cast(f32, m) * tirx.call_intrin(f32, "tirx.reinterpret", bits)  # exact: 24 bits times 2**k
+    half = tirx.Broadcast(tirx.const(0.5, "float32"), lanes)
+    rounding = tirx.const(_ROUND_DOWN, "int32")
+    value = tirx.call_llvm_pure_intrin(f32, "llvm.x86.avx512.vfmadd.ps.512", x, scale, half, rounding)
+    zero = tirx.Broadcast(tirx.const(0, "int32"), lanes)
+    return tirx.call_llvm_pure_intrin(
+        i32, "llvm.x86.avx512.mask.cvtps2dq.512", value, zero, tirx.const(-1, "int16"), rounding
+    )
+
+
 def lower_even_odd(op):
-    """The even/odd form of a vector ``q_multiply_shift_per_axis(x, m, ls, rs, 31, False, rshift)`` (int32 x N,
-    N 8 or 16); ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
+    """The vector forms of ``q_multiply_shift_per_axis(x, m, ls, rs, 31, lshift, rshift)`` on x86:
+
+    - a float32-marked ``x`` (emit_requantize's proven bound) on 16 lanes with AVX-512: the float32 form;
+    - a float32-marked ``x`` otherwise: the same call on the int32 value (the mark removed);
+    - int32 x N, N 8 or 16, without left shifts: the even/odd form;
+    - ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
+    x, m, ls, rs, q, lshift, rshift = op.args
+    value = _float32_marked(x)
+    if value is not None:
+        if getattr(_STATE, "float32", False) and str(x.ty) == "float32x16" and _int(q) == 31:
+            return _float32_form(x, m, ls, rs, lshift)
+        return tirx.call_intrin(str(op.ty), "tirx.q_multiply_shift_per_axis", value, m, ls, rs, q, lshift, rshift)
     if not getattr(_STATE, "active", False):
         return op
-    x, m, _ls, rs, q, lshift, rshift = op.args
     base, _, n = str(x.ty).partition("x")  # "int32x16"
     lanes = int(n) if n.isdigit() else 1
     if base != "int32" or lanes not in (8, 16) or _int(q) != 31 or _int(lshift) != 0:
@@ -154,12 +238,15 @@ def even_odd_lowering(target):
             "tirx.q_multiply_shift_per_axis", target="llvm", f=lower_even_odd, level=99
         )
         _REGISTERED.append(True)
+    from tvm.target.codegen import target_has_features
+
     from .intrinsics import target_is_arm
 
     x86 = target is not None and str(target.kind.name) == "llvm" and not target_is_arm(target)
-    previous = getattr(_STATE, "active", False)
+    previous = getattr(_STATE, "active", False), getattr(_STATE, "float32", False)
     _STATE.active = x86
+    _STATE.float32 = x86 and target_has_features("avx512f", target)
     try:
         yield
     finally:
-        _STATE.active = previous
+        _STATE.active, _STATE.float32 = previous

@@ -7,8 +7,9 @@ the torch int model, the simulator and the compiler import; docs/int8.md explain
 Conventions used by every function here:
 
 - A real scale ``r`` is represented by ``multiplier * 2**(shift - 31)`` with ``multiplier`` an int32 in
-  ``(2**30, 2**31)`` (a Q31 fraction in (0.5, 1)), or exactly ``2**29`` when ``r`` is a power of two
-  (see ``quantize_multiplier`` for why not ``2**30``), or 0 for a zero/negligible scale.
+  ``(2**30, 2**31)`` (a Q31 fraction in (0.5, 1)) whose low 7 bits are 0 (24 significant bits,
+  ``MULTIPLIER_BITS``), or exactly ``2**29`` when ``r`` is a power of two (see ``quantize_multiplier`` for why
+  not ``2**30``), or 0 for a zero/negligible scale.
 - ``requantize(acc, m, shift) = floor((acc * m * 2**shift + 2**30) / 2**31)`` computed exactly in int64:
   one rounding of the exact rational ``acc * m * 2**(shift - 31)``, halves go up (toward +inf), so
   2.5 -> 3 and -2.5 -> -2. This is TVM's ``q_multiply_shift(acc, m, 31, shift)`` and
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_SCALE",
     "MIN_SHIFT",
     "MAX_SHIFT",
+    "MULTIPLIER_BITS",
     "ADD_COMMON_BITS",
     "quantize_multiplier",
     "conv_multipliers",
@@ -66,6 +68,10 @@ MAX_SHIFT = 32
 _FLUSH_SCALE = 2.0**-32
 
 _Q31_ONE = 2**31
+# Significant bits of a multiplier: those of a float32, the precision of the scales it comes from. With them a
+# requantisation is exact in float32 arithmetic too (docs/int8.md 2.4: one FMA rounded toward -inf), which is
+# how the x86 kernels compute it; every integer executor computes the same Q31 formula.
+MULTIPLIER_BITS = 24
 _POW2_MULTIPLIER = 2**29
 
 
@@ -73,9 +79,9 @@ def quantize_multiplier(real_scale: np.ndarray | float) -> tuple[np.ndarray, np.
     """Float scale(s) -> (multiplier int32, shift int32) with ``scale ~= multiplier * 2**(shift - 31)``.
 
     Formula (float64, elementwise): ``frac, exp = frexp(scale)`` so ``scale = frac * 2**exp`` with
-    ``frac`` in [0.5, 1); ``multiplier = floor(frac * 2**31 + 1/2)`` (round half up; ``frac * 2**31``
-    and the ``+ 1/2`` are exact in float64, so this is the exact rounding of the float64 value);
-    ``shift = exp``. Then two normalisations keep every pair inside what TVM computes exactly:
+    ``frac`` in [0.5, 1); ``multiplier = floor(frac * 2**24 + 1/2) * 2**7`` (round half up to 24
+    significant bits, the precision of a float32 scale; ``frac * 2**24`` and the ``+ 1/2`` are exact in
+    float64, so this is the exact rounding of the float64 value); ``shift = exp``. Then two normalisations keep every pair inside what TVM computes exactly:
 
     1. ``multiplier == 2**31`` (``frac`` rounded up to 1) -> ``(2**30, shift + 1)``;
     2. ``multiplier == 2**30`` (the scale is a power of two) -> ``(2**29, shift + 1)``: the same value,
@@ -87,11 +93,11 @@ def quantize_multiplier(real_scale: np.ndarray | float) -> tuple[np.ndarray, np.
     Scales ``<= 2**-32`` (including 0 and subnormals) give ``(0, 0)``: every int32 accumulator then
     requantises to 0, which is also the exact round-half-up result for such a scale.
 
-    Error: for the other scales ``|multiplier * 2**(shift-31) - scale| <= 2**-31 * scale`` (half a unit
-    in the 31st bit of a fraction >= 1/2); powers of two are exact.
+    Error: for the other scales ``|multiplier * 2**(shift-31) - scale| <= 2**-24 * scale`` (half a unit
+    in the 24th bit of a fraction >= 1/2, as a float32); powers of two are exact.
 
     Valid range: finite ``0 <= scale < 2**30`` (MAX_SCALE). Outputs: multiplier in
-    ``{0, 2**29} U (2**30, 2**31)``, shift in [-31, 32]. Raises ValueError for NaN, inf, negative or
+    ``{0, 2**29} U (2**30, 2**31)``, a multiple of 2**7, shift in [-31, 32]. Raises ValueError for NaN, inf, negative or
     too large scales. Returns arrays shaped like ``np.asarray(real_scale)`` (0-d for a Python float).
     """
     scale = np.asarray(real_scale, dtype=np.float64)
@@ -104,7 +110,8 @@ def quantize_multiplier(real_scale: np.ndarray | float) -> tuple[np.ndarray, np.
             "finite and non-negative: check the observer or calibration that produced it."
         )
     frac, exp = np.frexp(scale)  # scale = frac * 2**exp, frac in [0.5, 1) (0 for scale == 0)
-    multiplier = np.floor(np.ldexp(frac, 31) + 0.5).astype(np.int64)  # in [2**30, 2**31]
+    # 24 significant bits (MULTIPLIER_BITS), stored as a Q31 int32: the low 7 bits are 0
+    multiplier = np.floor(np.ldexp(frac, MULTIPLIER_BITS) + 0.5).astype(np.int64) << (31 - MULTIPLIER_BITS)
     shift = exp.astype(np.int64)
     carry = multiplier == _Q31_ONE
     multiplier = np.where(carry, _Q31_ONE // 2, multiplier)

@@ -93,3 +93,117 @@ def test_even_odd_applies_only_where_it_should():
         assert lower_even_odd(narrow).same_as(narrow)
     with even_odd_lowering(tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu"})):
         assert lower_even_odd(call).same_as(call)  # NEON has no 64-bit lane multiply
+
+
+# ---------------------------------------------------------------- the float32 form (docs/int8.md 2.5)
+
+
+def _build_float32(rows: int, cols: int, per_lane: bool, lanes: int, zero_point: int, lo: int, hi: int, target=X86):
+    """int8 ``clamp(requantize(x) + zero_point, lo, hi)`` through emit_requantize's float32-marked compute, the
+    epilogue of a conv; returns (run, assembly)."""
+    from fcos3d.compiler.requantize import _requantize_float32_marked
+
+    x = te.placeholder((rows, cols), "int32", name="x")
+    shape = (rows, cols) if per_lane else (rows,)
+    axes = (0, 1) if per_lane else (0,)
+    m, ls, rs = (te.placeholder(shape, "int32", name=n) for n in ("m", "ls", "rs"))
+    y = _requantize_float32_marked(x, m, ls, rs, 1, axes)
+    z = te.compute(
+        (rows, cols), lambda i, j: tirx.Cast("int8", tirx.max(tirx.min(y[i, j] + zero_point, hi), lo)), name="z"
+    )
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, m, ls, rs, z]))
+    sch.compute_inline(sch.get_sblock("requantize"))
+    _, inner = sch.get_loops(sch.get_sblock("z"))
+    _, vec = sch.split(inner, [None, lanes])
+    sch.vectorize(vec)
+    with even_odd_lowering(target):
+        lib = tvm.compile(sch.mod["main"], target=target)
+
+    def run(acc, mult, shift):
+        shift = np.broadcast_to(np.asarray(shift), shape)
+        args = [
+            np.ascontiguousarray(acc, dtype=np.int32),
+            np.broadcast_to(np.asarray(mult), shape).astype(np.int32),
+            np.maximum(shift, 0).astype(np.int32),
+            np.maximum(-shift, 0).astype(np.int32),
+            np.zeros((rows, cols), np.int8),
+        ]
+        arrs = [tvm.runtime.tensor(a) for a in args]
+        lib(*arrs)
+        return arrs[-1].numpy()
+
+    return run, lib.mod.inspect_source("asm") if target is X86 else ""
+
+
+def _float32_cases(rows: int, cols: int, per_lane: bool, seed: int):
+    """Accumulators |x| <= 2**24 and 24-bit multipliers: exact ties of both signs and their neighbours, the bound's
+    extremes, results inside and far outside int8; scales from 2**-26 to 2**6 (left shifts too)."""
+    rng = np.random.default_rng(seed)
+    shape = (rows, cols) if per_lane else (rows, 1)
+    m, s = fx.quantize_multiplier(np.exp2(rng.uniform(-26.0, 6.0, shape)))
+    m, s = np.array(m, dtype=np.int64), np.array(s, dtype=np.int64)
+    if not per_lane:
+        m[:16], s[:16] = fx.quantize_multiplier(np.exp2(rng.uniform(-13.0, -7.0, (16, 1))))
+    scale = m * np.exp2(s - 31.0)
+    span = np.minimum(2.0**24, 400.0 / scale)  # accumulators whose results reach a little beyond int8
+    acc = np.round(rng.uniform(-1.0, 1.0, (rows, cols)) * span).astype(np.int64)
+    # ties: acc * m * 2**(s - 31) == k + 1/2 <=> acc = odd * 2**(30 - s - z), z the multiplier's trailing zeros
+    z = np.array([(int(v) & -int(v)).bit_length() - 1 for v in m.ravel()]).reshape(m.shape)
+    step = np.broadcast_to(2.0 ** (30 - s - z), (rows, cols))
+    tie_ok = (step >= 1) & (step <= 2.0**23)
+    odd = 2 * np.floor(rng.uniform(-0.5, 0.5, (rows, cols)) * np.maximum(span / step, 1.0)) + 1
+    ties = (odd * step).astype(np.int64) + rng.integers(-1, 2, (rows, cols))  # the tie or a neighbour
+    pick = tie_ok & (rng.random((rows, cols)) < 0.5) & (np.abs(ties) <= 2**24)
+    acc = np.where(pick, ties, acc)
+    if not per_lane:  # rows whose values sit closest below and above a tie: where a float32 rounding would err
+        for row in range(min(rows, 16)):
+            acc[row] = _closest_to_ties(int(m[row, 0]), int(s[row, 0]), cols)
+    acc[:, :6] = [2**24, -(2**24), 0, 1, -1, 2**24 - 1]
+    return acc, m, s
+
+
+def _closest_to_ties(m: int, s: int, count: int) -> np.ndarray:
+    """The ``count`` accumulators (results within int8) whose exact ``acc * m * 2**(s - 31)`` lies nearest below or
+    above some k + 1/2 without being it: 2**-20 or closer, under half a float32 unit of results from 2 to 128."""
+    t = 31 - s
+    span = min(2**20, int(128 * 2**t / m))
+    acc = np.arange(-span, span + 1, dtype=np.int64)
+    frac = np.mod(acc * m, 2**t) - 2 ** (t - 1)  # 0 at a tie
+    order = np.argsort(np.where(frac == 0, 2**62, np.abs(frac)), kind="stable")
+    return acc[order[:count]]
+
+
+@pytest.mark.parametrize("per_lane", [False, True])
+def test_float32_form_equals_requantize_then_saturate(per_lane):
+    rows, cols = 96, 256
+    acc, m, s = _float32_cases(rows, cols, per_lane, seed=5 + per_lane)
+    for zero_point, lo, hi in [(0, -128, 127), (-3, -3, 127), (5, 5, 60)]:
+        run, asm = _build_float32(rows, cols, per_lane, 16, zero_point, lo, hi)
+        assert "rd-sae" in asm  # the float32 form ran, rounded toward -inf by the instruction itself
+        got = run(acc, m if per_lane else m[:, 0], s if per_lane else s[:, 0])
+        want = fx.requantize_int8(acc, m, s, zero_point=zero_point, bounds=(lo, hi))
+        assert int(np.count_nonzero(got != want)) == 0, (zero_point, lo, hi)
+        assert len(np.unique(want)) > 50  # the cases reach well inside the range, not only its ends
+
+
+def test_float32_mark_falls_back_to_the_integer_form_elsewhere():
+    """8 lanes (no embedded rounding below 512 bits), a scalar loop and a CPU without AVX-512: the mark is removed
+    and the integer form computes the same integers."""
+    rows, cols = 16, 64
+    acc, m, s = _float32_cases(rows, cols, False, seed=9)
+    want = fx.requantize_int8(acc, m, s, zero_point=0, bounds=(-128, 127))
+    avx2 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"})
+    for lanes, target in [(8, X86), (1, X86), (8, avx2)]:
+        run, asm = _build_float32(rows, cols, False, lanes, 0, -128, 127, target)
+        assert "rd-sae" not in asm
+        assert int(np.count_nonzero(run(acc, m[:, 0], s[:, 0]) != want)) == 0, (lanes, str(target))
+
+
+def test_float32_form_only_for_24_bit_multipliers_and_bounded_values():
+    from fcos3d.compiler.requantize import FLOAT32_EXACT, float32_exact
+
+    m24 = np.array([2**29, 1288490240])
+    assert float32_exact(m24, FLOAT32_EXACT)
+    assert not float32_exact(m24, FLOAT32_EXACT + 1)
+    assert not float32_exact(m24, None)
+    assert not float32_exact(np.array([2**29, 1288490189]), 100)  # a 31-bit multiplier (not ours)

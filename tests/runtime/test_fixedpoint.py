@@ -91,13 +91,17 @@ def test_quantize_multiplier_matches_goldens(golden):
 
 @SETTINGS
 @given(st.floats(min_value=2.0**-32, max_value=2.0**30, exclude_min=True, exclude_max=True))
-def test_quantize_multiplier_within_2_pow_minus_31_relative(scale):
+def test_quantize_multiplier_has_24_significant_bits_within_2_pow_minus_24_relative(scale):
     m, s = fx.quantize_multiplier(scale)
     m, s = int(m), int(s)
     assert (2**30 < m < 2**31) or m == 2**29
+    assert m % 2 ** (31 - fx.MULTIPLIER_BITS) == 0  # what makes the float32 form of the rounding exact
     assert -31 <= s <= 32
     represented = Fraction(m) * Fraction(2) ** (s - 31)
-    assert abs(represented - Fraction(scale)) <= Fraction(scale) / 2**31
+    assert abs(represented - Fraction(scale)) <= Fraction(scale) / 2**24
+    # the nearest 24-bit fraction: the neighbours one unit of the 24th bit away are no closer
+    unit = Fraction(2) ** (s - 24)
+    assert abs(represented - Fraction(scale)) <= min(abs(represented + d - Fraction(scale)) for d in (-unit, unit))
 
 
 def test_quantize_multiplier_edges():
@@ -187,7 +191,7 @@ def test_round_half_up_shift(x, n):
 
 def test_worked_example_from_docs():
     m, s = fx.quantize_multiplier(0.3)
-    assert (int(m), int(s)) == (1288490189, -1)
+    assert (int(m), int(s)) == (1288490240, -1)  # 10066330 * 2**7
     assert fx.requantize(np.array([5, -5]), m, s).tolist() == [2, -2]
     assert fx.requantize(np.array([3, -3]), *fx.quantize_multiplier(0.5)).tolist() == [
         2,

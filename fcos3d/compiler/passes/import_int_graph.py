@@ -78,10 +78,17 @@ def _conv(bb: relax.BlockBuilder, op: Conv, x: relax.Expr) -> relax.Var:
         acc = bb.emit(relax.op.add(acc, relax.const(bias.reshape(1, -1, 1, 1).astype(np.int32), "int32")))
     if op.int32_output:
         return acc
-    y = emit_requantize(bb, acc, op.multiplier, op.shift, out_channels)
+    y = emit_requantize(bb, acc, op.multiplier, op.shift, out_channels, bound=_conv_bound(op))
     if op.output_zero_point == 0 and op.clamp is None:  # the symmetric path
         return emit_saturate_int8(bb, y, op.relu)
     return emit_output_int8(bb, y, op.output_zero_point, op.output_bounds)
+
+
+def _conv_bound(op: Conv) -> int:
+    """A bound on ``|acc + bias|`` of every output channel: ``128 * sum|w| + |bias|`` (int8 inputs, the padding
+    included: it is the input zero point, an int8 too)."""
+    w = np.abs(op.weight.astype(np.int64)).reshape(op.weight.shape[0], -1).sum(axis=1)
+    return int((128 * w + np.abs(op.folded_bias.astype(np.int64))).max())
 
 
 def _to_int32(bb: relax.BlockBuilder, x: relax.Expr, zero_point: int) -> relax.Var:
@@ -166,7 +173,7 @@ def _concat(bb: relax.BlockBuilder, op: Concat, *xs: relax.Expr) -> relax.Var:
     parts = []
     for x, r, z in zip(xs, op.rescales, op.zero_points_in, strict=True):
         if r is not None:
-            y = emit_requantize(bb, _to_int32(bb, x, z), r[0], r[1], _shape(x)[1])
+            y = emit_requantize(bb, _to_int32(bb, x, z), r[0], r[1], _shape(x)[1], bound=255)
             x = emit_output_int8(bb, y, op.output_zero_point, (fx.INT8_MIN, fx.INT8_MAX))
         parts.append(x)
     return bb.emit(relax.op.concat(parts, axis=op.axis))
@@ -176,7 +183,7 @@ def _clip(bb: relax.BlockBuilder, op: Clip, x: relax.Expr) -> relax.Var:
     """docs/int8.md 4.6: ``clamp(x, lo, hi)`` on int8, or ``clamp(requantize(x - z_in) + z_out, lo, hi)``."""
     if op.rescale is None:
         return bb.emit(relax.op.clip(x, op.lo, op.hi))
-    y = emit_requantize(bb, _to_int32(bb, x, op.input_zero_point), *op.rescale, _shape(x)[1])
+    y = emit_requantize(bb, _to_int32(bb, x, op.input_zero_point), *op.rescale, _shape(x)[1], bound=255)
     return emit_output_int8(bb, y, op.output_zero_point, (op.lo, op.hi))
 
 
@@ -215,7 +222,7 @@ def _average_pool(bb: relax.BlockBuilder, op: AveragePool, x: relax.Expr) -> rel
         _window_sums, x, kernel, strides, pads[:2], out_hw, int(op.input_zero_point), primfunc_name_hint="pool_sum"
     )
     m, sh = op.requant_tables(shape)
-    y = emit_requantize_table(bb, sums, m, sh, (2, 3))
+    y = emit_requantize_table(bb, sums, m, sh, (2, 3), bound=255 * kernel[0] * kernel[1])
     return emit_output_int8(bb, y, op.output_zero_point, (fx.INT8_MIN, fx.INT8_MAX))
 
 
@@ -237,12 +244,15 @@ def _matmul(bb: relax.BlockBuilder, op: MatMul, a: relax.Expr, *b: relax.Expr) -
         bias = op.folded_bias
         if np.any(bias != 0):
             acc = bb.emit(relax.op.add(acc, relax.const(bias.astype(np.int32), "int32")))
+        w = np.abs(op.weight.astype(np.int64)).sum(axis=1)
+        bound = int((128 * w + np.abs(np.asarray(bias, dtype=np.int64))).max())
     else:
         a32 = _to_int32(bb, a, op.a_zero_point)
         b32 = _to_int32(bb, b[0], op.b_zero_point)
         acc = bb.emit(relax.op.matmul(a32, b32, out_dtype="int32"))
+        bound = _shape(a)[-1] * 255 * 255
     shape = _shape(acc)
-    y = emit_requantize(bb, acc, op.multiplier, op.shift, shape[-1], axis=len(shape) - 1)
+    y = emit_requantize(bb, acc, op.multiplier, op.shift, shape[-1], axis=len(shape) - 1, bound=bound)
     return emit_output_int8(bb, y, op.output_zero_point, op.bounds)
 
 
