@@ -59,10 +59,28 @@ def emit_requantize_table(
     rs = np.maximum(-s, 0).astype(np.int32)
     consts = [relax.const(a.astype(np.int32), "int32") for a in (m, ls, rs)]
     # is_lshift_required is a compile-time flag for all channels: false skips every left shift.
-    args = (x, *consts, int(np.any(ls > 0)), tuple(axes))
     if float32_exact(m, bound):
-        return bb.emit_te(_requantize_float32_marked, *args, primfunc_name_hint="requantize")
-    return bb.emit_te(topi.fixed_point_multiply_per_axis, *args[:5], 1, args[5], primfunc_name_hint="requantize")
+        # the float32 scale m * 2**(shift - 31), exact (24 significant bits times a power of two in the normal range),
+        # held as its int32 bits: the module's tensors stay integers (passes/check_integer.py)
+        scale = relax.const((m * np.exp2(s - 31.0)).astype(np.float32).view(np.int32), "int32")
+        return bb.emit_te(
+            _requantize_float32_marked,
+            x,
+            *consts,
+            scale,
+            int(np.any(ls > 0)),
+            tuple(axes),
+            primfunc_name_hint="requantize",
+        )
+    return bb.emit_te(
+        topi.fixed_point_multiply_per_axis,
+        x,
+        *consts,
+        int(np.any(ls > 0)),
+        1,
+        tuple(axes),
+        primfunc_name_hint="requantize",
+    )
 
 
 # --- the float32 form of the rounding (docs/int8.md 2.5) ------------------------------------------------------
@@ -86,9 +104,11 @@ def float32_exact(multiplier: np.ndarray, bound: int | None) -> bool:
     return bound is not None and bound <= FLOAT32_EXACT and not np.any(np.asarray(multiplier) & low_bits)
 
 
-def _requantize_float32_marked(x, multiplier, lshift, rshift, is_lshift_required: int, axes):
-    """topi.fixed_point_multiply_per_axis with ``x`` cast to float32: the same integers under any lowering (TVM's
-    casts the value back to int64, exactly), and the mark that lets lower_even_odd use the float32 form."""
+def _requantize_float32_marked(x, multiplier, lshift, rshift, scale, is_lshift_required: int, axes):
+    """topi.fixed_point_multiply_per_axis with ``x`` cast to float32 and an 8th argument, the float32 scale
+    (``multiplier * 2**(shift - 31)``, exact; ``scale`` holds its int32 bits): the same integers under any lowering (TVM's reads the first 7
+    arguments and casts the value back to int64, exactly), and the mark that lets lower_even_odd use the float32
+    form, which reads the scale as it is (one broadcast, no per-channel arithmetic in the kernel)."""
     from tvm import te
 
     def _compute(*indices):
@@ -103,6 +123,7 @@ def _requantize_float32_marked(x, multiplier, lshift, rshift, is_lshift_required
             tirx.const(31, "int32"),
             tirx.const(is_lshift_required, "bool"),
             tirx.const(1, "bool"),
+            tirx.call_intrin("float32", "tirx.reinterpret", scale(*p)),
         )
 
     return te.compute(x.shape, _compute, name="requantize")
@@ -166,15 +187,10 @@ def _float32_marked(x):
     return None
 
 
-def _float32_form(x, m, ls, rs, lshift):
-    """requantize on float32 x 16 lanes (module comment above): ``cvt_down(fma_down(x, m * 2**(ls - 31 - rs), 1/2))``."""
+def _float32_form(x, scale):
+    """requantize on float32 x 16 lanes (module comment above): ``cvt_down(fma_down(x, scale, 1/2))``."""
     lanes = 16
     i32, f32 = f"int32x{lanes}", f"float32x{lanes}"
-    exponent = (ls if _int(lshift) else tirx.Broadcast(tirx.const(0, "int32"), lanes)) - rs
-    bits = tirx.shift_left(
-        exponent + tirx.Broadcast(tirx.const(127 - 31, "int32"), lanes), tirx.Broadcast(tirx.const(23, "int32"), lanes)
-    )
-    scale = tirx.Cast(f32, m) * tirx.call_intrin(f32, "tirx.reinterpret", bits)  # exact: 24 bits times 2**k
     half = tirx.Broadcast(tirx.const(0.5, "float32"), lanes)
     rounding = tirx.const(_ROUND_DOWN, "int32")
     value = tirx.call_llvm_pure_intrin(f32, "llvm.x86.avx512.vfmadd.ps.512", x, scale, half, rounding)
@@ -191,11 +207,11 @@ def lower_even_odd(op):
     - a float32-marked ``x`` otherwise: the same call on the int32 value (the mark removed);
     - int32 x N, N 8 or 16, without left shifts: the even/odd form;
     - ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
-    x, m, ls, rs, q, lshift, rshift = op.args
+    x, m, ls, rs, q, lshift, rshift, *scale = op.args
     value = _float32_marked(x)
-    if value is not None:
+    if value is not None and len(scale) == 1:
         if getattr(_STATE, "float32", False) and str(x.ty) == "float32x16" and _int(q) == 31:
-            return _float32_form(x, m, ls, rs, lshift)
+            return _float32_form(x, scale[0])
         return tirx.call_intrin(str(op.ty), "tirx.q_multiply_shift_per_axis", value, m, ls, rs, q, lshift, rshift)
     if not getattr(_STATE, "active", False):
         return op

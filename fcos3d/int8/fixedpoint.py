@@ -69,7 +69,7 @@ _FLUSH_SCALE = 2.0**-32
 
 _Q31_ONE = 2**31
 # Significant bits of a multiplier: those of a float32, the precision of the scales it comes from. With them a
-# requantisation is exact in float32 arithmetic too (docs/int8.md 2.4: one FMA rounded toward -inf), which is
+# requantisation is exact in float32 arithmetic too (docs/int8.md 2.5: one FMA rounded toward -inf), which is
 # how the x86 kernels compute it; every integer executor computes the same Q31 formula.
 MULTIPLIER_BITS = 24
 _POW2_MULTIPLIER = 2**29

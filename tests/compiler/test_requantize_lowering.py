@@ -107,11 +107,12 @@ def _build_float32(rows: int, cols: int, per_lane: bool, lanes: int, zero_point:
     shape = (rows, cols) if per_lane else (rows,)
     axes = (0, 1) if per_lane else (0,)
     m, ls, rs = (te.placeholder(shape, "int32", name=n) for n in ("m", "ls", "rs"))
-    y = _requantize_float32_marked(x, m, ls, rs, 1, axes)
+    scale = te.placeholder(shape, "int32", name="scale")  # the float32 scale's bits
+    y = _requantize_float32_marked(x, m, ls, rs, scale, 1, axes)
     z = te.compute(
         (rows, cols), lambda i, j: tirx.Cast("int8", tirx.max(tirx.min(y[i, j] + zero_point, hi), lo)), name="z"
     )
-    sch = tvm.s_tir.Schedule(te.create_prim_func([x, m, ls, rs, z]))
+    sch = tvm.s_tir.Schedule(te.create_prim_func([x, m, ls, rs, scale, z]))
     sch.compute_inline(sch.get_sblock("requantize"))
     _, inner = sch.get_loops(sch.get_sblock("z"))
     _, vec = sch.split(inner, [None, lanes])
@@ -121,11 +122,13 @@ def _build_float32(rows: int, cols: int, per_lane: bool, lanes: int, zero_point:
 
     def run(acc, mult, shift):
         shift = np.broadcast_to(np.asarray(shift), shape)
+        mult = np.broadcast_to(np.asarray(mult), shape)
         args = [
             np.ascontiguousarray(acc, dtype=np.int32),
-            np.broadcast_to(np.asarray(mult), shape).astype(np.int32),
+            mult.astype(np.int32),
             np.maximum(shift, 0).astype(np.int32),
             np.maximum(-shift, 0).astype(np.int32),
+            (mult * np.exp2(shift - 31.0)).astype(np.float32).view(np.int32),  # as emit_requantize_table makes it
             np.zeros((rows, cols), np.int8),
         ]
         arrs = [tvm.runtime.tensor(a) for a in args]

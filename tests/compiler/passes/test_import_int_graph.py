@@ -37,10 +37,13 @@ def test_conv_accumulates_in_int32_and_nothing_is_float():
     text = import_int_graph(_graph("conv").graph).script()
     assert 'out_dtype="int32"' in text
     assert "q_multiply_shift_per_axis" in text  # the one rounding rule (fixedpoint.requantize)
-    # The one float: the requantisation's value marked float32 (exact: |acc + bias| <= 128 * sum|w| + |bias| is
-    # far below 2**24 here), the sign for the x86 lowering that the float32 form of the rounding is exact.
-    floats = [line for line in text.splitlines() if "float" in line]
-    assert floats and all('T.q_multiply_shift_per_axis(T.Cast("float32", ' in line for line in floats), floats
+    # The only floats: the requantisation's value marked float32 (exact: |acc + bias| <= 128 * sum|w| + |bias| is
+    # far below 2**24 here) and its exact float32 scale (an int32 constant's bits), the 8th argument: what lets the
+    # x86 lowering use the float32 form of the rounding (docs/int8.md 2.5). Every tensor stays an integer.
+    floats = [line.strip() for line in text.splitlines() if "float" in line]
+    assert len(floats) == 1, floats
+    assert 'T.q_multiply_shift_per_axis(T.Cast("float32", ' in floats[0]
+    assert floats[0].endswith('T.reinterpret("float32", E[v_i1]))') and floats[0].count("float") == 2, floats
 
 
 @pytest.mark.parametrize("op", ["conv", "depthwise", "head", "add", "maxpool", "resize", "concat"])
