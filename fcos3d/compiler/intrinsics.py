@@ -236,8 +236,6 @@ def _host_is_arm() -> bool:
 AMX_WINDOW_TILES = 3  # row tiles per depthwise call: 3 accumulators + 3 input tiles + the weights: 7 of 8 tiles
 AMX_ROWS = 16  # rows of a tile register (channels of an A tile, reduction words of a B tile)
 AMX_WORDS = 16  # 32-bit words per tile row (64 bytes): positions of a B / C tile, reduction words of an A tile
-# Tile numbers: C (accumulators, mo x no), A (weights, mo), B (activation words, no).
-_C_TILES, _A_TILES, _B_TILES = (0, 1, 2, 3), (4, 5), (6, 7)
 ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
 
 
@@ -270,12 +268,22 @@ class AmxGemm:
     def name(self) -> str:
         return f"fcos3d_amx_gemm_{self.mo}x{self.no}_w{self.words}_k{self.chunk}_u8s8"
 
+    @property
+    def registers(self) -> tuple[list[int], list[int], list[int]]:
+        """Tile registers of (C, A, B): the mo x no accumulators first, then the mo weight tiles; the rest hold
+        the activation tiles, reused in turn when there are fewer than ``no`` of them (1 x 4: 4 + 1 + 3)."""
+        c = list(range(self.mo * self.no))
+        a = list(range(len(c), len(c) + self.mo))
+        rest = list(range(len(c) + len(a), 8))
+        return c, a, [rest[j % len(rest)] for j in range(self.no)]
+
     def config_words(self) -> list[int]:
         """The 64-byte tile configuration (palette 1) as 16 little-endian int32 words: bytes 16.. the bytes per
         row of tiles 0..15 (uint16), bytes 48.. their rows (uint8)."""
-        shapes = {t: (AMX_ROWS, 4 * AMX_WORDS) for t in _C_TILES[: self.mo * self.no]}
-        shapes.update({t: (AMX_ROWS, 4 * self.chunk) for t in _A_TILES[: self.mo]})
-        shapes.update({t: (self.chunk, 4 * AMX_WORDS) for t in _B_TILES[: self.no]})
+        c, a, b = self.registers
+        shapes = {t: (AMX_ROWS, 4 * AMX_WORDS) for t in c}
+        shapes.update({t: (AMX_ROWS, 4 * self.chunk) for t in a})
+        shapes.update({t: (self.chunk, 4 * AMX_WORDS) for t in b})
         return tile_config(shapes)
 
 
@@ -323,7 +331,8 @@ def _amx_impl(g: AmxGemm):
     from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
     m, n, w, kc = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words, g.chunk
-    c_tiles = [(i, j, _C_TILES[i * g.no + j]) for i in range(g.mo) for j in range(g.no)]
+    c_regs, a_regs, b_regs = g.registers
+    c_tiles = [(i, j, c_regs[i * g.no + j]) for i in range(g.mo) for j in range(g.no)]
     tile = _tile
 
     with IRBuilder() as ib:
@@ -340,11 +349,11 @@ def _amx_impl(g: AmxGemm):
                     tile("tilezero", T.int8(t))
                 with T.serial(0, w // kc) as q:
                     for i in range(g.mo):
-                        tile("tileloadd64", T.int8(_A_TILES[i]), T.address_of(A[i * AMX_ROWS, q * kc]), sa * 4)
-                    for j in range(g.no):
-                        tile("tileloadd64", T.int8(_B_TILES[j]), T.address_of(B[q * kc, j * AMX_WORDS]), sb * 4)
-                    for i, j, t in c_tiles:
-                        tile("tdpbsud", T.int8(t), T.int8(_A_TILES[i]), T.int8(_B_TILES[j]))
+                        tile("tileloadd64", T.int8(a_regs[i]), T.address_of(A[i * AMX_ROWS, q * kc]), sa * 4)
+                    for j in range(g.no):  # each activation tile just before its products (its register may be reused)
+                        tile("tileloadd64", T.int8(b_regs[j]), T.address_of(B[q * kc, j * AMX_WORDS]), sb * 4)
+                        for i in range(g.mo):
+                            tile("tdpbsud", T.int8(c_regs[i * g.no + j]), T.int8(a_regs[i]), T.int8(b_regs[j]))
                 for i, j, t in c_tiles:
                     tile("tilestored64", T.int8(t), T.address_of(C[i * AMX_ROWS, j * AMX_WORDS]), sc * 4)
     return ib.get()
@@ -369,8 +378,10 @@ def amx_gemm_for(target, channels: int, words: int) -> AmxGemm | None:
     """The AMX GEMM for a conv of ``channels`` outputs and ``words`` reduction words on ``target``, or None (the
     VNNI / sdot GEMM takes it): an x86 target with amx-int8 (LLVM's host CPU name says so on Sapphire Rapids
     and later; ``mattr = ["-amx-int8"]`` in the board file turns it off), channels a multiple of 16 and a
-    reduction of 2 words or more that splits into whole tiles (amx_chunk). Two channel tiles where the channels allow, two
-    position tiles: 4 accumulator tiles, 2 + 2 operand tiles, all 8 tile registers."""
+    reduction of 2 words or more that splits into whole tiles (amx_chunk). Four accumulator tiles: 2 channel x 2
+    position tiles (each operand tile used twice: the fewest loads) where the channels allow and the reduction is
+    long, else 1 x 4 (64 positions: every channel row of the output gets whole 64-byte lines at once, which is what
+    a short reduction, bound by its epilogue's stores, needs; measured per layer in PERFORMANCE.md)."""
     from tvm.target.codegen import target_has_features
 
     if target is None or str(target.kind.name) != "llvm" or target_is_arm(target):
@@ -380,7 +391,9 @@ def amx_gemm_for(target, channels: int, words: int) -> AmxGemm | None:
     chunk = amx_chunk(words)
     if chunk is None:
         return None
-    return AmxGemm(2 if channels % (2 * AMX_ROWS) == 0 else 1, 2, words, chunk)
+    if channels % (2 * AMX_ROWS) or words <= AMX_WORDS:
+        return AmxGemm(1, 4, words, chunk)
+    return AmxGemm(2, 2, words, chunk)
 
 
 @dataclass(frozen=True)

@@ -58,15 +58,19 @@ def test_tile_configuration_bytes():
     assert list(rows[:8]) == [16] * 4 + [16] * 2 + [12] * 2
     assert not colsb[8:].any() and not rows[8:].any()
     one = np.array(AmxGemm(1, 2, 7, 7).config_words(), dtype="<i4").view(np.uint8)
-    assert list(one[48:56]) == [16, 16, 0, 0, 16, 0, 7, 7]  # C tiles 0, 1; A tile 4; B tiles 6, 7
+    assert list(one[48:56]) == [16, 16, 16, 7, 7, 0, 0, 0]  # C tiles 0, 1; A tile 2; B tiles 3, 4
+    assert AmxGemm(1, 4, 7, 7).registers == ([0, 1, 2, 3], [4], [5, 6, 7, 5])  # the 4th B tile reuses the 1st
+    wide = np.array(AmxGemm(1, 4, 7, 7).config_words(), dtype="<i4").view(np.uint8)
+    assert list(wide[48:56]) == [16, 16, 16, 16, 16, 7, 7, 7]
 
 
 def test_amx_is_chosen_only_where_it_applies():
     arm = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon", "+dotprod"]})
     assert amx_gemm_for(arm, 32, 16) is None
     spr = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids"})
-    assert amx_gemm_for(spr, 32, 36) == AmxGemm(2, 2, 36, 12)
-    assert amx_gemm_for(spr, 48, 7) == AmxGemm(1, 2, 7, 7)
+    assert amx_gemm_for(spr, 32, 36) == AmxGemm(2, 2, 36, 12)  # long reduction: 2 x 2, each operand tile used twice
+    assert amx_gemm_for(spr, 32, 16) == AmxGemm(1, 4, 16, 16)  # short: 64 positions, whole output lines
+    assert amx_gemm_for(spr, 48, 36) == AmxGemm(1, 4, 36, 12)  # 3 channel tiles: 1 x 4
     assert amx_gemm_for(spr, 24, 16) is None  # channels not whole tiles
     assert amx_gemm_for(spr, 32, 17) is None
     assert amx_gemm_for(spr, 32, 1) is None  # 4 input channels or fewer at 1x1: the VNNI GEMM
