@@ -179,8 +179,9 @@ def _openvino_int8_convs(compiled) -> dict:
     return counts
 
 
-def runtime_functions(prep: dict, threads: int, ort_ours: bool) -> tuple[dict, dict]:
-    """{runtime: zero-argument function running one inference}, and notes (versions, what OpenVINO ran)."""
+def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None = None) -> tuple[dict, dict]:
+    """{runtime: zero-argument function running one inference}, and notes (versions, what OpenVINO ran). ``only``:
+    start that one runtime (and its thread pool) and no other."""
     import onnxruntime as ort
     import torch
 
@@ -194,10 +195,13 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool) -> tuple[dict, d
     xf = x.astype(np.float32) / 128
     fns, notes = {}, {"onnxruntime": ort.__version__, "torch": torch.__version__}
 
-    art = load_artifact(prep["artifact"])
-    fns["ours"] = lambda: art.run(x)
-
-    if openvino_version() is not None:
+    wanted = lambda name: only is None or only == name  # noqa: E731
+    if wanted("ours"):
+        art = load_artifact(prep["artifact"])
+        fns["ours"] = lambda: art.run(x)
+    if only is not None and not only.startswith("openvino"):
+        pass
+    elif openvino_version() is not None:
         import openvino as ov
 
         core = ov.Core()
@@ -207,6 +211,8 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool) -> tuple[dict, d
         req_int8, req_fp32 = ov_int8.create_infer_request(), ov_fp32.create_infer_request()
         fns["openvino_int8"] = lambda: req_int8.infer([x])
         fns["openvino_fp32"] = lambda: req_fp32.infer([xf])
+        if only is not None:
+            fns = {k: v for k, v in fns.items() if k == only}
         notes["openvino"] = openvino_version()
         notes["openvino_int8_convolutions_by_precision"] = _openvino_int8_convs(ov_int8)
     else:
@@ -218,6 +224,8 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool) -> tuple[dict, d
         so.inter_op_num_threads = 1
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
+    if only is not None:
+        return fns, notes
     s_int8, s_fp32 = session(prep["ort_int8_onnx"]), session(prep["float_onnx"])
     fns["ort_int8"] = lambda: s_int8.run(None, {"image": xf})
     fns["ort_fp32"] = lambda: s_fp32.run(None, {"image": xf})
@@ -283,7 +291,7 @@ def _thread_affinities() -> dict[str, int]:
     return counts
 
 
-def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool) -> dict:
+def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool, only: str | None = None) -> dict:
     prep = json.loads(prep_json.read_text())
     import tvm
 
@@ -294,7 +302,7 @@ def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool
     notes["tvm_runtime_threads"] = int(tvm.get_global_func("runtime.NumThreads")())
     notes["cpus_allowed_after_tvm"] = _allowed_cpus()
     notes["tvm_bind_threads"] = os.environ.get("TVM_BIND_THREADS", "(unset: TVM binds)")
-    fns, more = runtime_functions(prep, threads, ort_ours)
+    fns, more = runtime_functions(prep, threads, ort_ours, only)
     notes.update(more)
     load_before = os.getloadavg()
     timed = time_interleaved(fns, runs, warmup)
@@ -311,17 +319,22 @@ def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool
     }
 
 
-def run_worker(prep_json: Path, threads: int, args, tvm_threads: int | None = None, tvm_bind: bool = False) -> dict:
+def run_worker(
+    prep_json: Path, threads: int, args, tvm_threads: int | None = None, tvm_bind: bool = False, only: str | None = None
+) -> dict:
     """One subprocess with ``threads`` for every runtime (TVM_NUM_THREADS set before TVM's pool starts; another
     count for TVM alone with ``tvm_threads``). ``tvm_bind``: leave TVM's thread pinning on (TVM_BIND_THREADS
-    unset), which in one shared process narrows the other runtimes' threads to TVM's cores (see worker)."""
+    unset), which in one shared process narrows the other runtimes' threads to TVM's cores (see worker).
+    ``only``: one runtime alone in its process (no other runtime's pool started)."""
     env = dict(os.environ, TVM_NUM_THREADS=str(tvm_threads or threads), OMP_NUM_THREADS=str(threads))
     env.pop("TVM_BIND_THREADS", None)
     if not tvm_bind:
         env["TVM_BIND_THREADS"] = "0"
-    out = prep_json.with_name(f"worker_{threads}_{tvm_threads or threads}{'_bind' if tvm_bind else ''}.json")
+    tag = f"{'_bind' if tvm_bind else ''}{'_' + only if only else ''}"
+    out = prep_json.with_name(f"worker_{threads}_{tvm_threads or threads}{tag}.json")
     cmd = [sys.executable, __file__, "--worker", str(prep_json), "--threads", str(threads), "--runs", str(args.runs)]
     cmd += ["--warmup", str(args.warmup), "--worker-out", str(out)] + (["--ort-ours"] if args.ort_ours else [])
+    cmd += ["--only", only] if only else []
     subprocess.run(cmd, env=env, check=True)
     result = json.loads(out.read_text())
     result["tvm_threads"], result["tvm_bind"] = tvm_threads or threads, tvm_bind
@@ -397,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "runtimes.json")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker is not None:
-        result = worker(args.worker, int(args.threads), args.runs, args.warmup, args.ort_ours)
+        result = worker(args.worker, int(args.threads), args.runs, args.warmup, args.ort_ours, args.only)
         args.worker_out.write_text(json.dumps(result) + "\n")
         return
 

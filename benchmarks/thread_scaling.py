@@ -11,6 +11,8 @@
                          every thread started after it inherits that (a 1-thread and a 2-thread run in one process)
    with each run's CPU share (process CPU time / (wall x threads)): on a machine other jobs share, a 2-thread run
    waits for the slower of its 2 cores at every barrier, so a low share explains a missing speed-up.
+3. Ours and OpenVINO int8 each alone in its process (no other runtime's thread pool started), 1 and 2 threads,
+   the processes taking turns: the speed-up a deployment sees, where one runtime owns the cores.
 
     .venv/bin/python benchmarks/thread_scaling.py [--size synthetic|512x896] [--runs 5] [--cycles 3]
 """
@@ -31,6 +33,7 @@ sys.path.insert(0, str(HERE))
 import bench_runtimes  # noqa: E402
 import peak_probe  # noqa: E402
 
+ALONE = ("ours", "openvino_int8")
 SETTINGS = (  # name, threads, TVM's threads, TVM pinning
     ("1 thread", 1, 1, False),
     ("2 threads", 2, 2, False),
@@ -81,6 +84,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"threads by allowed CPUs after the runs: {timed['notes']['threads_by_cpus_allowed']}"
             )
 
+    alone = {}  # (runtime, threads) -> pooled wall seconds, each runtime alone in its process
+    for _ in range(args.cycles):
+        for runtime in ALONE:
+            for threads in (1, 2):
+                timed = bench_runtimes.run_worker(prep_json, threads, args, only=runtime)
+                workers.append({"setting": f"{runtime} alone, {threads} thread(s)", **timed})
+                alone.setdefault((runtime, threads), []).extend(timed["wall_s"].get(runtime, []))
+
     base = results["1 thread"]
     rows = []
     header = "| runtime | 1 thread ms | 2 threads ms | speed-up | CPU share 1 / 2 | 2 after TVM pinned ms | speed-up |"
@@ -99,6 +110,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{share['1 thread']:.2f} / {share['2 threads']:.2f} | {med['2 after TVM pinned']:.1f}{ours_note} | "
             f"{med['1 thread'] / med['2 after TVM pinned']:.2f} |"
         )
+    lines += ["", "| runtime alone in its process | 1 thread ms | 2 threads ms | speed-up |", "|---|---:|---:|---:|"]
+    alone_rows = []
+    for runtime in ALONE:
+        if not alone.get((runtime, 1)) or not alone.get((runtime, 2)):
+            continue  # OpenVINO not installed
+        one, two = (statistics.median(alone[(runtime, t)]) * 1e3 for t in (1, 2))
+        alone_rows.append({"runtime": runtime, "median_ms_1": one, "median_ms_2": two, "speedup": one / two})
+        lines.append(f"| {runtime} | {one:.1f} | {two:.1f} | {one / two:.2f} |")
     table = "\n".join(lines)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 "peak_probe": probe,
                 "size": args.size,
                 "rows": rows,
+                "alone": alone_rows,
                 "table_markdown": table,
                 "workers": workers,
             },
