@@ -205,7 +205,7 @@ def lower_even_odd(op):
 
     - a float32-marked ``x`` (emit_requantize's proven bound) on 16 lanes with AVX-512: the float32 form;
     - a float32-marked ``x`` otherwise: the same call on the int32 value (the mark removed);
-    - int32 x N, N 8 or 16, without left shifts: the even/odd form;
+    - int32 x N, N 8 or 16: the even/odd form (a left shift applied to the 64-bit product);
     - ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
     x, m, ls, rs, q, lshift, rshift, *scale = op.args
     value = _float32_marked(x)
@@ -217,11 +217,14 @@ def lower_even_odd(op):
         return op
     base, _, n = str(x.ty).partition("x")  # "int32x16"
     lanes = int(n) if n.isdigit() else 1
-    if base != "int32" or lanes not in (8, 16) or _int(q) != 31 or _int(lshift) != 0:
+    if base != "int32" or lanes not in (8, 16) or _int(q) != 31:
         return op
     half = lanes // 2
     xe, xo = _halves(x, half)
     me, mo = _halves(m, half)
+    # a left shift: (x << ls) * m == (x * m) << ls in int64 (both modulo 2**64), after the one 32 x 32 multiply
+    shifted = (lambda prod, s: tirx.shift_left(prod, s)) if _int(lshift) else (lambda prod, s: prod)  # noqa: E731
+    le, lo = _halves(ls, half) if _int(lshift) else (None, None)
     if _int(rshift):
         re, ro = _halves(rs, half)
     else:
@@ -232,8 +235,8 @@ def lower_even_odd(op):
         total = tirx.Broadcast(tirx.const(31, "int64"), half) + r
         return tirx.shift_right(prod + tirx.shift_left(one, total - one), total)
 
-    even = rounded(xe * me, re)
-    odd = rounded(xo * mo, ro)
+    even = rounded(shifted(xe * me, le), re)
+    odd = rounded(shifted(xo * mo, lo), ro)
     low = tirx.Broadcast(tirx.const(0xFFFFFFFF, "int64"), half)
     c32 = tirx.Broadcast(tirx.const(32, "int64"), half)
     word = tirx.bitwise_or(tirx.shift_left(odd, c32), tirx.bitwise_and(even, low))

@@ -22,13 +22,13 @@ pytestmark = pytest.mark.skipif(
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def _build(rows: int, cols: int, per_lane: bool, lanes: int):
+def _build(rows: int, cols: int, per_lane: bool, lanes: int, left_shifts: bool = False):
     """y = requantize(x) on (rows, cols) int32; constants per row (broadcast in each vector) or per element."""
     x = te.placeholder((rows, cols), "int32", name="x")
     shape = (rows, cols) if per_lane else (rows,)
     axes = (0, 1) if per_lane else (0,)
     m, ls, rs = (te.placeholder(shape, "int32", name=n) for n in ("m", "ls", "rs"))
-    y = topi.fixed_point_multiply_per_axis(x, m, ls, rs, 0, 1, axes=axes)
+    y = topi.fixed_point_multiply_per_axis(x, m, ls, rs, int(left_shifts), 1, axes=axes)
     func = te.create_prim_func([x, m, ls, rs, y])
     sch = tvm.s_tir.Schedule(func)
     block = sch.get_child_blocks(sch.get_sblock("root"))[0]
@@ -43,7 +43,7 @@ def _build(rows: int, cols: int, per_lane: bool, lanes: int):
         args = [
             np.ascontiguousarray(acc, dtype=np.int32),
             np.broadcast_to(np.asarray(mult), shape).astype(np.int32),
-            np.zeros(shape, np.int32),
+            np.broadcast_to(np.maximum(np.asarray(shift), 0), shape).astype(np.int32),
             rs_,
             np.zeros((rows, cols), np.int32),
         ]
@@ -76,6 +76,25 @@ def test_even_odd_form_equals_requantize(per_lane, lanes):
     assert int(np.count_nonzero(got != want)) == 0
 
 
+@pytest.mark.parametrize("per_lane", [False, True])
+def test_even_odd_form_with_left_shifts_equals_requantize(per_lane):
+    """Scales up to 2**20 (an add's common domain, docs/int8.md 4.4) beside right shifts in the same vector: the
+    left shift applied to the 64-bit product."""
+    rng = np.random.default_rng(23 + per_lane)
+    rows, cols = 32, 64
+    shape = (rows, cols) if per_lane else (rows,)
+    m, s = fx.quantize_multiplier(np.exp2(rng.uniform(-20.0, 20.0, shape)))
+    m, s = np.array(m, dtype=np.int64), np.array(s, dtype=np.int64)
+    scale = (m * np.exp2(s - 31.0)).reshape(shape if per_lane else (rows, 1))
+    limit = np.minimum(2.0**31 - 1, (2.0**31 - 2) / scale)  # results inside int32 (the domain)
+    acc = np.round(rng.uniform(-1.0, 1.0, (rows, cols)) * limit).astype(np.int64)
+    acc[:, :3] = [0, 255, -255]
+    assert (s > 0).any() and (s <= 0).any()
+    got = _build(rows, cols, per_lane, 16, left_shifts=True)(acc, m, s)
+    want = fx.requantize(acc, m if per_lane else m[:, None], s if per_lane else s[:, None])
+    assert int(np.count_nonzero(got != want)) == 0
+
+
 def _vector_call(lanes: int, lshift: bool):
     x = tirx.Broadcast(tirx.Var("x", "int32"), lanes)
     c = lambda v, t="int32": tirx.Broadcast(tirx.const(v, t), lanes)  # noqa: E731
@@ -88,7 +107,7 @@ def test_even_odd_applies_only_where_it_should():
     with even_odd_lowering(X86):
         assert not lower_even_odd(call).same_as(call)
         with_lshift = _vector_call(16, lshift=True)
-        assert lower_even_odd(with_lshift).same_as(with_lshift)  # left shifts keep TVM's lowering
+        assert not lower_even_odd(with_lshift).same_as(with_lshift)  # left shifts too, on the product
         narrow = _vector_call(4, lshift=False)
         assert lower_even_odd(narrow).same_as(narrow)
     with even_odd_lowering(tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu"})):
