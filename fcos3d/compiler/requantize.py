@@ -187,37 +187,82 @@ def _float32_marked(x):
     return None
 
 
-def _float32_form(x, scale):
-    """requantize on float32 x 16 lanes (module comment above): ``cvt_down(fma_down(x, scale, 1/2))``."""
-    lanes = 16
-    i32, f32 = f"int32x{lanes}", f"float32x{lanes}"
-    half = tirx.Broadcast(tirx.const(0.5, "float32"), lanes)
+_ZMM = 16  # float32 / int32 lanes of a 512-bit register: embedded rounding exists only at this width
+
+
+def _widen(v, lanes: int):
+    """A vector of ``lanes`` < 16 (or a broadcast) as 16 lanes, the rest zero; 16 lanes as it is."""
+    if lanes == _ZMM:
+        return v
+    if isinstance(v, tirx.Broadcast):
+        return tirx.Broadcast(v.value, _ZMM)
+    zero = tirx.const(0, str(v.ty).partition("x")[0])
+    zero = zero if lanes == _ZMM - 1 else tirx.Broadcast(zero, _ZMM - lanes)
+    return tirx.Shuffle([v, zero], [tirx.const(i, "int32") for i in range(_ZMM)])
+
+
+def _float32_form(x, scale, lanes: int):
+    """requantize on float32 x ``lanes`` (<= 16; fewer are widened to 16 and narrowed back), module comment above:
+    ``cvt_down(fma_down(x, scale, 1/2))``."""
+    i32, f32 = f"int32x{_ZMM}", f"float32x{_ZMM}"
+    half = tirx.Broadcast(tirx.const(0.5, "float32"), _ZMM)
     rounding = tirx.const(_ROUND_DOWN, "int32")
-    value = tirx.call_llvm_pure_intrin(f32, "llvm.x86.avx512.vfmadd.ps.512", x, scale, half, rounding)
-    zero = tirx.Broadcast(tirx.const(0, "int32"), lanes)
-    return tirx.call_llvm_pure_intrin(
+    value = tirx.call_llvm_pure_intrin(
+        f32, "llvm.x86.avx512.vfmadd.ps.512", _widen(x, lanes), _widen(scale, lanes), half, rounding
+    )
+    zero = tirx.Broadcast(tirx.const(0, "int32"), _ZMM)
+    y = tirx.call_llvm_pure_intrin(
         i32, "llvm.x86.avx512.mask.cvtps2dq.512", value, zero, tirx.const(-1, "int16"), rounding
     )
+    return y if lanes == _ZMM else tirx.Shuffle([y], [tirx.const(i, "int32") for i in range(lanes)])
+
+
+def _in_registers(op, lanes: int):
+    """A call on ``lanes`` > 16 (an int8 row of 64) as 16-lane calls, each lowered by lower_even_odd, concatenated."""
+
+    def part(v, k):
+        if not str(v.ty).partition("x")[2]:  # a scalar flag or constant
+            return v
+        if isinstance(v, tirx.Broadcast):
+            return tirx.Broadcast(v.value, _ZMM)
+        if isinstance(v, tirx.Cast):  # keeps the float32 mark (_float32_marked) on each part
+            return tirx.Cast(f"{str(v.ty).partition('x')[0]}x{_ZMM}", part(v.value, k))
+        return tirx.Shuffle([v], [tirx.const(k * _ZMM + i, "int32") for i in range(_ZMM)])
+
+    base = str(op.ty).partition("x")[0]
+    parts = [
+        lower_even_odd(
+            tirx.call_intrin(f"{base}x{_ZMM}", "tirx.q_multiply_shift_per_axis", *[part(a, k) for a in op.args])
+        )
+        for k in range(lanes // _ZMM)
+    ]
+    return tirx.Shuffle(parts, [tirx.const(i, "int32") for i in range(lanes)])
 
 
 def lower_even_odd(op):
     """The vector forms of ``q_multiply_shift_per_axis(x, m, ls, rs, 31, lshift, rshift)`` on x86:
 
-    - a float32-marked ``x`` (emit_requantize's proven bound) on 16 lanes with AVX-512: the float32 form;
+    - a float32-marked ``x`` (emit_requantize's proven bound) on 2-16 lanes with AVX-512: the float32 form;
     - a float32-marked ``x`` otherwise: the same call on the int32 value (the mark removed);
-    - int32 x N, N 8 or 16: the even/odd form (a left shift applied to the 64-bit product);
+    - int32 x N, N even, 4-16: the even/odd form (a left shift applied to the 64-bit product);
+    - a multiple of 16 lanes beyond 16 (an int8 row of 64): each 16 lanes as above;
     - ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
     x, m, ls, rs, q, lshift, rshift, *scale = op.args
+    lanes = int(str(x.ty).partition("x")[2] or 1)
+    if lanes > _ZMM and lanes % _ZMM == 0 and getattr(_STATE, "active", False):
+        return _in_registers(op, lanes)
     value = _float32_marked(x)
     if value is not None and len(scale) == 1:
-        if getattr(_STATE, "float32", False) and str(x.ty) == "float32x16" and _int(q) == 31:
-            return _float32_form(x, scale[0])
+        base, _, n = str(x.ty).partition("x")
+        lanes = int(n) if n.isdigit() else 1
+        if getattr(_STATE, "float32", False) and 2 <= lanes <= _ZMM and _int(q) == 31:
+            return _float32_form(x, scale[0], lanes)
         return tirx.call_intrin(str(op.ty), "tirx.q_multiply_shift_per_axis", value, m, ls, rs, q, lshift, rshift)
     if not getattr(_STATE, "active", False):
         return op
     base, _, n = str(x.ty).partition("x")  # "int32x16"
     lanes = int(n) if n.isdigit() else 1
-    if base != "int32" or lanes not in (8, 16) or _int(q) != 31:
+    if base != "int32" or lanes % 2 or not 4 <= lanes <= _ZMM or _int(q) != 31:
         return op
     half = lanes // 2
     xe, xo = _halves(x, half)

@@ -51,10 +51,11 @@ def _build(rows: int, cols: int, per_lane: bool, lanes: int, left_shifts: bool =
         lib(*arrs)
         return arrs[-1].numpy()
 
+    run.asm = lib.mod.inspect_source("asm")
     return run
 
 
-@pytest.mark.parametrize("lanes", [16, 8])
+@pytest.mark.parametrize("lanes", [64, 16, 14, 8])  # 64: an int8 row, as 4 registers
 @pytest.mark.parametrize("per_lane", [False, True])
 def test_even_odd_form_equals_requantize(per_lane, lanes):
     rng = np.random.default_rng(11 + lanes + per_lane)
@@ -71,9 +72,11 @@ def test_even_odd_form_equals_requantize(per_lane, lanes):
     m.flat[:3] = [fx.INT32_MAX, 2**29, 2**30 + 1]
     s.flat[:3] = [0, -32, -7]
     s = np.minimum(s, 0)
-    got = _build(rows, cols, per_lane, lanes)(acc, m, s)
+    run = _build(rows, cols, per_lane, lanes)
+    got = run(acc, m, s)
     want = fx.requantize(acc, m if per_lane else m[:, None], s if per_lane else s[:, None])
     assert int(np.count_nonzero(got != want)) == 0
+    assert "vpmuldq" in run.asm and "vpmullq" not in run.asm  # the even/odd form, not TVM's int64 multiply
 
 
 @pytest.mark.parametrize("per_lane", [False, True])
@@ -109,7 +112,9 @@ def test_even_odd_applies_only_where_it_should():
         with_lshift = _vector_call(16, lshift=True)
         assert not lower_even_odd(with_lshift).same_as(with_lshift)  # left shifts too, on the product
         narrow = _vector_call(4, lshift=False)
-        assert lower_even_odd(narrow).same_as(narrow)
+        assert not lower_even_odd(narrow).same_as(narrow)  # any even lane count up to 16
+        odd = _vector_call(7, lshift=False)
+        assert lower_even_odd(odd).same_as(odd)
     with even_odd_lowering(tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu"})):
         assert lower_even_odd(call).same_as(call)  # NEON has no 64-bit lane multiply
 
@@ -195,12 +200,13 @@ def _closest_to_ties(m: int, s: int, count: int) -> np.ndarray:
     return acc[order[:count]]
 
 
+@pytest.mark.parametrize("lanes", [32, 16, 15, 14])  # 14, 15: widened to 16 and narrowed back; 32: 2 registers
 @pytest.mark.parametrize("per_lane", [False, True])
-def test_float32_form_equals_requantize_then_saturate(per_lane):
-    rows, cols = 96, 256
+def test_float32_form_equals_requantize_then_saturate(per_lane, lanes):
+    rows, cols = 96, 480 if lanes == 15 else 224
     acc, m, s = _float32_cases(rows, cols, per_lane, seed=5 + per_lane)
     for zero_point, lo, hi in [(0, -128, 127), (-3, -3, 127), (5, 5, 60)]:
-        run, asm = _build_float32(rows, cols, per_lane, 16, zero_point, lo, hi)
+        run, asm = _build_float32(rows, cols, per_lane, lanes, zero_point, lo, hi)
         assert "rd-sae" in asm  # the float32 form ran, rounded toward -inf by the instruction itself
         got = run(acc, m if per_lane else m[:, 0], s if per_lane else s[:, 0])
         want = fx.requantize_int8(acc, m, s, zero_point=zero_point, bounds=(lo, hi))
@@ -209,13 +215,13 @@ def test_float32_form_equals_requantize_then_saturate(per_lane):
 
 
 def test_float32_mark_falls_back_to_the_integer_form_elsewhere():
-    """8 lanes (no embedded rounding below 512 bits), a scalar loop and a CPU without AVX-512: the mark is removed
-    and the integer form computes the same integers."""
+    """A scalar loop and a CPU without AVX-512 (AVX2 has no embedded rounding): the mark is removed and the
+    integer form computes the same integers."""
     rows, cols = 16, 64
     acc, m, s = _float32_cases(rows, cols, False, seed=9)
     want = fx.requantize_int8(acc, m, s, zero_point=0, bounds=(-128, 127))
     avx2 = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"})
-    for lanes, target in [(8, X86), (1, X86), (8, avx2)]:
+    for lanes, target in [(1, X86), (8, avx2)]:
         run, asm = _build_float32(rows, cols, False, lanes, 0, -128, 127, target)
         assert "rd-sae" not in asm
         assert int(np.count_nonzero(run(acc, m[:, 0], s[:, 0]) != want)) == 0, (lanes, str(target))
