@@ -91,9 +91,8 @@ def emit_requantize_table(
 # floor(x * m' + 1/2) is a float32 (|.| < 2**24 + 1) and the largest one below the exact value, so converting f
 # toward -inf returns exactly requantize's result (one rounding, ties up). Where the result leaves float32's
 # integers (|y| > 2**24) both lie outside int8 with the same sign and saturate alike (inside requantize's domain,
-# |y| < 2**31, the conversion cannot overflow). x86 with
-# AVX-512 (embedded rounding: vfmadd213ps {rd-sae}, vcvtps2dq {rd-sae}): 4 instructions for 16 lanes instead of
-# the integer form's 11.
+# |y| < 2**31, the conversion cannot overflow). x86 with AVX-512 (embedded rounding: vfmadd213ps {rd-sae},
+# vcvtps2dq {rd-sae}): 4 instructions for 16 lanes instead of the integer form's 11.
 
 FLOAT32_EXACT = 2**24
 
@@ -106,9 +105,10 @@ def float32_exact(multiplier: np.ndarray, bound: int | None) -> bool:
 
 def _requantize_float32_marked(x, multiplier, lshift, rshift, scale, is_lshift_required: int, axes):
     """topi.fixed_point_multiply_per_axis with ``x`` cast to float32 and an 8th argument, the float32 scale
-    (``multiplier * 2**(shift - 31)``, exact; ``scale`` holds its int32 bits): the same integers under any lowering (TVM's reads the first 7
-    arguments and casts the value back to int64, exactly), and the mark that lets lower_even_odd use the float32
-    form, which reads the scale as it is (one broadcast, no per-channel arithmetic in the kernel)."""
+    (``multiplier * 2**(shift - 31)``, exact; ``scale`` holds its int32 bits): the same integers under any
+    lowering (TVM's reads the first 7 arguments and casts the value back to int64, exactly), and the mark that
+    lets lower_even_odd use the float32 form, which reads the scale as it is (one broadcast, no per-channel
+    arithmetic in the kernel)."""
     from tvm import te
 
     def _compute(*indices):
