@@ -195,13 +195,11 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None
     xf = x.astype(np.float32) / 128
     fns, notes = {}, {"onnxruntime": ort.__version__, "torch": torch.__version__}
 
-    wanted = lambda name: only is None or only == name  # noqa: E731
-    if wanted("ours"):
+    if only in (None, "ours"):
         art = load_artifact(prep["artifact"])
         fns["ours"] = lambda: art.run(x)
-    if only is not None and not only.startswith("openvino"):
-        pass
-    elif openvino_version() is not None:
+    notes["openvino"] = openvino_version()
+    if notes["openvino"] is not None and (only is None or only.startswith("openvino")):
         import openvino as ov
 
         core = ov.Core()
@@ -211,12 +209,7 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None
         req_int8, req_fp32 = ov_int8.create_infer_request(), ov_fp32.create_infer_request()
         fns["openvino_int8"] = lambda: req_int8.infer([x])
         fns["openvino_fp32"] = lambda: req_fp32.infer([xf])
-        if only is not None:
-            fns = {k: v for k, v in fns.items() if k == only}
-        notes["openvino"] = openvino_version()
         notes["openvino_int8_convolutions_by_precision"] = _openvino_int8_convs(ov_int8)
-    else:
-        notes["openvino"] = None
 
     def session(path: str):
         so = ort.SessionOptions()
@@ -224,8 +217,8 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None
         so.inter_op_num_threads = 1
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
-    if only is not None:
-        return fns, notes
+    if only is not None:  # ours or one of OpenVINO's, alone: no other runtime's pool
+        return {k: v for k, v in fns.items() if k == only}, notes
     s_int8, s_fp32 = session(prep["ort_int8_onnx"]), session(prep["float_onnx"])
     fns["ort_int8"] = lambda: s_int8.run(None, {"image": xf})
     fns["ort_fp32"] = lambda: s_fp32.run(None, {"image": xf})

@@ -178,12 +178,17 @@ def _halves(v, half: int):
 _ROUND_DOWN = 9  # _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC: the instruction's own rounding, no exceptions
 
 
+def _vector_type(e) -> tuple[str, int]:
+    """(element type, lanes) of an expression: ("int32", 16) for int32x16, ("int32", 1) for a scalar."""
+    base, _, n = str(e.ty).partition("x")
+    return base, int(n) if n.isdigit() else 1
+
+
 def _float32_marked(x):
     """The int32 value of a float32-marked ``x`` (``Cast(float32, int32 value)``, _requantize_float32_marked), or
     None."""
-    if isinstance(x, tirx.Cast) and str(x.ty).partition("x")[0] == "float32":
-        if str(x.value.ty).partition("x")[0] == "int32":
-            return x.value
+    if isinstance(x, tirx.Cast) and _vector_type(x)[0] == "float32" and _vector_type(x.value)[0] == "int32":
+        return x.value
     return None
 
 
@@ -196,7 +201,7 @@ def _widen(v, lanes: int):
         return v
     if isinstance(v, tirx.Broadcast):
         return tirx.Broadcast(v.value, _ZMM)
-    zero = tirx.const(0, str(v.ty).partition("x")[0])
+    zero = tirx.const(0, _vector_type(v)[0])
     zero = zero if lanes == _ZMM - 1 else tirx.Broadcast(zero, _ZMM - lanes)
     return tirx.Shuffle([v, zero], [tirx.const(i, "int32") for i in range(_ZMM)])
 
@@ -221,15 +226,15 @@ def _in_registers(op, lanes: int):
     """A call on ``lanes`` > 16 (an int8 row of 64) as 16-lane calls, each lowered by lower_even_odd, concatenated."""
 
     def part(v, k):
-        if not str(v.ty).partition("x")[2]:  # a scalar flag or constant
+        if _vector_type(v)[1] == 1:  # a scalar flag or constant
             return v
         if isinstance(v, tirx.Broadcast):
             return tirx.Broadcast(v.value, _ZMM)
         if isinstance(v, tirx.Cast):  # keeps the float32 mark (_float32_marked) on each part
-            return tirx.Cast(f"{str(v.ty).partition('x')[0]}x{_ZMM}", part(v.value, k))
+            return tirx.Cast(f"{_vector_type(v)[0]}x{_ZMM}", part(v.value, k))
         return tirx.Shuffle([v], [tirx.const(k * _ZMM + i, "int32") for i in range(_ZMM)])
 
-    base = str(op.ty).partition("x")[0]
+    base = _vector_type(op)[0]
     parts = [
         lower_even_odd(
             tirx.call_intrin(f"{base}x{_ZMM}", "tirx.q_multiply_shift_per_axis", *[part(a, k) for a in op.args])
@@ -248,28 +253,25 @@ def lower_even_odd(op):
     - a multiple of 16 lanes beyond 16 (an int8 row of 64): each 16 lanes as above;
     - ``op`` itself (TVM's own lowering then runs) for anything else or outside even_odd_lowering."""
     x, m, ls, rs, q, lshift, rshift, *scale = op.args
-    lanes = int(str(x.ty).partition("x")[2] or 1)
+    base, lanes = _vector_type(x)
     if lanes > _ZMM and lanes % _ZMM == 0 and getattr(_STATE, "active", False):
         return _in_registers(op, lanes)
     value = _float32_marked(x)
     if value is not None and len(scale) == 1:
-        base, _, n = str(x.ty).partition("x")
-        lanes = int(n) if n.isdigit() else 1
         if getattr(_STATE, "float32", False) and 2 <= lanes <= _ZMM and _int(q) == 31:
             return _float32_form(x, scale[0], lanes)
         return tirx.call_intrin(str(op.ty), "tirx.q_multiply_shift_per_axis", value, m, ls, rs, q, lshift, rshift)
     if not getattr(_STATE, "active", False):
         return op
-    base, _, n = str(x.ty).partition("x")  # "int32x16"
-    lanes = int(n) if n.isdigit() else 1
     if base != "int32" or lanes % 2 or not 4 <= lanes <= _ZMM or _int(q) != 31:
         return op
     half = lanes // 2
     xe, xo = _halves(x, half)
     me, mo = _halves(m, half)
-    # a left shift: (x << ls) * m == (x * m) << ls in int64 (both modulo 2**64), after the one 32 x 32 multiply
-    shifted = (lambda prod, s: tirx.shift_left(prod, s)) if _int(lshift) else (lambda prod, s: prod)  # noqa: E731
-    le, lo = _halves(ls, half) if _int(lshift) else (None, None)
+    even, odd = xe * me, xo * mo
+    if _int(lshift):  # (x << ls) * m == (x * m) << ls in int64 (both modulo 2**64), after the one 32 x 32 multiply
+        le, lo = _halves(ls, half)
+        even, odd = tirx.shift_left(even, le), tirx.shift_left(odd, lo)
     if _int(rshift):
         re, ro = _halves(rs, half)
     else:
@@ -280,8 +282,7 @@ def lower_even_odd(op):
         total = tirx.Broadcast(tirx.const(31, "int64"), half) + r
         return tirx.shift_right(prod + tirx.shift_left(one, total - one), total)
 
-    even = rounded(shifted(xe * me, le), re)
-    odd = rounded(shifted(xo * mo, lo), ro)
+    even, odd = rounded(even, re), rounded(odd, ro)
     low = tirx.Broadcast(tirx.const(0xFFFFFFFF, "int64"), half)
     c32 = tirx.Broadcast(tirx.const(32, "int64"), half)
     word = tirx.bitwise_or(tirx.shift_left(odd, c32), tirx.bitwise_and(even, low))

@@ -78,17 +78,17 @@ def _conv(bb: relax.BlockBuilder, op: Conv, x: relax.Expr) -> relax.Var:
         acc = bb.emit(relax.op.add(acc, relax.const(bias.reshape(1, -1, 1, 1).astype(np.int32), "int32")))
     if op.int32_output:
         return acc
-    y = emit_requantize(bb, acc, op.multiplier, op.shift, out_channels, bound=_conv_bound(op))
+    y = emit_requantize(bb, acc, op.multiplier, op.shift, out_channels, bound=_rows_bound(op.weight, op.folded_bias))
     if op.output_zero_point == 0 and op.clamp is None:  # the symmetric path
         return emit_saturate_int8(bb, y, op.relu)
     return emit_output_int8(bb, y, op.output_zero_point, op.output_bounds)
 
 
-def _conv_bound(op: Conv) -> int:
-    """A bound on ``|acc + bias|`` of every output channel: ``128 * sum|w| + |bias|`` (int8 inputs, the padding
-    included: it is the input zero point, an int8 too)."""
-    w = np.abs(op.weight.astype(np.int64)).reshape(op.weight.shape[0], -1).sum(axis=1)
-    return int((128 * w + np.abs(op.folded_bias.astype(np.int64))).max())
+def _rows_bound(weight: np.ndarray, bias: np.ndarray) -> int:
+    """A bound on ``|acc + bias|`` over the output channels (``weight``'s first axis) of a conv or matmul with
+    int8 inputs: ``128 * sum|w| + |bias|`` (a conv's padding included: the input zero point, an int8 too)."""
+    w = np.abs(weight.astype(np.int64)).reshape(weight.shape[0], -1).sum(axis=1)
+    return int((128 * w + np.abs(np.asarray(bias, dtype=np.int64))).max())
 
 
 def _to_int32(bb: relax.BlockBuilder, x: relax.Expr, zero_point: int) -> relax.Var:
@@ -244,8 +244,7 @@ def _matmul(bb: relax.BlockBuilder, op: MatMul, a: relax.Expr, *b: relax.Expr) -
         bias = op.folded_bias
         if np.any(bias != 0):
             acc = bb.emit(relax.op.add(acc, relax.const(bias.astype(np.int32), "int32")))
-        w = np.abs(op.weight.astype(np.int64)).sum(axis=1)
-        bound = int((128 * w + np.abs(np.asarray(bias, dtype=np.int64))).max())
+        bound = _rows_bound(op.weight, bias)
     else:
         a32 = _to_int32(bb, a, op.a_zero_point)
         b32 = _to_int32(bb, b[0], op.b_zero_point)
