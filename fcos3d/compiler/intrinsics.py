@@ -263,10 +263,12 @@ class AmxGemm:
     no: int  # position tiles (16 positions each)
     words: int  # reduction words of the conv (DenseConvSpec.words)
     chunk: int
+    blocked: bool = False  # B in tiles, (words / chunk, no, chunk, 16) (kernels.pack_words)
 
     @property
     def name(self) -> str:
-        return f"fcos3d_amx_gemm_{self.mo}x{self.no}_w{self.words}_k{self.chunk}_u8s8"
+        tiles = "_tiles" if self.blocked else ""
+        return f"fcos3d_amx_gemm_{self.mo}x{self.no}_w{self.words}_k{self.chunk}{tiles}_u8s8"
 
     @property
     def registers(self) -> tuple[list[int], list[int], list[int]]:
@@ -299,15 +301,23 @@ def amx_chunk(words: int) -> int | None:
 def _amx_desc(g: AmxGemm):
     from .kernels import dot_word
 
-    m, n, w = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words
+    m, n, w, kc = AMX_ROWS * g.mo, AMX_WORDS * g.no, g.words, g.chunk
+    # B: (words, positions), or in tiles (kernels.pack_words): (words / chunk, position tiles, chunk, 16)
+    b_shape = (w // kc, g.no, kc, AMX_WORDS) if g.blocked else (w, n)
+
+    def b_word(B, k, j):
+        return B[k // kc, j // AMX_WORDS, k % kc, j % AMX_WORDS] if g.blocked else B[k, j]
+
+    def b_all(B):
+        return B[0 : w // kc, 0 : g.no, 0:kc, 0:AMX_WORDS] if g.blocked else B[0:w, 0:n]
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (m, w), "int32", offset_factor=1)
-        B = T.match_buffer(b, (w, n), "int32", offset_factor=1)
+        B = T.match_buffer(b, b_shape, "int32", offset_factor=1)
         C = T.match_buffer(c, (m, n), "int32", offset_factor=1)
         with T.sblock("root"):
-            T.reads(B[0:w, 0:n], A[0:m, 0:w])
+            T.reads(b_all(B), A[0:m, 0:w])
             T.writes(C[0:m, 0:n])
             with T.init():
                 for i, j in T.grid(T.int64(m), T.int64(n)):
@@ -317,7 +327,7 @@ def _amx_desc(g: AmxGemm):
             for i, j, k in T.grid(T.int64(m), T.int64(n), T.int64(w)):
                 with T.sblock("update"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                    C[vi, vj] = C[vi, vj] + dot_word(B[vk, vj], A[vi, vk], "uint8")
+                    C[vi, vj] = C[vi, vj] + dot_word(b_word(B, vk, vj), A[vi, vk], "uint8")
 
     return desc
 
@@ -340,10 +350,25 @@ def _amx_impl(g: AmxGemm):
             a, b, c = (T.arg(k, T.handle()) for k in "abc")
             sa, sb, sc = (tirx.Var(k, "int64") for k in ("sa", "sb", "sc"))
             A = T.match_buffer(a, (m, w), "int32", offset_factor=1, strides=[sa, 1])
-            B = T.match_buffer(b, (w, n), "int32", offset_factor=1, strides=[sb, 1])
             C = T.match_buffer(c, (m, n), "int32", offset_factor=1, strides=[sc, 1])
+            if g.blocked:  # tile (q, j): one contiguous piece, its rows 64 bytes apart
+                st, sj = tirx.Var("st", "int64"), tirx.Var("sj", "int64")
+                shape = (w // kc, g.no, kc, AMX_WORDS)
+                B = T.match_buffer(b, shape, "int32", offset_factor=1, strides=[st, sj, sb, 1])
+
+                def b_tile(q, j):
+                    return T.address_of(B[q, j, 0, 0])
+
+                b_reads = B[0 : w // kc, 0 : g.no, 0:kc, 0:AMX_WORDS]
+            else:
+                B = T.match_buffer(b, (w, n), "int32", offset_factor=1, strides=[sb, 1])
+
+                def b_tile(q, j):
+                    return T.address_of(B[q * kc, j * AMX_WORDS])
+
+                b_reads = B[0:w, 0:n]
             with T.sblock("root"):
-                T.reads(B[0:w, 0:n], A[0:m, 0:w])
+                T.reads(b_reads, A[0:m, 0:w])
                 T.writes(C[0:m, 0:n])
                 for _, _, t in c_tiles:
                     tile("tilezero", T.int8(t))
@@ -351,7 +376,7 @@ def _amx_impl(g: AmxGemm):
                     for i in range(g.mo):
                         tile("tileloadd64", T.int8(a_regs[i]), T.address_of(A[i * AMX_ROWS, q * kc]), sa * 4)
                     for j in range(g.no):  # each activation tile just before its products (its register may be reused)
-                        tile("tileloadd64", T.int8(b_regs[j]), T.address_of(B[q * kc, j * AMX_WORDS]), sb * 4)
+                        tile("tileloadd64", T.int8(b_regs[j]), b_tile(q, j), sb * 4)
                         for i in range(g.mo):
                             tile("tdpbsud", T.int8(c_regs[i * g.no + j]), T.int8(a_regs[i]), T.int8(b_regs[j]))
                 for i, j, t in c_tiles:

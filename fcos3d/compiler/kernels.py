@@ -31,6 +31,7 @@ __all__ = [
     "im2col_words",
     "max_pool_split",
     "pack_dense_weight",
+    "pack_words",
     "pack_depthwise_weight",
     "pad_split",
     "padded_input",
@@ -66,8 +67,21 @@ class DenseConvSpec:
     offset: int  # 128 (x86 VNNI) or 0 (Arm sdot, plain vectors)
     position_block: int
     dilation: tuple[int, int] = (1, 1)
+    # > 0: the words come packed from the producer's epilogue (pack_words) in tiles of this many words (the AMX
+    # GEMM's chunk); 0: im2col_words packs them
+    producer_packed: int = 0
 
     def __post_init__(self):
+        if self.producer_packed and (
+            not self.pointwise
+            or self.positions % self.position_block
+            or self.out_hw[1] % PACK_BLOCK
+            or self.words % self.producer_packed
+        ):
+            raise ValueError(
+                "DenseConvSpec: producer-packed words need a pointwise conv over whole position blocks, its rows "
+                f"whole blocks of {PACK_BLOCK}, its words whole tiles"
+            )
         if self.reduction * 255 * 128 >= 2**31:
             raise ValueError(
                 f"DenseConvSpec: reduction {self.reduction} (in_channels x kernel) is too long for an "
@@ -101,6 +115,22 @@ class DenseConvSpec:
         while len({(i * pitch // L1_LINE_WORDS) % L1_SETS for i in range(L1_LINE_WORDS)}) < L1_LINE_WORDS:
             pitch += L1_LINE_WORDS
         return pitch
+
+    @property
+    def cols_shape(self) -> tuple[int, ...]:
+        """The packed activations: (words, cols_pitch); producer-packed (pack_words): AMX tiles, (words / kc,
+        positions / 16, kc, 16) for kc = producer_packed words per tile."""
+        kc = self.producer_packed
+        if kc:
+            return (self.words // kc, self.positions // PACK_BLOCK, kc, PACK_BLOCK)
+        return (self.words, self.cols_pitch)
+
+    def col(self, cols, rb, p):
+        """Word ``rb`` at position ``p`` of ``cols`` (cols_shape)."""
+        kc = self.producer_packed
+        if kc:
+            return cols[rb // kc, p // PACK_BLOCK, rb % kc, p % PACK_BLOCK]
+        return cols[rb, p]
 
     @property
     def pointwise(self) -> bool:
@@ -357,6 +387,37 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
     return fn[0]
 
 
+PACK_BLOCK = 16  # positions per block of pack_words' layout: one AMX tile's columns
+
+
+def pack_words(x: te.Tensor, offset: int, chunk: int) -> te.Tensor:
+    """x (1, C, H, W) int8 (C a multiple of 4 ``chunk``, W of 16) -> the AMX tiles of a pointwise conv's words,
+    (C / 4 / chunk, H W / 16, chunk, 16) int32 (DenseConvSpec.cols_shape): word [t, b, i, r] holds the bytes
+    ``x[4 (t chunk + i) + k, y, 16 xb + r] + offset``, k = 0..3, (y, xb) = divmod(b, W / 16), i.e. word t chunk +
+    i at position 16 b + r; a tile (chunk words x 16 positions) is one contiguous piece, and a word's blocks lie
+    chunk x 64 bytes apart (not 4 KiB: no cache-set aliasing when the producer writes them). A TE stage that
+    fuses into the producer of x: legalize.py emits it where x is a depthwise conv's output with no other use,
+    and the depthwise kernel's epilogue writes the words, 4 channels at a time (schedule.py), instead of im2col
+    reading x back."""
+    _, c, h, w = (int(d) for d in x.shape)
+    if c % (BYTES * chunk) or w % PACK_BLOCK:
+        raise ValueError(f"pack_words: {c} channels x {w} columns are not whole tiles of {chunk} words x 16")
+    per_row = w // PACK_BLOCK
+
+    def word(t, b, i, r):
+        q = t * chunk + i
+        total = None
+        for k in range(BYTES):
+            v = x[0, q * BYTES + k, b // per_row, b % per_row * PACK_BLOCK + r]
+            term = (tirx.Cast("int32", v) + offset) & 255
+            term = tirx.shift_left(term, 8 * k) if k else term
+            total = term if total is None else tirx.bitwise_or(total, term)
+        return total
+
+    shape = (c // BYTES // chunk, h * per_row, chunk, PACK_BLOCK)
+    return te.compute(shape, word, name="pack_words", attrs={KERNEL_ATTR: "pack_words"})
+
+
 def dot_word(a, b, a_dtype: str):
     """``sum_k int32(byte_k(a)) * int32(byte_k(b))`` of two int32 words (byte k = bits 8k..8k+7, its memory
     order on little-endian CPUs), ``a``'s bytes read as ``a_dtype`` (uint8 or int8), ``b``'s as int8: one lane
@@ -379,7 +440,7 @@ def gemm_conv(
     rb = te.reduce_axis((0, spec.words), name="rb")
     acc = te.compute(
         (int(w.shape[0]), spec.positions_padded),
-        lambda o, p: te.sum(dot_word(cols[rb, p], w[o, rb], packed_dtype), axis=rb),
+        lambda o, p: te.sum(dot_word(spec.col(cols, rb, p), w[o, rb], packed_dtype), axis=rb),
         name="dot",
         attrs={KERNEL_ATTR: "int8_gemm"},
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
+from qdq_graphs import assert_equals_simulator
 
 from fcos3d.compiler.intrinsics import AmxGemm, AmxWindow, amx_chunk, amx_gemm_for, amx_window_for
 from fcos3d.compiler.kernels import DepthwiseAmxSpec, pack_depthwise_toeplitz
@@ -29,18 +30,6 @@ def _host_target():
     from fcos3d.compiler.build import board_target
 
     return board_target(load_board("host"))
-
-
-def _assert_equal(vm, sims) -> None:
-    """Every compiled function == its simulator on every element, for random inputs and all -128."""
-    rng = np.random.default_rng(9)
-    for name, sim in sims.items():
-        shape = sim.graph.inputs[0].shape
-        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
-            want = list(sim.run(x).values())[0]
-            got = vm[name](tvm.runtime.tensor(x))
-            got = (got[0] if hasattr(got, "__getitem__") else got).numpy()
-            assert got.shape == want.shape and np.array_equal(got, want), name
 
 
 def test_chunks_divide_the_reduction_into_whole_tiles():
@@ -97,7 +86,7 @@ def test_amx_convs_equal_the_simulator(host_compile):
         sims[f"conv_{i}"] = Simulator(b.build())
         uses_amx.append(amx_gemm_for(target, cout, -(-cin * k * k // 4)) is not None)
     vm = host_compile({name: sim.graph for name, sim in sims.items()})
-    _assert_equal(vm, sims)
+    assert_equals_simulator(vm, sims)
     if not any(uses_amx):
         pytest.skip("this CPU has no AMX: the convs above ran on the VNNI / plain GEMM (still compared)")
     assert uses_amx == [True, True, True, True, False, True]
@@ -166,7 +155,7 @@ def test_amx_depthwise_convs_equal_the_simulator(host_compile):
         b.output(b.conv(x, c, kernel=k, groups=c, pad=pad, relu=True))
         sims[f"dw_{i}"] = Simulator(b.build())
     vm = host_compile({name: sim.graph for name, sim in sims.items()})
-    _assert_equal(vm, sims)
+    assert_equals_simulator(vm, sims)
     if amx_window_for(target, (5, 5), (1, 1), (16, 16)) is None:
         pytest.skip("this CPU has no AMX: the depthwise convs above ran on the window kernel (still compared)")
 
@@ -191,4 +180,4 @@ def test_a_cpu_with_amx_that_the_os_does_not_grant_compiles_without_it(monkeypat
     sims = {"pair": Simulator(b.build())}
     lowered = run_pipeline({"pair": sims["pair"].graph}, target)
     assert "tdpbsud" not in lowered.mod.script() and "tdpbusd" not in lowered.mod.script()
-    _assert_equal(relax.VirtualMachine(build.build_executable(lowered.mod, target), tvm.cpu()), sims)
+    assert_equals_simulator(relax.VirtualMachine(build.build_executable(lowered.mod, target), tvm.cpu()), sims)

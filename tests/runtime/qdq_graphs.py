@@ -451,3 +451,18 @@ def small_graphs(draw, max_ops: int = 4) -> GraphCase:
     b.conv(y, draw(st.integers(1, 3)), kernel=1, pad=0, int32_output=True)
     names.append("head")
     return _new_case(b, x, False, f"chain {names} input={(1, c, h, w)} tie={tie}", tuple(names))
+
+
+def assert_equals_simulator(vm, sims: dict, seed: int = 9) -> None:
+    """Every compiled function ``vm[name]`` == its simulator ``sims[name]`` on every element, for a random input
+    and for all -128."""
+    import tvm
+
+    rng = np.random.default_rng(seed)
+    for name, sim in sims.items():
+        shape = sim.graph.inputs[0].shape
+        for x in (rng.integers(-128, 128, size=shape, dtype=np.int8), np.full(shape, -128, np.int8)):
+            want = list(sim.run(x).values())[0]
+            got = vm[name](tvm.runtime.tensor(x))
+            got = (got[0] if hasattr(got, "__getitem__") else got).numpy()
+            assert got.shape == want.shape and np.array_equal(got, want), name

@@ -41,6 +41,7 @@ __all__ = [
     "HOST_FIGURES",
     "HOST_TERMS",
     "host_extra_kernels",
+    "host_packed_convs",
     "estimate",
     "host_counts",
     "layer_estimates",
@@ -335,6 +336,42 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     return counts
 
 
+def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozenset[str]:
+    """The pointwise convs whose words the depthwise conv before them packs in its epilogue on the host
+    (compiler/passes/legalize.py's depthwise_fed and producer_packed, the same rule on the integer graph): no
+    im2col, no pack words of their own. Empty for a profile without ``dot_lanes``."""
+    if "dot_lanes" not in acc.figures:
+        return frozenset()
+    from ..kernels import PACK_BLOCK
+
+    consumers: dict[str, int] = {}
+    for op in graph.ops:
+        for t in dict.fromkeys(op.inputs):
+            consumers[t] = consumers.get(t, 0) + 1
+    for out in graph.outputs:
+        consumers[out.tensor] = consumers.get(out.tensor, 0) + 1
+    producer = {op.output: op for op in graph.ops}
+    packed = set()
+    for op in graph.ops:
+        if not isinstance(op, Conv) or _kernel_conv(op) != "dense" or op.weight.shape[2:] != (1, 1):
+            continue
+        if op.strides != (1, 1) or any(op.pads) or op.weight.shape[1] % DOT_BYTES:
+            continue
+        dw = producer.get(op.input)
+        if not isinstance(dw, Conv) or _kernel_conv(dw) != "depthwise" or dw.int32_output:
+            continue
+        if consumers.get(op.input, 0) != 1:
+            continue
+        _, _, ho, wo = shapes[op.output]
+        dw_out = shapes[dw.output]
+        if _host_amx_window(tuple(dw.weight.shape[2:]), dw.strides, tuple(dw_out[2:])) is not None:
+            continue
+        amx = _host_amx(int(op.weight.shape[0]), -(-int(op.weight.shape[1]) // DOT_BYTES))
+        if amx is not None and wo % PACK_BLOCK == 0 and (ho * wo) % (16 * amx.no) == 0:
+            packed.add(op.name)
+    return frozenset(packed)
+
+
 def host_extra_kernels(op, acc: Accelerator) -> int:
     """Kernels the host compile launches for ``op`` beyond its first (compiler/passes/import_int_graph.py and
     legalize.py), 0 for a profile without ``dot_lanes``: a conv's zero-point pad (kernels.pad_nchw, an asymmetric
@@ -479,12 +516,15 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
     """Per op: compute cycles, memory cycles, overhead; ``cycles = max(compute, memory) + overhead``."""
     shapes = tensor_shapes(graph)
     clock = acc["clock_hz"]
+    packed = host_packed_convs(graph, shapes, acc)
     out = []
     for op in graph.ops:
         out_shape = shapes[op.output]
         if isinstance(op, Conv):
             kind, macs, work = _conv_work(op, out_shape, acc)
             counts = host_counts(op, shapes[op.input], out_shape, acc)  # {} unless the profile has dot_lanes
+            if op.name in packed:  # its words come packed from the depthwise conv's epilogue: no im2col
+                counts.pop("pack_words_per_cycle", None)
             work = counts.get("work", work)
             extra = sum(
                 (Fraction(counts[f]) / Fraction(acc[f]) for f in HOST_TERMS if f in counts and f in acc.figures),
@@ -532,7 +572,8 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         )
         overhead = math.ceil(acc[_overhead_figure(acc, kind)])
         if "kernel_launch_cycles" in acc.figures:  # host: the op's kernels beyond its first
-            overhead += math.ceil(host_extra_kernels(op, acc) * acc["kernel_launch_cycles"])
+            extra_kernels = host_extra_kernels(op, acc) - int(op.name in packed)
+            overhead += math.ceil(extra_kernels * acc["kernel_launch_cycles"])
         fixed = FIXED_COST.get(kind)
         if fixed in acc.figures:  # a kind the NPU compiler removes (a view): this many cycles, nothing else
             compute, memory, overhead = 0, 0, math.ceil(acc[fixed])

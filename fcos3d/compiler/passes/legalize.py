@@ -5,16 +5,21 @@ CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM o
 of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (a
 stage of the conv's own kernel, per channel; pad_split's kernel, split by column phase, only for plain vectors
 at a column stride > 1) + the same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which
-passes/schedule.py knows how to make fast. Integer dtypes are kept as the ops declare them.
+passes/schedule.py knows how to make fast. A pointwise conv on AMX whose input only a depthwise conv produces
+(depthwise_fed) reads words that the depthwise kernel packs in its epilogue (kernels.pack_words, which fuse.py
+puts into the depthwise conv's function) instead of an im2col. Integer dtypes are kept as the ops declare them.
 """
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 import tvm
 from tvm import IRModule, relax
 
 from ..intrinsics import amx_gemm_for, amx_window_for, dot_intrin_for, vector_lanes
 from ..kernels import (
+    PACK_BLOCK,
     DenseConvSpec,
     DepthwiseAmxSpec,
     DepthwiseSpec,
@@ -25,12 +30,88 @@ from ..kernels import (
     pack_dense_weight,
     pack_depthwise_toeplitz,
     pack_depthwise_weight,
+    pack_words,
     pad_split,
     padded_input,
 )
+from .fuse import FUSE_AS_ELEMWISE
 from .schedule import gemm_tile
 
-__all__ = ["emit_pad_split", "legalize"]
+__all__ = ["depthwise_fed", "emit_pad_split", "legalize"]
+
+# the int8 Vars that only a depthwise conv's epilogue produces and only one conv reads (depthwise_fed)
+_DEPTHWISE_FED: ContextVar[frozenset] = ContextVar("depthwise_fed", default=frozenset())
+_EPILOGUE_OPS = ("relax.add", "relax.clip", "relax.astype", "relax.call_tir")
+
+
+def depthwise_fed(mod: IRModule, target) -> frozenset:
+    """The Vars of ``mod``'s Relax functions that are a depthwise conv's output after its epilogue (bias add,
+    requantisation, clip, cast: calls whose first argument is the previous value, the rest constants), where
+    neither it nor any value on that chain has another use. Such a Var, the input of a pointwise conv on AMX, is
+    packed into words by the depthwise kernel itself (kernels.pack_words), since FuseOps puts the pack into the
+    depthwise conv's function; on ``target``, the depthwise kernel of the dot instructions (schedule.py's
+    _schedule_depthwise_pack), not the one on AMX tiles."""
+    found = set()
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        bindings, uses = {}, {}
+
+        def visit(expr):
+            if isinstance(expr, relax.Var):
+                uses[expr] = uses.get(expr, 0) + 1
+
+        relax.analysis.post_order_visit(func.body, visit)
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                if isinstance(binding, relax.VarBinding):
+                    bindings[binding.var] = binding.value
+        for var, value in bindings.items():
+            if str(getattr(var.ty, "dtype", "")) != "int8":
+                continue  # the int32 accumulator or a step of the epilogue, not what a conv reads
+            chain, cur = [var], value
+            while isinstance(cur, relax.Call) and getattr(cur.op, "name", None) in _EPILOGUE_OPS:
+                args = list(cur.args[1]) if cur.op.name == "relax.call_tir" else list(cur.args)
+                if not args or not isinstance(args[0], relax.Var) or args[0] not in bindings:
+                    break
+                if any(isinstance(a, relax.Var) for a in args[1:]):
+                    break  # a second tensor (a residual add): not the conv's own epilogue
+                chain.append(args[0])
+                cur = bindings[args[0]]
+            if (
+                isinstance(cur, relax.Call)
+                and getattr(cur.op, "name", None) == "relax.nn.conv2d"
+                and int(cur.attrs.groups) > 1
+                and int(cur.attrs.groups) == int(cur.ty.shape[1])
+                and all(uses.get(v, 0) == 1 for v in chain)
+                and not _on_amx_window(cur, target)
+            ):
+                found.add(var)
+    return frozenset(found)
+
+
+def _packs_words(x: relax.Expr, w, strides, pads, out_hw, amx) -> bool:
+    """The pointwise conv of weight ``w`` on AMX (``amx``) reads x as words its depthwise producer packs
+    (depthwise_fed): whole words of channels, rows of whole 16-position blocks, whole position tiles."""
+    return (
+        amx is not None
+        and any(x.same_as(v) for v in _DEPTHWISE_FED.get())
+        and w.shape[1] % 4 == 0
+        and (w.shape[2], w.shape[3]) == (1, 1)
+        and strides == (1, 1)
+        and not any(pads)
+        and out_hw[1] % PACK_BLOCK == 0
+        and (out_hw[0] * out_hw[1]) % (16 * amx.no) == 0
+    )
+
+
+def _on_amx_window(conv: relax.Call, target) -> bool:
+    """The depthwise conv takes kernels.depthwise_amx (whose schedule packs no words)."""
+    strides = tuple(int(s) for s in conv.attrs.strides)
+    w_shape, out_shape = conv.args[1].ty.shape, conv.ty.shape
+    kernel = (int(w_shape[2]), int(w_shape[3]))
+    out_hw = (int(out_shape[2]), int(out_shape[3]))
+    return dot_intrin_for(target) is not None and amx_window_for(target, kernel, strides, out_hw) is not None
 
 
 def emit_pad_split(
@@ -88,11 +169,20 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             # (AMX: whole tiles of 16 positions, schedule._schedule_gemm_amx)
             position_block=16 * amx.no if amx else lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
             dilation=dilation,
+            producer_packed=amx.chunk if _packs_words(x, w, strides, pads, out_hw, amx) else 0,
         )
         words, correction = pack_dense_weight(w, spec.offset)
-        src = x if spec.reads_input else emit_pad_split(bb, x, pads, strides[1])
-        im2col = bb.add_func(im2col_words(spec), "im2col")
-        cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.cols_pitch), "int32")))
+        if spec.producer_packed:  # the depthwise conv before writes the words (pack_words, fused into it)
+            pack = bb.call_te(
+                lambda xt: pack_words(xt, spec.offset, spec.producer_packed), x, primfunc_name_hint="pack_words"
+            )
+            gv = pack.args[0]
+            bb.update_func(gv, bb.get()[gv].with_attr(FUSE_AS_ELEMWISE, True))  # fuse.py: into the depthwise conv
+            cols = bb.emit(pack)
+        else:
+            src = x if spec.reads_input else emit_pad_split(bb, x, pads, strides[1])
+            im2col = bb.add_func(im2col_words(spec), "im2col")
+            cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.cols_pitch), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
             lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype),
@@ -150,4 +240,8 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 def legalize(mod: IRModule) -> IRModule:
     """Every high-level Relax call becomes a ``call_tir`` of a PrimFunc (no float op appears: checked after).
     Reads the current target (pipeline.py runs the passes under ``with target``) for the conv kernels."""
-    return relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _conv2d})(mod)
+    token = _DEPTHWISE_FED.set(depthwise_fed(mod, tvm.target.Target.current(allow_none=True)))
+    try:
+        return relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _conv2d})(mod)
+    finally:
+        _DEPTHWISE_FED.reset(token)

@@ -9,7 +9,9 @@ by the kernel a function holds (kernels.KERNEL_ATTR on its anchor block):
               reduction per tile in one tensorized call (intrinsics.AmxGemm, load_amx_config)
   depthwise   threads over channels; the channel's padded copy first (kernels.padded_input, in L1), then per
               group of 4 (or 2) output rows the dot instruction per (row, kernel row, column phase, 4 taps), its
-              words a byte shuffle of the input row (or plain vectors), the epilogue per group of rows
+              words a byte shuffle of the input row (or plain vectors), the epilogue per group of rows; where
+              the epilogue packs the next pointwise conv's words (kernels.pack_words), threads over words and
+              the 4 channels of a word per group of rows, the words written as whole 64-byte vectors
   (other)     injective chains inlined into one loop, threads over the outer part, vectors inside;
               reductions (max pool, TOPI convs) threaded over their outer spatial loop
 Only loops change, never the arithmetic: results stay bit-exact (tests/compiler/test_random_graphs.py).
@@ -18,6 +20,7 @@ Functions MetaSchedule tuned (pipeline.py, --tune-trials) arrive marked ``tirx.i
 
 from __future__ import annotations
 
+import dataclasses
 from contextvars import ContextVar
 
 import tvm
@@ -131,6 +134,8 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     sch.transform_block_layout(out, lambda n, o, y, x: (n, o, y * out_w + x))
     amx = amx_gemm_for(target, n_oc, _extent(sch, rb)) if intrin else None
     if amx is not None:
+        if any(len(r.source.shape) == 4 for r in sch.get(dot).reads):  # kernels.pack_words' tiles
+            amx = dataclasses.replace(amx, blocked=True)
         _schedule_gemm_amx(sch, dot, out, amx, lanes, target)
         return
     t_oc, t_pos = gemm_tile(n_oc, out_h * out_w, lanes)
@@ -298,8 +303,11 @@ def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
     out = _inline_after(sch, conv)
     c, y, x, ky, ph, j = sch.get_loops(conv)
     lanes = intrin.lanes if intrin else vector_lanes(target)
-    xo, xi = sch.split(x, [None, lanes])
     rows = next((r for r in DEPTHWISE_ROWS if _extent(sch, y) % r == 0), 1)
+    if _is_pack(sch, out):
+        _schedule_depthwise_pack(sch, conv, out, rows, lanes, intrin)
+        return
+    xo, xi = sch.split(x, [None, lanes])
     if rows > 1:  # several output rows per vector column: their dot instructions interleave (unrolled)
         y, yi = sch.split(y, [None, rows])
         sch.reorder(c, y, xo, yi, ky, ph, j, xi)
@@ -320,6 +328,47 @@ def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
     for loop in (ky, ph, j):
         sch.unroll(loop)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _is_pack(sch: s_tir.Schedule, block) -> bool:
+    return sch.get(block).annotations.get(KERNEL_ATTR) == "pack_words"
+
+
+def _schedule_depthwise_pack(sch: s_tir.Schedule, conv, pack, rows: int, lanes: int, intrin) -> None:
+    """kernels.depthwise_conv whose epilogue writes the next pointwise conv's words (kernels.pack_words, fused
+    into it): the loops are the pack's, threads over words (4 channels), per group of ``rows`` output rows the
+    4 channels' dot products (as _schedule_depthwise_dot's, each channel's padded rows made just before; into a
+    small accumulator), then their words, a vector of 16 positions at a time (one 64-byte store of 4 requantised
+    channels). The producer is placed by compute_at under the pack's loops: reverse_compute_at cannot map the
+    pack's (block, position) indices back to rows and columns."""
+    t, b, i, r = sch.get_loops(pack)
+    _, _, out_w_padded = (int(d) for d in sch.get(conv).writes[0].source.shape)
+    per_row = out_w_padded // _extent(sch, r)  # whole vectors: out_w_padded = W
+    bg, bi = sch.split(b, [None, rows * per_row])
+    sch.reorder(t, i, bg, bi, r)
+    q = sch.fuse(t, i)  # one word: 4 channels
+    sch.parallel(q)
+    sch.compute_at(conv, bg)
+    loops = sch.get_loops(conv)
+    depth = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(bg)))
+    # compute_at leaves out the loops of extent 1: the row loop of one row, reduction loops of one step
+    c, *ys, x = loops[depth + 1 : depth + (4 if rows > 1 else 3)]
+    taps = loops[depth + (4 if rows > 1 else 3) :]
+    xo, xi = sch.split(x, [None, lanes])
+    sch.reorder(c, xo, *ys, *taps, xi)
+    _pad_per_channel(sch, c)  # the rows of one channel that the group reads (4 channels' planes spill L1)
+    for y in ys:
+        sch.unroll(y)
+    if intrin is None:
+        sch.vectorize(xi)
+    init = sch.decompose_reduction(conv, taps[0] if taps else xi)
+    if intrin is not None:
+        stride = int(sch.get(conv).annotations.get(WINDOW_STRIDE_ATTR, 1))
+        sch.tensorize(xi, window_intrin(intrin, stride))
+    for loop in taps:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(r)
 
 
 def _schedule_generic(sch: s_tir.Schedule, target) -> None:
