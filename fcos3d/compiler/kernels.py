@@ -68,7 +68,7 @@ class DenseConvSpec:
     position_block: int
     dilation: tuple[int, int] = (1, 1)
     # > 0: the words come packed from the producer's epilogue (pack_words) in tiles of this many words (the AMX
-    # GEMM's chunk); 0: im2col_words packs them
+    # GEMM's chunk; up to 16 for the VNNI GEMM); 0: im2col_words packs them
     producer_packed: int = 0
 
     def __post_init__(self):

@@ -48,6 +48,7 @@ CASES = [
     (32, 32, (8, 32), 1, False, True),  # 8 words: 1 x 4 AMX tiles (64 positions)
     (96, 32, (5, 32), 1, False, True),  # 24 words: 2 x 2 tiles; 5 rows: one row per group
     (32, 16, (16, 64), 2, False, True),  # a strided depthwise conv packs too
+    (64, 8, (8, 32), 1, False, True),  # 8 output channels: the VNNI GEMM reads the packed words
     (64, 32, (8, 24), 1, False, False),  # rows of 24: not whole blocks of 16 positions
     (32, 32, (8, 32), 1, True, False),  # the depthwise output has a second use
 ]
@@ -98,6 +99,10 @@ def test_the_estimate_drops_the_im2col_of_the_packed_convs_only():
     names = host_packed_convs(packed, tensor_shapes(packed), acc)
     assert names == {packed.ops[1].name}
     assert host_packed_convs(reused, tensor_shapes(reused), acc) == frozenset()
+    # the rule is the compile's: every case above, packed where the compile packs
+    for i, (c, co, hw, s, reuse, expect) in enumerate(CASES):
+        g = _separable(60 + i, c, co, hw, s, reuse).graph
+        assert bool(host_packed_convs(g, tensor_shapes(g), acc)) == expect, CASES[i]
     # the same pointwise conv costs less when its words come packed (no pack words, one kernel fewer)
     a, b = layer_estimates(packed, acc)[1], layer_estimates(reused, acc)[1]
     assert a.cycles < b.cycles

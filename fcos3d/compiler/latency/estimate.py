@@ -366,8 +366,17 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
         dw_out = shapes[dw.output]
         if _host_amx_window(tuple(dw.weight.shape[2:]), dw.strides, tuple(dw_out[2:])) is not None:
             continue
-        amx = _host_amx(int(op.weight.shape[0]), -(-int(op.weight.shape[1]) // DOT_BYTES))
-        if amx is not None and wo % PACK_BLOCK == 0 and (ho * wo) % (16 * amx.no) == 0:
+        cout, lanes = int(op.weight.shape[0]), int(acc["dot_lanes"])
+        amx = _host_amx(cout, -(-int(op.weight.shape[1]) // DOT_BYTES))
+        if amx is not None:
+            block = 16 * amx.no
+        elif lanes == PACK_BLOCK:  # the 16-lane VNNI GEMM: whole register tiles of positions
+            from ..passes.schedule import gemm_tile
+
+            block = lanes * gemm_tile(cout, ho * wo, lanes)[1]
+        else:
+            continue
+        if wo % PACK_BLOCK == 0 and (ho * wo) % block == 0:
             packed.add(op.name)
     return frozenset(packed)
 

@@ -5,7 +5,7 @@ CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM o
 of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (a
 stage of the conv's own kernel, per channel; pad_split's kernel, split by column phase, only for plain vectors
 at a column stride > 1) + the same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which
-passes/schedule.py knows how to make fast. A pointwise conv on AMX whose input only a depthwise conv produces
+passes/schedule.py knows how to make fast. A pointwise conv (AMX, or the 16-lane VNNI GEMM) whose input only a depthwise conv produces
 (depthwise_fed) reads words that the depthwise kernel packs in its epilogue (kernels.pack_words, which fuse.py
 puts into the depthwise conv's function) instead of an im2col. Integer dtypes are kept as the ops declare them.
 """
@@ -37,7 +37,7 @@ from ..kernels import (
 from .fuse import FUSE_AS_ELEMWISE
 from .schedule import gemm_tile
 
-__all__ = ["depthwise_fed", "emit_pad_split", "legalize"]
+__all__ = ["depthwise_fed", "emit_pad_split", "legalize", "pack_chunk"]
 
 # the int8 Vars that only a depthwise conv's epilogue produces and only one conv reads (depthwise_fed)
 _DEPTHWISE_FED: ContextVar[frozenset] = ContextVar("depthwise_fed", default=frozenset())
@@ -47,8 +47,8 @@ _EPILOGUE_OPS = ("relax.add", "relax.clip", "relax.astype", "relax.call_tir")
 def depthwise_fed(mod: IRModule, target) -> frozenset:
     """The Vars of ``mod``'s Relax functions that are a depthwise conv's output after its epilogue (bias add,
     requantisation, clip, cast: calls whose first argument is the previous value, the rest constants), where
-    neither it nor any value on that chain has another use. Such a Var, the input of a pointwise conv on AMX, is
-    packed into words by the depthwise kernel itself (kernels.pack_words), since FuseOps puts the pack into the
+    neither it nor any value on that chain has another use. Such a Var, the input of a pointwise conv (on AMX or
+    the 16-lane VNNI GEMM: pack_chunk), is packed into words by the depthwise kernel itself (kernels.pack_words), since FuseOps puts the pack into the
     depthwise conv's function; on ``target``, the depthwise kernel of the dot instructions (schedule.py's
     _schedule_depthwise_pack), not the one on AMX tiles."""
     found = set()
@@ -90,19 +90,26 @@ def depthwise_fed(mod: IRModule, target) -> frozenset:
     return frozenset(found)
 
 
-def _packs_words(x: relax.Expr, w, strides, pads, out_hw, amx) -> bool:
-    """The pointwise conv of weight ``w`` on AMX (``amx``) reads x as words its depthwise producer packs
-    (depthwise_fed): whole words of channels, rows of whole 16-position blocks, whole position tiles."""
-    return (
-        amx is not None
+def pack_chunk(x: relax.Expr, w, strides, pads, out_hw, position_block: int, amx, intrin) -> int:
+    """Words per tile of the words a pointwise conv of weight ``w`` reads packed by its depthwise producer
+    (kernels.pack_words; depthwise_fed), or 0 (im2col packs them): whole words of channels, rows of whole
+    16-position blocks, whole position tiles (``position_block``); on AMX the GEMM's chunk, on the 16-lane VNNI
+    GEMM tiles of up to 16 words (the GEMM reads one word of 16 positions at a time)."""
+    words = -(-int(w.shape[1]) // 4)
+    applies = (
+        intrin is not None
+        and (amx is not None or intrin.lanes == PACK_BLOCK)
         and any(x.same_as(v) for v in _DEPTHWISE_FED.get())
         and w.shape[1] % 4 == 0
         and (w.shape[2], w.shape[3]) == (1, 1)
         and strides == (1, 1)
         and not any(pads)
         and out_hw[1] % PACK_BLOCK == 0
-        and (out_hw[0] * out_hw[1]) % (16 * amx.no) == 0
+        and (out_hw[0] * out_hw[1]) % position_block == 0
     )
+    if not applies:
+        return 0
+    return amx.chunk if amx is not None else max(d for d in range(1, PACK_BLOCK + 1) if words % d == 0)
 
 
 def _on_amx_window(conv: relax.Call, target) -> bool:
@@ -157,6 +164,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         lanes = intrin.lanes if intrin else vector_lanes(target)
         words = -(-w.shape[1] * w.shape[2] * w.shape[3] // 4)
         amx = amx_gemm_for(target, w.shape[0], words) if intrin else None
+        block = 16 * amx.no if amx else lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1]
         spec = DenseConvSpec(
             in_channels=w.shape[1],
             in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])),
@@ -167,9 +175,9 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             offset=intrin.offset if intrin else 0,
             # the packed columns are padded to whole register tiles (schedule.gemm_tile): no mask, no tail
             # (AMX: whole tiles of 16 positions, schedule._schedule_gemm_amx)
-            position_block=16 * amx.no if amx else lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1],
+            position_block=block,
             dilation=dilation,
-            producer_packed=amx.chunk if _packs_words(x, w, strides, pads, out_hw, amx) else 0,
+            producer_packed=pack_chunk(x, w, strides, pads, out_hw, block, amx, intrin),
         )
         words, correction = pack_dense_weight(w, spec.offset)
         if spec.producer_packed:  # the depthwise conv before writes the words (pack_words, fused into it)
