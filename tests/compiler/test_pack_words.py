@@ -49,6 +49,7 @@ CASES = [
     (96, 32, (5, 32), 1, False, True),  # 24 words: 2 x 2 tiles; 5 rows: one row per group
     (32, 16, (16, 64), 2, False, True),  # a strided depthwise conv packs too
     (64, 8, (8, 32), 1, False, True),  # 8 output channels: the VNNI GEMM reads the packed words
+    (8, 16, (128, 144), 1, False, True),  # padded planes over PACK_PLANES_BYTES: made per group of rows
     (64, 32, (8, 24), 1, False, False),  # rows of 24: not whole blocks of 16 positions
     (32, 32, (8, 32), 1, True, False),  # the depthwise output has a second use
 ]
