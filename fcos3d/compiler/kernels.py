@@ -31,8 +31,9 @@ __all__ = [
     "im2col_words",
     "max_pool_split",
     "pack_dense_weight",
-    "pack_words",
     "pack_depthwise_weight",
+    "pack_words",
+    "packs_words",
     "pad_split",
     "padded_input",
     "upsample_nearest",
@@ -73,9 +74,7 @@ class DenseConvSpec:
 
     def __post_init__(self):
         if self.producer_packed and (
-            not self.pointwise
-            or self.positions % self.position_block
-            or self.out_hw[1] % PACK_BLOCK
+            not packs_words(self.in_channels, self.kernel, self.strides, self.pads, self.out_hw, self.position_block)
             or self.words % self.producer_packed
         ):
             raise ValueError(
@@ -388,6 +387,20 @@ def im2col_words(spec: DenseConvSpec) -> tirx.PrimFunc:
 
 
 PACK_BLOCK = 16  # positions per block of pack_words' layout: one AMX tile's columns
+
+
+def packs_words(in_channels: int, kernel, strides, pads, out_hw, position_block: int) -> bool:
+    """A conv whose words pack_words' layout can hold: pointwise, whole words of channels, rows of whole blocks of
+    16 positions, whole position tiles of its GEMM (``position_block``). Shared by legalize.py (the compile) and
+    latency/estimate.py (the same rule on the integer graph)."""
+    return (
+        in_channels % BYTES == 0
+        and tuple(kernel) == (1, 1)
+        and tuple(strides) == (1, 1)
+        and not any(pads)
+        and out_hw[1] % PACK_BLOCK == 0
+        and (out_hw[0] * out_hw[1]) % position_block == 0
+    )
 
 
 def pack_words(x: te.Tensor, offset: int, chunk: int) -> te.Tensor:

@@ -342,7 +342,8 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
     im2col, no pack words of their own. Empty for a profile without ``dot_lanes``."""
     if "dot_lanes" not in acc.figures:
         return frozenset()
-    from ..kernels import PACK_BLOCK
+    from ..kernels import PACK_BLOCK, packs_words
+    from ..passes.schedule import position_block
 
     consumers: dict[str, int] = {}
     for op in graph.ops:
@@ -353,9 +354,7 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
     producer = {op.output: op for op in graph.ops}
     packed = set()
     for op in graph.ops:
-        if not isinstance(op, Conv) or _kernel_conv(op) != "dense" or op.weight.shape[2:] != (1, 1):
-            continue
-        if op.strides != (1, 1) or any(op.pads) or op.weight.shape[1] % DOT_BYTES:
+        if not isinstance(op, Conv) or _kernel_conv(op) != "dense":
             continue
         dw = producer.get(op.input)
         if not isinstance(dw, Conv) or _kernel_conv(dw) != "depthwise" or dw.int32_output:
@@ -366,17 +365,12 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
         dw_out = shapes[dw.output]
         if _host_amx_window(tuple(dw.weight.shape[2:]), dw.strides, tuple(dw_out[2:])) is not None:
             continue
-        cout, lanes = int(op.weight.shape[0]), int(acc["dot_lanes"])
-        amx = _host_amx(cout, -(-int(op.weight.shape[1]) // DOT_BYTES))
-        if amx is not None:
-            block = 16 * amx.no
-        elif lanes == PACK_BLOCK:  # the 16-lane VNNI GEMM: whole register tiles of positions
-            from ..passes.schedule import gemm_tile
-
-            block = lanes * gemm_tile(cout, ho * wo, lanes)[1]
-        else:
+        cout, cin, lanes = int(op.weight.shape[0]), int(op.weight.shape[1]), int(acc["dot_lanes"])
+        amx = _host_amx(cout, -(-cin // DOT_BYTES))
+        if amx is None and lanes != PACK_BLOCK:  # neither AMX nor the 16-lane VNNI GEMM
             continue
-        if wo % PACK_BLOCK == 0 and (ho * wo) % block == 0:
+        block = position_block(cout, ho * wo, lanes, amx)
+        if packs_words(cin, op.weight.shape[2:], op.strides, op.pads, (ho, wo), block):
             packed.add(op.name)
     return frozenset(packed)
 

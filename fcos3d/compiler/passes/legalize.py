@@ -5,9 +5,10 @@ CPU target: those get kernels.py's definitions (dense: an im2col pack + a GEMM o
 of the int8 dot-product instructions, its weight packed here at compile time; depthwise: a padded copy (a
 stage of the conv's own kernel, per channel; pad_split's kernel, split by column phase, only for plain vectors
 at a column stride > 1) + the same dot product per tap column, or a Toeplitz GEMM on AMX tiles), which
-passes/schedule.py knows how to make fast. A pointwise conv (AMX, or the 16-lane VNNI GEMM) whose input only a depthwise conv produces
-(depthwise_fed) reads words that the depthwise kernel packs in its epilogue (kernels.pack_words, which fuse.py
-puts into the depthwise conv's function) instead of an im2col. Integer dtypes are kept as the ops declare them.
+passes/schedule.py knows how to make fast. A pointwise conv (AMX, or the 16-lane VNNI GEMM) whose input only a
+depthwise conv produces (depthwise_fed) reads words that the depthwise kernel packs in its epilogue
+(kernels.pack_words, which fuse.py puts into the depthwise conv's function) instead of an im2col. Integer dtypes
+are kept as the ops declare them.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from ..kernels import (
     pack_depthwise_toeplitz,
     pack_depthwise_weight,
     pack_words,
+    packs_words,
     pad_split,
     padded_input,
 )
 from .fuse import FUSE_AS_ELEMWISE
-from .schedule import gemm_tile
+from .schedule import position_block
 
 __all__ = ["depthwise_fed", "emit_pad_split", "legalize", "pack_chunk"]
 
@@ -48,9 +50,9 @@ def depthwise_fed(mod: IRModule, target) -> frozenset:
     """The Vars of ``mod``'s Relax functions that are a depthwise conv's output after its epilogue (bias add,
     requantisation, clip, cast: calls whose first argument is the previous value, the rest constants), where
     neither it nor any value on that chain has another use. Such a Var, the input of a pointwise conv (on AMX or
-    the 16-lane VNNI GEMM: pack_chunk), is packed into words by the depthwise kernel itself (kernels.pack_words), since FuseOps puts the pack into the
-    depthwise conv's function; on ``target``, the depthwise kernel of the dot instructions (schedule.py's
-    _schedule_depthwise_pack), not the one on AMX tiles."""
+    the 16-lane VNNI GEMM: pack_chunk), is packed into words by the depthwise kernel itself (kernels.pack_words),
+    since FuseOps puts the pack into the depthwise conv's function; on ``target``, the depthwise kernel of the dot
+    instructions (schedule.py's _schedule_depthwise_pack), not the one on AMX tiles."""
     found = set()
     for func in mod.functions.values():
         if not isinstance(func, relax.Function):
@@ -99,13 +101,8 @@ def pack_chunk(x: relax.Expr, w, strides, pads, out_hw, position_block: int, amx
     applies = (
         intrin is not None
         and (amx is not None or intrin.lanes == PACK_BLOCK)
-        and any(x.same_as(v) for v in _DEPTHWISE_FED.get())
-        and w.shape[1] % 4 == 0
-        and (w.shape[2], w.shape[3]) == (1, 1)
-        and strides == (1, 1)
-        and not any(pads)
-        and out_hw[1] % PACK_BLOCK == 0
-        and (out_hw[0] * out_hw[1]) % position_block == 0
+        and x in _DEPTHWISE_FED.get()
+        and packs_words(int(w.shape[1]), w.shape[2:], strides, pads, out_hw, position_block)
     )
     if not applies:
         return 0
@@ -164,7 +161,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         lanes = intrin.lanes if intrin else vector_lanes(target)
         words = -(-w.shape[1] * w.shape[2] * w.shape[3] // 4)
         amx = amx_gemm_for(target, w.shape[0], words) if intrin else None
-        block = 16 * amx.no if amx else lanes * gemm_tile(w.shape[0], out_hw[0] * out_hw[1], lanes)[1]
+        block = position_block(w.shape[0], out_hw[0] * out_hw[1], lanes, amx)
         spec = DenseConvSpec(
             in_channels=w.shape[1],
             in_hw=(int(x.ty.shape[2]), int(x.ty.shape[3])),

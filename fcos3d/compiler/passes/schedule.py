@@ -43,7 +43,7 @@ from ..intrinsics import (
 )
 from ..kernels import KERNEL_ATTR, WINDOW_STRIDE_ATTR
 
-__all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "schedule", "schedule_func"]
+__all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "position_block", "schedule", "schedule_func"]
 
 ACCUMULATOR_REGISTERS = 24  # of the 32 vector registers of AVX-512 and NEON: the rest hold operands
 MAX_CHANNEL_TILE = 8
@@ -122,6 +122,12 @@ def gemm_tile(channels: int, positions: int, lanes: int) -> tuple[int, int]:
             if best is None or (cost, -t_oc) < best[0]:
                 best = ((cost, -t_oc), (t_oc, t_pos))
     return best[1]
+
+
+def position_block(channels: int, positions: int, lanes: int, amx) -> int:
+    """Positions per tile of a dense conv's GEMM, to which legalize.py pads the packed columns: 16 x the AMX
+    position tiles (``amx``, intrinsics.AmxGemm), else ``lanes`` x gemm_tile's position vectors."""
+    return 16 * amx.no if amx is not None else lanes * gemm_tile(channels, positions, lanes)[1]
 
 
 def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
