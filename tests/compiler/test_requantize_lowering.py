@@ -235,3 +235,43 @@ def test_float32_form_only_for_24_bit_multipliers_and_bounded_values():
     assert not float32_exact(m24, FLOAT32_EXACT + 1)
     assert not float32_exact(m24, None)
     assert not float32_exact(np.array([2**29, 1288490189]), 100)  # a 31-bit multiplier (not ours)
+
+
+def _int32_form_values(x: np.ndarray, odd: int, e: int) -> np.ndarray:
+    """What emit_requantize_int32 emits, in int32 numpy (every intermediate checked to stay in int32)."""
+    p = x.astype(np.int64) * odd
+    q = p << e if e >= 0 else p + (1 << (-e - 1))
+    assert p.min() >= INT32_MIN and p.max() <= INT32_MAX and q.min() >= INT32_MIN and q.max() <= INT32_MAX
+    return q if e >= 0 else q >> -e
+
+
+@pytest.mark.parametrize("zero_point", [0, 37, -128])
+def test_int32_form_of_the_add_rescales_equals_requantize(zero_point):
+    """An add's input rescales (docs/int8.md 4.4) as one int32 multiply, add and shift (requantize.int32_form):
+    equal to fixedpoint.requantize on every int8 input, for 300 random scale triples; None where an
+    intermediate would leave int32 (then the compiler keeps the int64 form)."""
+    from fcos3d.compiler.requantize import int32_form
+
+    rng = np.random.default_rng(abs(zero_point) + 5)
+    lo, hi = fx.INT8_MIN - zero_point, fx.INT8_MAX - zero_point
+    x = np.arange(lo, hi + 1, dtype=np.int64)
+    used = refused = 0
+    for scales in np.exp(rng.uniform(-7, 2, size=(300, 3))):
+        r = fx.add_multipliers(*(float(s) for s in scales))
+        for m, s in ((r.multiplier_a, r.shift_a), (r.multiplier_b, r.shift_b)):
+            want = fx.requantize(x.astype(np.int32), m, s)
+            form = int32_form(m, s, lo, hi)
+            if form is None:
+                refused += 1
+                zeros = (m & -m).bit_length() - 1
+                # refused only where the product nears int32's edge (or the shift is 31 and more)
+                assert max(-lo, hi) * (m >> zeros) > 2**30 or s - 31 + zeros <= -31
+                continue
+            used += 1
+            np.testing.assert_array_equal(_int32_form_values(x, *form), want)
+    assert used >= 300  # the larger input of every add is a power of two (a left shift), at least
+    if zero_point == 0:
+        assert refused == 0  # symmetric: -128 <= x <= 127 and a 24-bit multiplier fit
+    assert int32_form(2**30, 21, -128, 127) == (1, 20)  # the larger input: x << 20
+    assert int32_form(2**31 - 1, 0, 0, 255) is None  # a 31-bit multiplier times 255 leaves int32
+    assert int32_form((2**24 - 1) << 7, 0, -128, 127) == (2**24 - 1, -24)  # the largest 24-bit multiplier, symmetric

@@ -28,7 +28,13 @@ from fcos3d.int8.ops import (
 )
 
 from ..kernels import max_pool_split, pad_nchw, upsample_nearest
-from ..requantize import emit_output_int8, emit_requantize, emit_requantize_table, emit_saturate_int8
+from ..requantize import (
+    emit_output_int8,
+    emit_requantize,
+    emit_requantize_int32,
+    emit_requantize_table,
+    emit_saturate_int8,
+)
 from .emit_lut import EMITTERS as EMITTERS_LUT
 from .legalize import emit_pad_split
 
@@ -100,8 +106,10 @@ def _to_int32(bb: relax.BlockBuilder, x: relax.Expr, zero_point: int) -> relax.V
 
 
 def _to_common(bb: relax.BlockBuilder, x: relax.Expr, multiplier: int, shift: int, zero_point: int) -> relax.Var:
-    """int8 -> int32 in the add's common domain: ``requantize(x - z, m, shift)``, |result| <= 255 * 2**20 + 1."""
-    return emit_requantize(bb, _to_int32(bb, x, zero_point), multiplier, shift, _shape(x)[1])
+    """int8 -> int32 in the add's common domain: ``requantize(x - z, m, shift)``, |result| <= 255 * 2**20 + 1; in
+    int32 arithmetic where exact (emit_requantize_int32: ``x - z`` lies in [-128 - z, 127 - z])."""
+    lo, hi = fx.INT8_MIN - zero_point, fx.INT8_MAX - zero_point
+    return emit_requantize_int32(bb, _to_int32(bb, x, zero_point), multiplier, shift, lo, hi, _shape(x)[1])
 
 
 def _add(bb: relax.BlockBuilder, op: Add, a: relax.Expr, b: relax.Expr) -> relax.Var:
