@@ -22,6 +22,7 @@ __all__ = [
     "AmxGemm",
     "AmxWindow",
     "DotIntrin",
+    "amx_channels",
     "amx_gemm_for",
     "amx_intrin",
     "amx_window_for",
@@ -397,6 +398,15 @@ def amx_intrin(g) -> str:
         desc, impl = (_amx_desc, _amx_impl) if isinstance(g, AmxGemm) else (_amx_window_desc, _amx_window_impl)
         TensorIntrin.register(g.name, desc(g), impl(g))
     return g.name
+
+
+def amx_channels(channels: int) -> int:
+    """The output channels an AMX GEMM computes for a dense conv of ``channels``: whole tiles of 16, the filters
+    past ``channels`` zero and their outputs never stored, where that at most doubles the channels (a project
+    conv of 24 or 40 channels: 32 and 48; not a head output of 1-3); else ``channels`` (then amx_gemm_for
+    declines unless they are whole tiles). legalize.py pads the weights, latency/estimate.py counts the same."""
+    padded = -(-channels // AMX_ROWS) * AMX_ROWS
+    return padded if padded <= 2 * channels else channels
 
 
 def amx_gemm_for(target, channels: int, words: int) -> AmxGemm | None:

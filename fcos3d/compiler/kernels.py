@@ -444,11 +444,17 @@ def dot_word(a, b, a_dtype: str):
 
 
 def gemm_conv(
-    cols: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DenseConvSpec, packed_dtype: str
+    cols: te.Tensor,
+    w: te.Tensor,
+    correction: te.Tensor,
+    spec: DenseConvSpec,
+    packed_dtype: str,
+    channels: int | None = None,
 ) -> te.Tensor:
     """cols (R/4, pitch >= P') int32 words (im2col_words), w (OC, R/4) int32 words (pack_dense_weight), correction (OC,)
-    -> (1, OC, OH, OW) int32 = the conv. ``packed_dtype``: the byte type of the activations, uint8 (offset 128)
-    or int8. Overflow bound: the word sums reach R * 255 * 128 before the correction (DenseConvSpec checks
+    -> (1, OC, OH, OW) int32 = the conv; ``channels`` < OC: the first ``channels`` only (the filters past them
+    pad OC to whole AMX tiles: intrinsics.amx_channels). ``packed_dtype``: the byte type of the activations,
+    uint8 (offset 128) or int8. Overflow bound: the word sums reach R * 255 * 128 before the correction (DenseConvSpec checks
     R <= 65,792; FCOS3D's largest R is 1152), the conv itself R * 128 * 128: exact in int32."""
     rb = te.reduce_axis((0, spec.words), name="rb")
     acc = te.compute(
@@ -459,7 +465,9 @@ def gemm_conv(
     )
     oh, ow = spec.out_hw
     return te.compute(
-        (1, int(w.shape[0]), oh, ow), lambda n, o, y, x: acc[o, y * ow + x] - correction[o], name="unflatten"
+        (1, channels or int(w.shape[0]), oh, ow),
+        lambda n, o, y, x: acc[o, y * ow + x] - correction[o],
+        name="unflatten",
     )
 
 

@@ -10,11 +10,13 @@ import pytest
 import tvm
 from qdq_graphs import assert_equals_simulator
 
-from fcos3d.compiler.intrinsics import AmxGemm, AmxWindow, amx_chunk, amx_gemm_for, amx_window_for
+from fcos3d.compiler.intrinsics import AmxGemm, AmxWindow, amx_channels, amx_chunk, amx_gemm_for, amx_window_for
 from fcos3d.compiler.kernels import DepthwiseAmxSpec, pack_depthwise_toeplitz
 
 # (in channels, out channels, kernel, stride, hw, int32 head output): reductions of 7, 36, 64, 20 and 17 words
-# (17 has no whole chunk: the VNNI GEMM takes it), one and two channel tiles, positions not a multiple of 32
+# (17 has no whole chunk: the VNNI GEMM takes it), one and two channel tiles, positions not a multiple of 32;
+# channels padded to whole tiles (intrinsics.amx_channels): 24 -> 32 (2 x 2), 40 -> 48 (1 x 4), a head of 10 -> 16;
+# 3 channels stay on the VNNI GEMM
 CONVS = [
     (3, 32, 3, 2, (17, 23), False),
     (16, 48, 3, 1, (9, 14), False),
@@ -22,6 +24,10 @@ CONVS = [
     (80, 16, 1, 1, (11, 5), False),
     (68, 32, 1, 1, (6, 6), False),
     (64, 32, 3, 1, (5, 7), True),
+    (144, 24, 1, 1, (12, 16), False),
+    (96, 40, 1, 1, (9, 13), False),
+    (64, 10, 1, 1, (7, 9), True),
+    (64, 3, 1, 1, (7, 9), True),
 ]
 
 
@@ -61,6 +67,8 @@ def test_amx_is_chosen_only_where_it_applies():
     assert amx_gemm_for(spr, 32, 16) == AmxGemm(1, 4, 16, 16)  # short: 64 positions, whole output lines
     assert amx_gemm_for(spr, 48, 36) == AmxGemm(1, 4, 36, 12)  # 3 channel tiles: 1 x 4
     assert amx_gemm_for(spr, 24, 16) is None  # channels not whole tiles
+    # ... which legalize.py pads to whole tiles where that at most doubles them
+    assert [amx_channels(c) for c in (24, 40, 10, 9, 8, 3, 1, 16, 256)] == [32, 48, 16, 16, 16, 3, 1, 16, 256]
     assert amx_gemm_for(spr, 32, 17) is None
     assert amx_gemm_for(spr, 32, 1) is None  # 4 input channels or fewer at 1x1: the VNNI GEMM
     off = tvm.target.Target({"kind": "llvm", "mcpu": "sapphirerapids", "mattr": ["-amx-int8"]})
@@ -84,12 +92,12 @@ def test_amx_convs_equal_the_simulator(host_compile):
         if not head:
             b.output(y)
         sims[f"conv_{i}"] = Simulator(b.build())
-        uses_amx.append(amx_gemm_for(target, cout, -(-cin * k * k // 4)) is not None)
+        uses_amx.append(amx_gemm_for(target, amx_channels(cout), -(-cin * k * k // 4)) is not None)
     vm = host_compile({name: sim.graph for name, sim in sims.items()})
     assert_equals_simulator(vm, sims)
     if not any(uses_amx):
         pytest.skip("this CPU has no AMX: the convs above ran on the VNNI / plain GEMM (still compared)")
-    assert uses_amx == [True, True, True, True, False, True]
+    assert uses_amx == [True, True, True, True, False, True, True, True, True, False]
 
 
 # (channels, hw, kernel, pad): 5x5, 7x7 and 3x3 on odd widths (1, 2 and 3 row tiles a call), rows and columns

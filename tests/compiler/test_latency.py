@@ -339,8 +339,12 @@ def test_host_dense_conv_on_amx_costs_tile_mac_slots(cpu):
     # on VNNI. compute = 129,544; memory 1; + 100.
     assert (layer.macs, layer.work) == (18_874_368, 0)
     assert (layer.compute_cycles, layer.cycles) == (129_544, 129_644)
-    # 24 channels are not whole tiles: the VNNI GEMM, as the compile does
-    (vnni,) = estimate(one_conv(16, 24, (64, 64)), _pinned_host(amx_macs_per_cycle=1024)).layers
+    # 24 channels are padded to 32 (intrinsics.amx_channels, as the compile pads the weights): the same tile MAC
+    # slots and packed words, 3/4 of the outputs (98,304 -> / 2 = 49,152): compute = 113,160
+    (padded,) = estimate(one_conv(16, 24, (64, 64)), _pinned_host(amx_macs_per_cycle=1024)).layers
+    assert (padded.work, padded.compute_cycles) == (0, 113_160)
+    # 3 channels would be more than doubled: the VNNI GEMM, as the compile does
+    (vnni,) = estimate(one_conv(16, 3, (64, 64)), _pinned_host(amx_macs_per_cycle=1024)).layers
     assert vnni.work > 0
 
 

@@ -261,10 +261,11 @@ def _host_target():
 
 
 def _host_amx(cout: int, words: int):
-    """The AMX GEMM the host compile gives a dense conv on this machine (intrinsics.amx_gemm_for), or None."""
-    from ..intrinsics import amx_gemm_for
+    """The AMX GEMM the host compile gives a dense conv on this machine (intrinsics.amx_gemm_for of the channels
+    padded to whole tiles, intrinsics.amx_channels), or None."""
+    from ..intrinsics import amx_channels, amx_gemm_for
 
-    return amx_gemm_for(_host_target(), cout, words)
+    return amx_gemm_for(_host_target(), amx_channels(cout), words)
 
 
 def _host_amx_window(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]):
@@ -302,10 +303,10 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     if kernel == "dense":
         words = -(-cin * kh * kw // DOT_BYTES)
         amx = _host_amx(cout, words)
-        if amx is not None:  # tiles of 16 channels x 16 positions, positions padded to 16 no (legalize.py)
+        if amx is not None:  # tiles of 16 channels x 16 positions, both padded to whole tiles (legalize.py)
             positions = _ceil_to(ho * wo, 16 * amx.no)
             counts["work"] = 0
-            counts["amx_macs_per_cycle"] = n * cout * words * DOT_BYTES * positions
+            counts["amx_macs_per_cycle"] = n * _ceil_to(cout, 16) * words * DOT_BYTES * positions
             counts["pack_words_per_cycle"] = n * words * positions
         else:
             vectors, per_dot = _dense_vectors(cout, ho * wo, lanes)
@@ -369,7 +370,7 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
         amx = _host_amx(cout, -(-cin // DOT_BYTES))
         if amx is None and lanes != PACK_BLOCK:  # neither AMX nor the 16-lane VNNI GEMM
             continue
-        block = position_block(cout, ho * wo, lanes, amx)
+        block = position_block(_ceil_to(cout, 16) if amx is not None else cout, ho * wo, lanes, amx)
         if packs_words(cin, op.weight.shape[2:], op.strides, op.pads, (ho, wo), block):
             packed.add(op.name)
     return frozenset(packed)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+import numpy as np
 import tvm
 from tvm import IRModule, relax
 
-from ..intrinsics import amx_gemm_for, amx_window_for, dot_intrin_for, vector_lanes
+from ..intrinsics import amx_channels, amx_gemm_for, amx_window_for, dot_intrin_for, vector_lanes
 from ..kernels import (
     PACK_BLOCK,
     DenseConvSpec,
@@ -160,7 +161,10 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         intrin = dot_intrin_for(target)
         lanes = intrin.lanes if intrin else vector_lanes(target)
         words = -(-w.shape[1] * w.shape[2] * w.shape[3] // 4)
-        amx = amx_gemm_for(target, w.shape[0], words) if intrin else None
+        channels = w.shape[0]
+        amx = amx_gemm_for(target, amx_channels(channels), words) if intrin else None
+        if amx is not None and amx_channels(channels) > channels:  # zero filters up to whole tiles of 16
+            w = np.concatenate([w, np.zeros((amx_channels(channels) - channels, *w.shape[1:]), w.dtype)])
         block = position_block(w.shape[0], out_hw[0] * out_hw[1], lanes, amx)
         spec = DenseConvSpec(
             in_channels=w.shape[1],
@@ -190,7 +194,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             cols = bb.emit(relax.call_tir(im2col, [src], relax.TensorType((spec.words, spec.cols_pitch), "int32")))
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         return bb.call_te(
-            lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype),
+            lambda ct, wt, cc: gemm_conv(ct, wt, cc, spec, packed_dtype, channels),
             cols,
             relax.const(words, "int32"),
             relax.const(correction, "int32"),
