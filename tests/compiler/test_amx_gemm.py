@@ -108,6 +108,8 @@ DEPTHWISE = [
     (8, (40, 33), 7, 0),
     (16, (48, 9), 5, 1),
     (24, (32, 56), 3, 1),
+    (16, (16, 28), 5, 2),
+    (8, (16, 45), 3, 1),
 ]
 
 
@@ -133,6 +135,8 @@ def test_depthwise_tiles_pad_rows_and_columns_so_every_read_exists():
     cfg = np.array(AmxWindow(5, 5, 2).config_words(), dtype="<i4").view(np.uint8)
     assert list(cfg[48:56]) == [16, 16, 0, 16, 16, 0, 5, 0]  # C tiles 0, 1; A tiles 3, 4; B tile 6
     assert list(cfg[16:48].view("<u2")[:8]) == [64, 64, 0, 20, 20, 0, 64, 0]
+    wide = np.array(AmxWindow(3, 5, 1, 3).config_words(), dtype="<i4").view(np.uint8)
+    assert list(wide[48:56]) == [16, 16, 16, 16, 16, 16, 5, 0]  # 3 tiles side by side: C 0-2, A 3-5, B 6
 
 
 def test_depthwise_amx_is_chosen_for_wide_stride_1_windows():
@@ -143,6 +147,9 @@ def test_depthwise_amx_is_chosen_for_wide_stride_1_windows():
     # 3x3: tiles only where the rows are not whole vectors and the layer is not mostly padding
     assert amx_window_for(spr, (3, 3), (1, 1), (64, 112)) is None
     assert amx_window_for(spr, (3, 3), (1, 1), (32, 56)) == AmxWindow(3, 5, 2)
+    # a plane one tile high: its column tiles share a call (two or three accumulator chains instead of one)
+    assert amx_window_for(spr, (5, 5), (1, 1), (16, 28)) == AmxWindow(5, 5, 1, 2)
+    assert amx_window_for(spr, (3, 3), (1, 1), (16, 45)) == AmxWindow(3, 5, 1, 3)
     assert amx_window_for(spr, (3, 3), (1, 1), (8, 14)) is None
     assert amx_window_for(spr, (5, 5), (2, 2), (64, 112)) is None
     skx = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})

@@ -36,7 +36,7 @@ from ..intrinsics import (
     AmxWindow,
     amx_gemm_for,
     amx_intrin,
-    amx_window_rows,
+    amx_window_tiles,
     dot_intrin_for,
     vector_lanes,
     window_intrin,
@@ -419,16 +419,16 @@ def _schedule_generic(sch: s_tir.Schedule, target) -> None:
 
 
 def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
-    """kernels.depthwise_amx: per channel, blocks of ``ty`` 16 x 16 output tiles stacked in rows, each one
-    tensorized call (intrinsics.AmxWindow: per kernel row a tile load of the Toeplitz weights, and per tile one of
-    input rows and one tdpbusd), then the epilogue of the block in vectors. Threads over runs of channels
+    """kernels.depthwise_amx: per channel, blocks of ``ty`` x ``tx`` 16 x 16 output tiles (intrinsics.
+    amx_window_tiles), each one tensorized call (intrinsics.AmxWindow: per kernel row a tile load of the Toeplitz
+    weights, and per tile one of input rows and one tdpbusd), then the epilogue of the block in vectors. Threads over runs of channels
     (_amx_task_count), each loading the tile configuration once."""
     conv = _kernel_block(sch, "depthwise_amx")
     out = _inline_after(sch, conv)
     c, y, x, ky, q = sch.get_loops(conv)
-    window = AmxWindow(_extent(sch, ky), _extent(sch, q), amx_window_rows(_extent(sch, y)))
+    window = AmxWindow(_extent(sch, ky), _extent(sch, q), *amx_window_tiles((_extent(sch, y), _extent(sch, x))))
     yo, yi = sch.split(y, [None, 16 * window.ty])
-    xo, xi = sch.split(x, [None, 16])
+    xo, xi = sch.split(x, [None, 16 * window.tx])
     n = _extent(sch, c)
     task, c = sch.split(c, [_amx_task_count(n, target), None])
     sch.reorder(task, c, yo, xo, yi, xi, ky, q)
