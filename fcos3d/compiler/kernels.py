@@ -653,14 +653,15 @@ AMX_MIN_KERNEL_W = 5  # narrower windows take tiles only where the window kernel
 
 
 def depthwise_amx_applies(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]) -> bool:
-    """Stride 1, a window whose 16 outputs read at most one tile row (64 bytes), and one where tiles were
-    measured faster than the window kernel (PERFORMANCE.md "Depthwise convs on AMX tiles"): at least
-    AMX_MIN_KERNEL_W wide (5x5 layers about 2x faster), or a 3x3 whose rows are not whole 16-lane vectors, at
-    least 16 rows high (32x56 and 16x28 layers 1.3-1.5x faster; 64x112 and wider ones 5-15% slower, 8x14 and
-    smaller, mostly padding, slower)."""
-    if strides != (1, 1) or AMX_TILE + kernel[1] - 1 > 64:
+    """Stride 1, a window whose 16 outputs read at most one tile row (64 bytes), at least one tile of 16 output
+    rows (a smaller plane is mostly padding: the synthetic size's 5x5 layers at 8x12 took 129 us on tiles, 70 us
+    on the window kernel), and one where tiles were measured faster than the window kernel (PERFORMANCE.md
+    "Depthwise convs on AMX tiles"): at least AMX_MIN_KERNEL_W wide (5x5 layers about 2x faster), or a 3x3 whose
+    rows are not whole 16-lane vectors (32x56 and 16x28 layers 1.3-1.5x faster; 64x112 and wider ones 5-15%
+    slower, 8x14 and smaller slower)."""
+    if strides != (1, 1) or AMX_TILE + kernel[1] - 1 > 64 or out_hw[0] < AMX_TILE:
         return False
-    return kernel[1] >= AMX_MIN_KERNEL_W or (out_hw[1] % AMX_TILE != 0 and out_hw[0] >= AMX_TILE)
+    return kernel[1] >= AMX_MIN_KERNEL_W or out_hw[1] % AMX_TILE != 0
 
 
 def pack_depthwise_toeplitz(weight: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:

@@ -151,6 +151,7 @@ def test_depthwise_amx_is_chosen_for_wide_stride_1_windows():
     assert amx_window_for(spr, (5, 5), (1, 1), (16, 28)) == AmxWindow(5, 5, 1, 2)
     assert amx_window_for(spr, (3, 3), (1, 1), (16, 45)) == AmxWindow(3, 5, 1, 3)
     assert amx_window_for(spr, (3, 3), (1, 1), (8, 14)) is None
+    assert amx_window_for(spr, (5, 5), (1, 1), (8, 12)) is None  # less than one tile of rows: the window kernel
     assert amx_window_for(spr, (5, 5), (2, 2), (64, 112)) is None
     skx = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
     assert amx_window_for(skx, (5, 5), (1, 1), (64, 112)) is None
