@@ -30,6 +30,8 @@ from fcos3d.trainer.distributed import DistInfo
 from fcos3d.trainer.loop import build_loader
 from fcos3d.trainer.stages import load_stage_model
 
+DEPTH_BINS = ((0, 10), (10, 20), (20, 30), (30, 45), (45, 1000))
+
 
 def _wrap(a, period):
     return np.abs((a + period / 2) % period - period / 2)
@@ -44,7 +46,7 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dic
         spec["dataset"]["data_path"] = str(Path(path).with_name(Path(path).name.replace("val", "train")))
     loader, _ = build_loader(spec, DistInfo(), shuffle=False, seed=0, drop_last=False)
     dir_offset = model.target.dir_offset
-    rows = {k: [] for k in ("label", "rot_p", "rot_t", "dir_p", "dir_t", "ctr")}
+    rows = {k: [] for k in ("label", "rot_p", "rot_t", "dir_p", "dir_t", "ctr", "depth")}
     seen = 0
     for batch in loader:
         grouped = model.group(model(batch["img"]))
@@ -61,6 +63,7 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dic
         rows["dir_p"].append(flat("dir_cls").argmax(1).numpy())
         rows["dir_t"].append(t["dir_labels"][pos].numpy())
         rows["ctr"].append(t["centerness"][pos].numpy())
+        rows["depth"].append(t["bbox"][pos][:, 2].numpy())
         seen += len(batch["img"])
         if seen >= images:
             break
@@ -84,6 +87,23 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dic
             "yaw_err": float(np.mean(_wrap(yaw_pred[m] - yaw_true[m], 2 * math.pi))),
             "yaw_err_oracle_dir": float(np.mean(_wrap(yaw_oracle_dir[m] - yaw_true[m], 2 * math.pi))),
             "target_check": float(np.max(_wrap(yaw_true[m] - r["rot_t"][m], 2 * math.pi))),
+            # the points near the box centre (centerness >= 0.5), whose predictions the detections mostly keep
+            "centre_points": int((m & (r["ctr"] >= 0.5)).sum()),
+            "centre_dir_acc": float(np.mean((r["dir_p"] == r["dir_t"])[m & (r["ctr"] >= 0.5)]))
+            if (m & (r["ctr"] >= 0.5)).any()
+            else None,
+            "centre_yaw_err": float(np.mean(_wrap(yaw_pred - yaw_true, 2 * math.pi)[m & (r["ctr"] >= 0.5)]))
+            if (m & (r["ctr"] >= 0.5)).any()
+            else None,
+            # direction accuracy by the object's depth (m): is the cue (head/tail lights) resolvable far away?
+            "dir_acc_by_depth": {
+                f"{lo}-{hi}": {
+                    "points": int(d.sum()),
+                    "dir_acc": float(np.mean(r["dir_p"][d] == r["dir_t"][d])) if d.any() else None,
+                }
+                for lo, hi in DEPTH_BINS
+                for d in [m & (r["depth"] >= lo) & (r["depth"] < hi)]
+            },
         }
     return out
 

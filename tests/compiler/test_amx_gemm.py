@@ -100,8 +100,8 @@ def test_amx_convs_equal_the_simulator(host_compile):
     assert uses_amx == [True, True, True, True, False, True, True, True, True, False]
 
 
-# (channels, hw, kernel, pad): 5x5, 7x7 and 3x3 on odd widths (1, 2 and 3 row tiles a call), rows and columns
-# not whole tiles
+# (channels, hw, kernel, pad): 5x5, 7x7 and 3x3 on odd widths (1, 2 and 3 row tiles a call; 2 and 3 column tiles a
+# call on planes one tile high), rows and columns not whole tiles
 DEPTHWISE = [
     (3, (20, 37), 5, 2),
     (32, (17, 16), 5, 2),
