@@ -78,6 +78,7 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dic
         m = np.ones(len(r["label"]), bool) if c is None else r["label"] == c
         if m.sum() == 0:
             continue
+        centre = m & (r["ctr"] >= 0.5)
         out["all" if c is None else CLASSES[c]] = {
             "points": int(m.sum()),
             "rot_err_mod_pi": float(np.mean(_wrap(r["rot_p"][m] - r["rot_t"][m], math.pi))),
@@ -88,13 +89,9 @@ def diagnose(cfg: dict, ckpt=None, images: int = 120, split: str = "val") -> dic
             "yaw_err_oracle_dir": float(np.mean(_wrap(yaw_oracle_dir[m] - yaw_true[m], 2 * math.pi))),
             "target_check": float(np.max(_wrap(yaw_true[m] - r["rot_t"][m], 2 * math.pi))),
             # the points near the box centre (centerness >= 0.5), whose predictions the detections mostly keep
-            "centre_points": int((m & (r["ctr"] >= 0.5)).sum()),
-            "centre_dir_acc": float(np.mean((r["dir_p"] == r["dir_t"])[m & (r["ctr"] >= 0.5)]))
-            if (m & (r["ctr"] >= 0.5)).any()
-            else None,
-            "centre_yaw_err": float(np.mean(_wrap(yaw_pred - yaw_true, 2 * math.pi)[m & (r["ctr"] >= 0.5)]))
-            if (m & (r["ctr"] >= 0.5)).any()
-            else None,
+            "centre_points": int(centre.sum()),
+            "centre_dir_acc": float(np.mean((r["dir_p"] == r["dir_t"])[centre])) if centre.any() else None,
+            "centre_yaw_err": float(np.mean(_wrap(yaw_pred - yaw_true, 2 * math.pi)[centre])) if centre.any() else None,
             # direction accuracy by the object's depth (m): is the cue (head/tail lights) resolvable far away?
             "dir_acc_by_depth": {
                 f"{lo}-{hi}": {

@@ -301,12 +301,14 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         counts["zero_point_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + right)
     kernel = _kernel_conv(op)
     if kernel == "dense":
+        from ..intrinsics import amx_channels
+
         words = -(-cin * kh * kw // DOT_BYTES)
         amx = _host_amx(cout, words)
         if amx is not None:  # tiles of 16 channels x 16 positions, both padded to whole tiles (legalize.py)
             positions = _ceil_to(ho * wo, 16 * amx.no)
             counts["work"] = 0
-            counts["amx_macs_per_cycle"] = n * _ceil_to(cout, 16) * words * DOT_BYTES * positions
+            counts["amx_macs_per_cycle"] = n * amx_channels(cout) * words * DOT_BYTES * positions
             counts["pack_words_per_cycle"] = n * words * positions
         else:
             vectors, per_dot = _dense_vectors(cout, ho * wo, lanes)
@@ -370,7 +372,7 @@ def host_packed_convs(graph: IntGraph, shapes: dict, acc: Accelerator) -> frozen
         amx = _host_amx(cout, -(-cin // DOT_BYTES))
         if amx is None and lanes != PACK_BLOCK:  # neither AMX nor the 16-lane VNNI GEMM
             continue
-        block = position_block(_ceil_to(cout, 16) if amx is not None else cout, ho * wo, lanes, amx)
+        block = position_block(cout, ho * wo, lanes, amx)  # on AMX: whole position tiles, whatever the channels
         if packs_words(cin, op.weight.shape[2:], op.strides, op.pads, (ho, wo), block):
             packed.add(op.name)
     return frozenset(packed)

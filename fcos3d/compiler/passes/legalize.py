@@ -161,10 +161,10 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         intrin = dot_intrin_for(target)
         lanes = intrin.lanes if intrin else vector_lanes(target)
         words = -(-w.shape[1] * w.shape[2] * w.shape[3] // 4)
-        channels = w.shape[0]
-        amx = amx_gemm_for(target, amx_channels(channels), words) if intrin else None
-        if amx is not None and amx_channels(channels) > channels:  # zero filters up to whole tiles of 16
-            w = np.concatenate([w, np.zeros((amx_channels(channels) - channels, *w.shape[1:]), w.dtype)])
+        channels, padded = w.shape[0], amx_channels(w.shape[0])
+        amx = amx_gemm_for(target, padded, words) if intrin else None
+        if amx is not None and padded > channels:  # zero filters up to whole tiles of 16
+            w = np.concatenate([w, np.zeros((padded - channels, *w.shape[1:]), w.dtype)])
         block = position_block(w.shape[0], out_hw[0] * out_hw[1], lanes, amx)
         spec = DenseConvSpec(
             in_channels=w.shape[1],
