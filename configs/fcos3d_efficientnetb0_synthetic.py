@@ -36,6 +36,9 @@ calibration_percentile = param("calibration_percentile", 99.99)
 qat_epochs = param("qat_epochs", 2)
 qat_lr = param("qat_lr", 1e-4)
 qat_steps = param("qat_steps", 0)  # > 0: QAT stops after this many steps
+# QAT's activation ranges: 0 keeps the calibrated ranges frozen (HAT's averaging_constant); c in (0, 1] moves them
+# towards each batch's min/max by the factor c (session 3 measured c=0.01 on a ReLU backbone: PERFORMANCE.md).
+qat_activation_averaging = param("qat_activation_averaging", 0.0)
 seed = param("seed", 0)
 # ReLU6 (Lite0's own, as its ImageNet weights were trained) instead of HAT's ReLU: bounded activations keep
 # int8 close to float (QAT -0.006 NDS against -0.013 with ReLU, PERFORMANCE.md). "relu" is HAT's model.
@@ -156,7 +159,7 @@ qconfig_params = dict(
     if calibration_observer == "percentile"
     else {},
     activation_qat_observer="min_max",
-    activation_qkwargs=dict(averaging_constant=0),
+    activation_qkwargs=dict(averaging_constant=qat_activation_averaging),
     weight_qkwargs=dict(averaging_constant=1),
 )
 calibration_trainer = dict(

@@ -7,6 +7,7 @@ the latency estimate ``perf.json`` / ``perf.csv`` / ``perf.html`` (latency/).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,8 @@ __all__ = [
     "build_executable",
     "compile_onnx",
     "export_library",
+    "host_x86_features",
+    "match_x86_cpu",
     "module_output_shapes",
 ]
 
@@ -58,10 +61,95 @@ def amx_permitted() -> bool:
         return False
 
 
+# /proc/cpuinfo flag -> LLVM feature: the instruction sets our kernels and LLVM's vectoriser choose by.
+X86_FLAG_FEATURES = {
+    "avx2": "avx2",
+    "fma": "fma",
+    "avx512f": "avx512f",
+    "avx512bw": "avx512bw",
+    "avx512dq": "avx512dq",
+    "avx512vl": "avx512vl",
+    "avx512cd": "avx512cd",
+    "avx512_vnni": "avx512vnni",
+    "avx512vbmi": "avx512vbmi",
+    "avx512_vbmi2": "avx512vbmi2",
+    "avx512_bf16": "avx512bf16",
+    "avx512_fp16": "avx512fp16",
+    "avx_vnni": "avxvnni",
+    "amx_tile": "amx-tile",
+    "amx_int8": "amx-int8",
+    "amx_bf16": "amx-bf16",
+}
+# LLVM x86 CPUs tried in this order when the CPU LLVM names from the CPUID model lacks (or claims) some of them;
+# the oldest of a family first, so that the one picked has no extra instructions outside the table above.
+X86_CPUS = (
+    "sapphirerapids",
+    "emeraldrapids",
+    "graniterapids",
+    "cooperlake",
+    "icelake-server",
+    "cascadelake",
+    "skylake-avx512",
+    "tigerlake",
+    "rocketlake",
+    "icelake-client",
+    "znver5",
+    "znver4",
+    "alderlake",
+    "znver3",
+    "znver2",
+    "haswell",
+)
+
+
+def host_x86_features(cpuinfo: str | None = None) -> frozenset[str] | None:
+    """The LLVM names of the X86_FLAG_FEATURES this CPU reports in /proc/cpuinfo (the kernel's view: what
+    the hypervisor passes through), or None where there is no such file (not Linux on x86)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return frozenset(llvm for flag, llvm in X86_FLAG_FEATURES.items() if flag in flags)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def match_x86_cpu(named: str, features: frozenset[str]) -> tuple[str, list[str]]:
+    """The LLVM CPU and ``mattr`` to compile for a host that has exactly ``features`` (of X86_FLAG_FEATURES).
+
+    LLVM names the host CPU from its CPUID family and model. Under a hypervisor those can name an older part
+    than the one underneath (seen: a Sapphire Rapids guest reported as model 167, which LLVM calls
+    "rocketlake": no AMX, so every dense conv fell back to the VNNI kernels at 1.5x the time). Keep the
+    named CPU where its features are the host's; else the first of X86_CPUS whose features are exactly the
+    host's; else the named CPU with ``+f`` / ``-f`` for each feature it lacks or claims."""
+    import tvm
+    from tvm.target.codegen import target_has_features
+
+    def has(cpu: str) -> frozenset[str]:
+        t = tvm.target.Target({"kind": "llvm", "mcpu": cpu})
+        return frozenset(f for f in X86_FLAG_FEATURES.values() if target_has_features(f, t))
+
+    if named and named != "generic" and has(named) == features:
+        return named, []
+    for cpu in X86_CPUS:
+        if has(cpu) == features:
+            return cpu, []
+    base = named if named and named != "generic" else "x86-64"
+    have = has(base)
+    return base, [f"+{f}" for f in sorted(features - have)] + [f"-{f}" for f in sorted(have - features)]
+
+
 def board_target(board: Board):
-    """The board's TVM target. For ``host`` without an ``mcpu``, the running CPU as LLVM names it (TVM's
-    bundled LLVM refuses "native") and ``num-cores`` from the OS; where that CPU has AMX but this OS does not
-    grant its tile data (amx_permitted), the AMX features are turned off, so the compile uses the VNNI kernels."""
+    """The board's TVM target. For ``host`` without an ``mcpu``: the running CPU as LLVM names it (TVM's
+    bundled LLVM refuses "native"), checked against the features the OS reports (match_x86_cpu), and
+    ``num-cores`` from the OS; where that CPU has AMX but this OS does not grant its tile data
+    (amx_permitted), the AMX features are turned off, so the compile uses the VNNI kernels."""
+    import platform
+
     import tvm
     from tvm.target.codegen import target_has_features
 
@@ -69,6 +157,11 @@ def board_target(board: Board):
     if board.cross_compiler is None and "mtriple" not in target:
         if "mcpu" not in target:
             cpu = str(tvm.target.codegen.llvm_get_system_cpu() or "")
+            features = host_x86_features() if platform.machine() in ("x86_64", "AMD64") else None
+            if features is not None:
+                cpu, mattr = match_x86_cpu(cpu, features)
+                if mattr:
+                    target["mattr"] = [*target.get("mattr", []), *mattr]
             if cpu and cpu != "generic":
                 target["mcpu"] = cpu
         target.setdefault("num-cores", os.cpu_count() or 1)

@@ -76,6 +76,36 @@ def test_amx_is_chosen_only_where_it_applies():
     assert amx_gemm_for(tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"}), 32, 16) is None
 
 
+# /proc/cpuinfo of a Sapphire Rapids guest whose hypervisor reports CPUID model 167 (LLVM: "rocketlake")
+SPR_GUEST_CPUINFO = """processor\t: 0
+model\t\t: 167
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512vbmi avx512_vbmi2
+ avx512_vnni avx_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+""".replace("\n ", " ")
+
+
+def test_a_guest_reported_as_an_older_cpu_compiles_for_the_features_it_has():
+    from tvm.target.codegen import target_has_features
+
+    from fcos3d.compiler.build import host_x86_features, match_x86_cpu
+
+    features = host_x86_features(SPR_GUEST_CPUINFO)
+    assert {"amx-int8", "amx-tile", "avx512vnni", "avx512bw"} <= features
+    # LLVM's CPUID name lacks AMX: the CPU whose features are exactly the host's replaces it
+    assert match_x86_cpu("rocketlake", features) == ("sapphirerapids", [])
+    assert match_x86_cpu("sapphirerapids", features) == ("sapphirerapids", [])  # a right name is kept
+    cpu, mattr = match_x86_cpu("rocketlake", features)
+    assert amx_gemm_for(tvm.target.Target({"kind": "llvm", "mcpu": cpu, "mattr": mattr}), 32, 16) is not None
+    # no LLVM CPU has exactly these: the named one, with the differences spelled out
+    odd = frozenset({"avx2", "fma", "avx512f", "avx512cd", "amx-tile", "amx-int8"})
+    cpu, mattr = match_x86_cpu("skylake-avx512", odd)
+    assert cpu == "skylake-avx512" and {"+amx-int8", "+amx-tile", "-avx512bw", "-avx512vl"} <= set(mattr)
+    t = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "mattr": mattr})
+    assert target_has_features("amx-int8", t) and not target_has_features("avx512bw", t)
+    assert host_x86_features("processor\t: 0\n") is None  # no flags line: nothing to go by
+
+
 @pytest.mark.slow
 def test_amx_convs_equal_the_simulator(host_compile):
     """Compiled for this CPU (AMX where it has it) == simulator on every element, inputs random and at -128."""
