@@ -50,6 +50,7 @@ MAX_CHANNEL_TILE = 8
 # Output rows a depthwise conv computes together per vector column, the first that divides its rows: 4 rows were
 # 5% faster than 1 on the 512x896 FCOS3D, 8 no better than 4 (PERFORMANCE.md, session 14)
 DEPTHWISE_ROWS = (4, 2)
+AMX_RUN_BYTES = 256 * 1024  # activations one channel tile of an AMX GEMM sweeps before the next (in L2)
 AMX_TASKS = 16  # at most this many parallel tasks of an AMX kernel (each loads the tile configuration: ~190 ns)
 _SPACE: ContextVar[bool] = ContextVar("fcos3d_schedule_space", default=False)  # apply_default_schedule(space=)
 # kernels.pack_words in a depthwise kernel: the padded planes of a word's 4 channels are made once where they take
@@ -178,12 +179,23 @@ def _amx_task_count(n: int, target) -> int:
     return enough[0] if enough else divisors[-1]
 
 
+def amx_position_run(blocks: int, block_bytes: int) -> int:
+    """Position tiles (of ``block_bytes`` activation words each) one channel tile of an AMX GEMM sweeps before
+    the next: the most that divide ``blocks`` and whose activations fit AMX_RUN_BYTES. Sweeping a 64-position
+    block through every channel tile in turn wrote 64 bytes into each of up to 256 channel planes per block:
+    the 16 -> 96 conv at 256x448 took 2.65 ms; with runs of up to 256 KiB 1.44 ms, the 512x896 model 0.926x
+    (PERFORMANCE.md, session 18)."""
+    return max(r for r in range(1, blocks + 1) if blocks % r == 0 and (r == 1 or r * block_bytes <= AMX_RUN_BYTES))
+
+
 def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -> None:
     """kernels.gemm_conv on AMX tiles (intrinsics.AmxGemm): per tile of 16 mo channels x 16 no positions the
     whole reduction in one tensorized call (tile registers, stored to a small local accumulator), then the
-    epilogue of that tile in vectors. A positions tile stays in L1 while every channel tile reads it. Threads
-    over runs of position tiles, as few as keep the cores busy (_amx_task_count), each loading the tile
-    configuration once (load_amx_config)."""
+    epilogue of that tile in vectors. Each channel tile sweeps a run of position tiles (amx_position_run)
+    before the next channel tile reads the same run again from L2, so the output is written 16 channel rows
+    at a time in long runs rather than 64 bytes into every channel row in turn. Threads over runs of position
+    tiles, as few as keep the cores busy (_amx_task_count), each loading the tile configuration once
+    (load_amx_config)."""
     oc, positions, rb = sch.get_loops(dot)
     if _extent(sch, positions) % (16 * amx.no):
         raise ValueError(f"AMX GEMM: {_extent(sch, positions)} packed positions are not whole tiles (legalize.py)")
@@ -191,9 +203,15 @@ def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -
     n = _extent(sch, po)
     task, po = sch.split(po, [_amx_task_count(n, target), None])
     oo, oi = sch.split(oc, [None, 16 * amx.mo])
-    sch.reorder(task, po, oo, oi, pi, rb)
+    run = amx_position_run(_extent(sch, po), 16 * amx.no * 4 * amx.words)
+    if _extent(sch, oo) > 1 and run > 1:
+        pg, pr = sch.split(po, [None, run])
+        sch.reorder(task, pg, oo, pr, oi, pi, rb)
+        sch.reverse_compute_at(out, pr)
+    else:
+        sch.reorder(task, po, oo, oi, pi, rb)
+        sch.reverse_compute_at(out, oo)
     sch.parallel(task)
-    sch.reverse_compute_at(out, oo)
     sch.tensorize(oi, amx_intrin(amx))
     _vectorize_inner(sch, out, lanes)
     sch.annotate(task, AMX_CONFIG_ATTR, amx.config_words())  # a schedule step: MetaSchedule's traces keep it
