@@ -28,7 +28,7 @@ CONVS = [
     (96, 40, 1, 1, (9, 13), False),
     (64, 10, 1, 1, (7, 9), True),
     (64, 3, 1, 1, (7, 9), True),
-    (64, 48, 1, 1, (16, 64), False),  # 16 position tiles: each channel tile sweeps a task's 8 (amx_position_run)
+    (64, 48, 1, 1, (16, 64), False),  # 16 position tiles: each channel tile sweeps a task's 8 (position_run)
 ]
 
 
@@ -132,23 +132,28 @@ def test_amx_convs_equal_the_simulator(host_compile):
 
 
 def test_a_channel_tile_sweeps_runs_of_position_tiles_that_fit_l2():
-    from fcos3d.compiler.passes.schedule import AMX_RUN_BYTES, amx_position_run
+    from fcos3d.compiler.passes.schedule import RUN_BYTES, position_run
 
-    assert amx_position_run(8, 4096) == 8  # every block of the task
-    assert amx_position_run(1792, 4096) == 64  # 256 KiB of 16-word blocks: 64 of them
-    assert amx_position_run(7, AMX_RUN_BYTES) == 1  # one block is more than the budget: one at a time
-    assert amx_position_run(10, 65536) == 2  # the most that divide the task and fit
+    assert position_run(8, 4096) == 8  # every block of the task
+    assert position_run(1792, 4096) == 64  # 256 KiB of 16-word blocks: 64 of them
+    assert position_run(7, RUN_BYTES) == 1  # one block is more than the budget: one at a time
+    assert position_run(10, 65536) == 2  # the most that divide the task and fit
 
 
 @pytest.mark.slow
-def test_amx_runs_shorter_than_a_task_equal_the_simulator(host_compile, monkeypatch):
-    """Runs of 2 position tiles inside a task of 8 (the run budget cut to 8 KiB): still the simulator's integers."""
+@pytest.mark.parametrize("amx", [True, False])
+def test_gemm_runs_shorter_than_a_task_equal_the_simulator(host_compile, monkeypatch, amx):
+    """Runs of a few position tiles (the run budget cut to 8 KiB: on AMX 2 of a task's 8), on AMX and on the
+    VNNI GEMM: still the simulator's integers."""
     from qdq_graphs import QDQGraphBuilder
 
+    from fcos3d.compiler import build
     from fcos3d.compiler.passes import schedule
     from fcos3d.runtime.reference.simulator import Simulator
 
-    monkeypatch.setattr(schedule, "AMX_RUN_BYTES", 8192)
+    monkeypatch.setattr(schedule, "RUN_BYTES", 8192)
+    if not amx:
+        monkeypatch.setattr(build, "amx_permitted", lambda: False)
     b = QDQGraphBuilder(seed=61)
     x = b.input((1, 64, 16, 64), scale=0.05)
     b.output(b.conv(x, 48, kernel=1, pad=0, relu=True))

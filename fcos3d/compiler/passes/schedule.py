@@ -50,7 +50,7 @@ MAX_CHANNEL_TILE = 8
 # Output rows a depthwise conv computes together per vector column, the first that divides its rows: 4 rows were
 # 5% faster than 1 on the 512x896 FCOS3D, 8 no better than 4 (PERFORMANCE.md, session 14)
 DEPTHWISE_ROWS = (4, 2)
-AMX_RUN_BYTES = 256 * 1024  # activations one channel tile of an AMX GEMM sweeps before the next (in L2)
+RUN_BYTES = 256 * 1024  # activations one channel tile of a GEMM sweeps before the next (from L2; position_run)
 AMX_TASKS = 16  # at most this many parallel tasks of an AMX kernel (each loads the tile configuration: ~190 ns)
 _SPACE: ContextVar[bool] = ContextVar("fcos3d_schedule_space", default=False)  # apply_default_schedule(space=)
 # kernels.pack_words in a depthwise kernel: the padded planes of a word's 4 channels are made once where they take
@@ -133,7 +133,8 @@ def position_block(channels: int, positions: int, lanes: int, amx) -> int:
 
 def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     """kernels.gemm_conv: tiles of acc[o, p] (channels x vectors of positions) in registers, threads over
-    tiles, the reduction in 4-byte words by the dot instruction, the epilogue per tile."""
+    tiles, the reduction in 4-byte words by the dot instruction, the epilogue per tile. Each channel tile
+    sweeps a run of position tiles (position_run) before the next, as on AMX."""
     intrin = dot_intrin_for(target)
     lanes = intrin.lanes if intrin else vector_lanes(target)
     dot = _kernel_block(sch, "int8_gemm")
@@ -154,10 +155,18 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
         raise ValueError(f"GEMM: {n_pos} packed positions are not whole {t_oc} x {t_pos} tiles (legalize.py pads them)")
     po, pm, pi = sch.split(positions, [None, t_pos, lanes])
     oo, oi = sch.split(oc, [None, t_oc])
-    sch.reorder(po, oo, rb, oi, pm, pi)  # a positions tile stays in L1 while every channel tile reads it
-    tile = sch.fuse(po, oo)
-    sch.parallel(tile)
-    sch.reverse_compute_at(out, tile)
+    run = position_run(_extent(sch, po), t_pos * lanes * 4 * _extent(sch, rb))
+    if run > 1 and _extent(sch, oo) > 1:
+        pg, pr = sch.split(po, [None, run])
+        sch.reorder(pg, oo, pr, rb, oi, pm, pi)
+        tile = sch.fuse(pg, oo)
+        sch.parallel(tile)
+        sch.reverse_compute_at(out, pr)
+    else:
+        sch.reorder(po, oo, rb, oi, pm, pi)
+        tile = sch.fuse(po, oo)
+        sch.parallel(tile)
+        sch.reverse_compute_at(out, tile)
     if intrin is None:
         sch.vectorize(pi)  # before decompose_reduction: vectorize wants a block with its init
     init = sch.decompose_reduction(dot, rb)
@@ -179,19 +188,19 @@ def _amx_task_count(n: int, target) -> int:
     return enough[0] if enough else divisors[-1]
 
 
-def amx_position_run(blocks: int, block_bytes: int) -> int:
-    """Position tiles (of ``block_bytes`` activation words each) one channel tile of an AMX GEMM sweeps before
-    the next: the most that divide ``blocks`` and whose activations fit AMX_RUN_BYTES. Sweeping a 64-position
-    block through every channel tile in turn wrote 64 bytes into each of up to 256 channel planes per block:
-    the 16 -> 96 conv at 256x448 took 2.65 ms; with runs of up to 256 KiB 1.44 ms, the 512x896 model 0.926x
-    (PERFORMANCE.md, session 18)."""
-    return max(r for r in range(1, blocks + 1) if blocks % r == 0 and (r == 1 or r * block_bytes <= AMX_RUN_BYTES))
+def position_run(blocks: int, block_bytes: int) -> int:
+    """Position tiles (of ``block_bytes`` activation words each) one channel tile of a GEMM (AMX or dot
+    instruction) sweeps before the next channel tile reads them again: the most that divide ``blocks`` and
+    whose activations fit RUN_BYTES. Sweeping one position tile through every channel tile in turn wrote 48-64
+    bytes into each of up to 256 channel planes per tile: the 16 -> 96 conv at 256x448 took 2.65 ms on AMX,
+    with runs 1.44 ms; the 512x896 model 0.926x on AMX, 0.91x on the VNNI GEMM (PERFORMANCE.md, session 18)."""
+    return max(r for r in range(1, blocks + 1) if blocks % r == 0 and (r == 1 or r * block_bytes <= RUN_BYTES))
 
 
 def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -> None:
     """kernels.gemm_conv on AMX tiles (intrinsics.AmxGemm): per tile of 16 mo channels x 16 no positions the
     whole reduction in one tensorized call (tile registers, stored to a small local accumulator), then the
-    epilogue of that tile in vectors. Each channel tile sweeps a run of position tiles (amx_position_run)
+    epilogue of that tile in vectors. Each channel tile sweeps a run of position tiles (position_run)
     before the next channel tile reads the same run again from L2, so the output is written 16 channel rows
     at a time in long runs rather than 64 bytes into every channel row in turn. Threads over runs of position
     tiles, as few as keep the cores busy (_amx_task_count), each loading the tile configuration once
@@ -203,7 +212,7 @@ def _schedule_gemm_amx(sch: s_tir.Schedule, dot, out, amx, lanes: int, target) -
     n = _extent(sch, po)
     task, po = sch.split(po, [_amx_task_count(n, target), None])
     oo, oi = sch.split(oc, [None, 16 * amx.mo])
-    run = amx_position_run(_extent(sch, po), 16 * amx.no * 4 * amx.words)
+    run = position_run(_extent(sch, po), 16 * amx.no * 4 * amx.words)
     if _extent(sch, oo) > 1 and run > 1:
         pg, pr = sch.split(po, [None, run])
         sch.reorder(task, pg, oo, pr, oi, pi, rb)
