@@ -101,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(host.accelerator[k] != v for k, v in unit_blocks.items()):
         print("host.toml: the fit assumes block sizes of 1 (untuned loops pad nothing)", file=sys.stderr)
         return 2
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        print(
+            f"{missing[0]}: no such file; write the fit set first (benchmarks/perf_graphs.py OUT_DIR for perf_mix.onnx, "
+            "benchmarks/host_estimate_vs_measured.py --models-only for the zoo and FCOS3D)",
+            file=sys.stderr,
+        )
+        return 2
     graphs = [check_onnx(p).graph for p in paths]
     runs = [_measure(p, g, host) for p, g in zip(paths, graphs, strict=True)]
     clock = host.accelerator["clock_hz"]
