@@ -9,17 +9,7 @@
 #   scripts/acceptance_full_budget.sh work_dirs/acc7_relu --set backbone_activation=relu --set calibration_observer=percentile
 #
 # About 27 minutes on a quiet 2-core machine. Data are written once under work_dirs/{bigval,small}{,_lmdb}.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ $# -lt 1 ]; then
-  echo "usage: scripts/acceptance_full_budget.sh WORK_DIR [--set key=value ...]" >&2
-  exit 2
-fi
-WORK=$1
-shift
-export PATH="$PWD/.venv/bin:$PATH"
-t0=$(date +%s)
-stamp() { echo "=== $1 at $(($(date +%s) - t0)) s ($(date +%H:%M:%S))"; }
+source "$(dirname "$0")/acceptance_common.sh"
 if [ ! -f work_dirs/bigval_lmdb/.complete ] || [ ! -f work_dirs/small_lmdb/.complete ]; then
   fcos3d data synth --out work_dirs/bigval --version v1.0-synth --scenes 10 --samples-per-scene 10 --val-scenes 10
   fcos3d data synth --out work_dirs/small --version v1.0-synth --scenes 10 --samples-per-scene 10
@@ -37,12 +27,4 @@ for st in float calibration qat; do
   fcos3d train --stage $st --config $C "${T[@]}"
   stamp "train $st"
 done
-for st in float calibration qat int_infer; do
-  fcos3d predict --stage $st --config $C "${S[@]}"
-  stamp "predict $st"
-done
-fcos3d export --config $C "${S[@]}"
-fcos3d-validate --align-bpu --config $C "${S[@]}" --no-trace
-stamp align-bpu
-fcos3d compare-stages --config $C "${S[@]}" --board-results "$WORK/align_bpu/results_nusc.json"
-stamp done
+score_all $C "${S[@]}"
