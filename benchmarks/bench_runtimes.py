@@ -215,6 +215,8 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        if os.environ.get("FCOS3D_BENCH_QUIET_POOLS") == "1":  # idle pool threads sleep instead of spinning
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
     if only is not None:  # ours or one of OpenVINO's, alone: no other runtime's pool
@@ -320,6 +322,8 @@ def run_worker(
     unset), which in one shared process narrows the other runtimes' threads to TVM's cores (see worker).
     ``only``: one runtime alone in its process (no other runtime's pool started)."""
     env = dict(os.environ, TVM_NUM_THREADS=str(tvm_threads or threads), OMP_NUM_THREADS=str(threads))
+    if getattr(args, "quiet_pools", False):
+        env.update(FCOS3D_BENCH_QUIET_POOLS="1", OMP_WAIT_POLICY="PASSIVE")
     env.pop("TVM_BIND_THREADS", None)
     if not tvm_bind:
         env["TVM_BIND_THREADS"] = "0"
@@ -391,6 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--ort-ours", action="store_true", help="also onnxruntime on our QDQ ONNX (slow)")
     ap.add_argument("--peak-gmacs", type=float, default=None, help="per-core int8 peak; default: measure it")
+    ap.add_argument(
+        "--quiet-pools",
+        action="store_true",
+        help="idle thread pools sleep instead of spinning (onnxruntime allow_spinning 0, OMP_WAIT_POLICY=PASSIVE for "
+        "PyTorch): with 2 threads in one process, the pools of the runtimes that just ran otherwise spin on the "
+        "cores the next one needs",
+    )
     ap.add_argument(
         "--amx-peak-gmacs", type=float, default=None, help="with --peak-gmacs: the per-core AMX int8 peak, if any"
     )
