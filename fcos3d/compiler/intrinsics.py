@@ -21,6 +21,7 @@ from tvm.script import tirx as T
 __all__ = [
     "AmxGemm",
     "AmxWindow",
+    "MMLA",
     "DotIntrin",
     "amx_channels",
     "amx_gemm_for",
@@ -28,6 +29,7 @@ __all__ = [
     "amx_window_for",
     "amx_window_tiles",
     "dot_intrin_for",
+    "mmla_intrin_for",
     "target_is_arm",
     "vector_lanes",
     "window_intrin",
@@ -230,6 +232,85 @@ def _host_is_arm() -> bool:
     import platform
 
     return platform.machine().lower() in ("aarch64", "arm64")
+
+
+# -- Arm i8mm: the GEMM on 2 x 2 blocks of smmla ---------------------------------------------------------------
+
+SMMLA = "llvm.aarch64.neon.smmla.v4i32.v16i8"
+MMLA = "fcos3d_mmla_2x2x2w_s8s8_smmla"  # C[2 channels, 2 positions] += the products of 2 words (8 int8 steps)
+
+
+def _mmla_desc():
+    """``C[i, j] += sum_k dot_word(A[k, j], B[i, k])``, i, j, k < 2: two channels x two positions over two
+    reduction words; A the packed activation words (words, positions), B the weight words (channels, words)."""
+    from .kernels import dot_word
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (2, 2), "int32", offset_factor=1)
+        B = T.match_buffer(b, (2, 2), "int32", offset_factor=1)
+        C = T.match_buffer(c, (2, 2), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:2, 0:2], A[0:2, 0:2], B[0:2, 0:2])
+            T.writes(C[0:2, 0:2])
+            for i, j, k in T.grid(T.int64(2), T.int64(2), T.int64(2)):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    C[vi, vj] = C[vi, vj] + dot_word(A[vk, vj], B[vi, vk], "int8")
+
+    return desc
+
+
+def _mmla_impl():
+    """One ``smmla``: Vn = the 8 weight bytes of channel 0 then of channel 1 (two 8-byte loads, each a row of
+    B), Vm = the 8 activation bytes of position 0 then of position 1 (the two words of A's rows zipped), and the
+    2 x 2 accumulators (C's two rows of 2) in and out: smmla's lane 2 i + j is sum_k Vn[8 i + k] Vm[8 j + k]."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        sa, sb, sc = T.int64(), T.int64(), T.int64()
+        A = T.match_buffer(a, (2, 2), "int32", offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (2, 2), "int32", offset_factor=1, strides=[sb, 1])
+        C = T.match_buffer(c, (2, 2), "int32", offset_factor=1, strides=[sc, 1])
+        with T.sblock("root"):
+            T.reads(C[0:2, 0:2], A[0:2, 0:2], B[0:2, 0:2])
+            T.writes(C[0:2, 0:2])
+            vn = T.Shuffle([B.vload([0, 0], "int32x2"), B.vload([1, 0], "int32x2")], [0, 1, 2, 3])
+            vm = T.Shuffle([A.vload([0, 0], "int32x2"), A.vload([1, 0], "int32x2")], [0, 2, 1, 3])
+            acc = T.Shuffle([C.vload([0, 0], "int32x2"), C.vload([1, 0], "int32x2")], [0, 1, 2, 3])
+            out = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(SMMLA),
+                acc,
+                T.reinterpret(vn, dtype="int8x16"),
+                T.reinterpret(vm, dtype="int8x16"),
+                dtype="int32x4",
+            )
+            C[0, T.ramp(T.int64(0), 1, 2)] = T.Shuffle([out], [0, 1])
+            C[1, T.ramp(T.int64(0), 1, 2)] = T.Shuffle([out], [2, 3])
+
+    return impl
+
+
+def mmla_intrin_for(target, channels: int, words: int) -> str | None:
+    """The i8mm GEMM block (registered on first use) for a dense conv of ``channels`` outputs and ``words``
+    reduction words on ``target``, or None (the sdot GEMM takes it): an aarch64 target with i8mm and dotprod
+    (Armv8.6 and later: Cortex-A710/A720, Neoverse V1/V2/N2), an even number of channels and of words (the
+    blocks are 2 x 2 over 2 words: a conv of 3-channel RGB, 27 steps = 7 words, stays on sdot)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.target.codegen import target_has_features
+
+    if (
+        target is None
+        or str(target.kind.name) != "llvm"
+        or not target_is_arm(target)
+        or not target_has_features(["i8mm", "dotprod"], target)
+        or channels % 2
+        or words % 2
+    ):
+        return None
+    if TensorIntrin.get(MMLA, allow_missing=True) is None:
+        TensorIntrin.register(MMLA, _mmla_desc(), _mmla_impl())
+    return MMLA
 
 
 # -- Intel AMX: the GEMM on tile registers ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_packaged_boards_load():
 def test_unknown_board_error_lists_known_boards():
     with pytest.raises(
         UnknownBoardError,
-        match="known boards: arm-npu, cortex-a55, ethos-u55-256, ethos-u65-512, ethos-u85-256, host, journey5-bayes",
+        match="known boards: arm-npu, cortex-a55, cortex-a720ae, ethos-u55-256, ethos-u65-512, ethos-u85-256, host, journey5-bayes",
     ):
         load_board("jetson")
 

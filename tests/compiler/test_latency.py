@@ -134,7 +134,8 @@ def test_totals():
 
 def test_unknown_board_is_a_clear_error():
     with pytest.raises(
-        UnknownBoardError, match="unknown board 'jetson'; known boards: arm-npu, cortex-a55, ethos-u55-256"
+        UnknownBoardError,
+        match="unknown board 'jetson'; known boards: arm-npu, cortex-a55, cortex-a720ae, ethos-u55-256",
     ):
         estimate(two_convs(), "jetson")
 
