@@ -21,7 +21,9 @@ from tvm.script import tirx as T
 __all__ = [
     "AmxGemm",
     "AmxWindow",
-    "MMLA",
+    "MMLA_CHUNK",
+    "MMLA_POSITIONS",
+    "MmlaGemm",
     "DotIntrin",
     "amx_channels",
     "amx_gemm_for",
@@ -29,7 +31,8 @@ __all__ = [
     "amx_window_for",
     "amx_window_tiles",
     "dot_intrin_for",
-    "mmla_intrin_for",
+    "mmla_chunk",
+    "mmla_gemm_for",
     "target_is_arm",
     "vector_lanes",
     "window_intrin",
@@ -237,23 +240,48 @@ def _host_is_arm() -> bool:
 # -- Arm i8mm: the GEMM on 2 x 2 blocks of smmla ---------------------------------------------------------------
 
 SMMLA = "llvm.aarch64.neon.smmla.v4i32.v16i8"
-MMLA = "fcos3d_mmla_2x2x2w_s8s8_smmla"  # C[2 channels, 2 positions] += the products of 2 words (8 int8 steps)
 
 
-def _mmla_desc():
-    """``C[i, j] += sum_k dot_word(A[k, j], B[i, k])``, i, j, k < 2: two channels x two positions over two
-    reduction words; A the packed activation words (words, positions), B the weight words (channels, words)."""
+@dataclass(frozen=True)
+class MmlaGemm:
+    """One tensorize of kernels.gemm_conv on Arm i8mm: ``C[oc, pos] += sum over ``chunk`` words of
+    dot_word(A[k, pos], B[oc, k])`` for a register tile of ``oc`` channels x ``pos`` positions (both even), one
+    ``smmla`` per 2 x 2 block and pair of words (a 2 x 8 by 8 x 2 int8 product: twice the MACs of an sdot). Each
+    block's accumulator is loaded once, carried through the chunk's smmla in a register and stored once; the
+    GEMM's reduction (``words``) runs in chunks of up to MMLA_CHUNK words (mmla_chunk)."""
+
+    oc: int
+    pos: int
+    words: int
+    chunk: int
+
+    @property
+    def name(self) -> str:
+        return f"fcos3d_mmla_{self.oc}x{self.pos}_k{self.chunk}_s8s8"
+
+
+MMLA_CHUNK = 64  # reduction words per i8mm call at most: 32 smmla per block, unrolled
+
+
+def mmla_chunk(words: int) -> int:
+    """Reduction words per i8mm call: all of them up to MMLA_CHUNK, else the largest even divisor below it."""
+    return max(d for d in range(2, min(words, MMLA_CHUNK) + 1, 2) if words % d == 0)
+
+
+def _mmla_desc(g: MmlaGemm):
     from .kernels import dot_word
+
+    m, n, w = g.oc, g.pos, g.chunk
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (2, 2), "int32", offset_factor=1)
-        B = T.match_buffer(b, (2, 2), "int32", offset_factor=1)
-        C = T.match_buffer(c, (2, 2), "int32", offset_factor=1)
+        A = T.match_buffer(a, (w, n), "int32", offset_factor=1)
+        B = T.match_buffer(b, (m, w), "int32", offset_factor=1)
+        C = T.match_buffer(c, (m, n), "int32", offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:2, 0:2], A[0:2, 0:2], B[0:2, 0:2])
-            T.writes(C[0:2, 0:2])
-            for i, j, k in T.grid(T.int64(2), T.int64(2), T.int64(2)):
+            T.reads(C[0:m, 0:n], A[0:w, 0:n], B[0:m, 0:w])
+            T.writes(C[0:m, 0:n])
+            for i, j, k in T.grid(T.int64(m), T.int64(n), T.int64(w)):
                 with T.sblock("update"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, k])
                     C[vi, vj] = C[vi, vj] + dot_word(A[vk, vj], B[vi, vk], "int8")
@@ -261,41 +289,71 @@ def _mmla_desc():
     return desc
 
 
-def _mmla_impl():
-    """One ``smmla``: Vn = the 8 weight bytes of channel 0 then of channel 1 (two 8-byte loads, each a row of
-    B), Vm = the 8 activation bytes of position 0 then of position 1 (the two words of A's rows zipped), and the
-    2 x 2 accumulators (C's two rows of 2) in and out: smmla's lane 2 i + j is sum_k Vn[8 i + k] Vm[8 j + k]."""
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        sa, sb, sc = T.int64(), T.int64(), T.int64()
-        A = T.match_buffer(a, (2, 2), "int32", offset_factor=1, strides=[sa, 1])
-        B = T.match_buffer(b, (2, 2), "int32", offset_factor=1, strides=[sb, 1])
-        C = T.match_buffer(c, (2, 2), "int32", offset_factor=1, strides=[sc, 1])
-        with T.sblock("root"):
-            T.reads(C[0:2, 0:2], A[0:2, 0:2], B[0:2, 0:2])
-            T.writes(C[0:2, 0:2])
-            vn = T.Shuffle([B.vload([0, 0], "int32x2"), B.vload([1, 0], "int32x2")], [0, 1, 2, 3])
-            vm = T.Shuffle([A.vload([0, 0], "int32x2"), A.vload([1, 0], "int32x2")], [0, 2, 1, 3])
-            acc = T.Shuffle([C.vload([0, 0], "int32x2"), C.vload([1, 0], "int32x2")], [0, 1, 2, 3])
-            out = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(SMMLA),
-                acc,
-                T.reinterpret(vn, dtype="int8x16"),
-                T.reinterpret(vm, dtype="int8x16"),
-                dtype="int32x4",
-            )
-            C[0, T.ramp(T.int64(0), 1, 2)] = T.Shuffle([out], [0, 1])
-            C[1, T.ramp(T.int64(0), 1, 2)] = T.Shuffle([out], [2, 3])
-
-    return impl
+def _mmla_operand(buf, first, second, lanes):
+    """16 bytes for smmla: two 8-byte loads of ``buf`` (at ``first`` and ``second``) as int32x2, their 4 words
+    in the order ``lanes`` (weights: [0, 1, 2, 3], one channel's 8 bytes then the other's; activations:
+    [0, 2, 1, 3], two words of one position then of the other), as int8x16."""
+    return T.reinterpret(
+        T.Shuffle([buf.vload(list(first), "int32x2"), buf.vload(list(second), "int32x2")], lanes), dtype="int8x16"
+    )
 
 
-def mmla_intrin_for(target, channels: int, words: int) -> str | None:
-    """The i8mm GEMM block (registered on first use) for a dense conv of ``channels`` outputs and ``words``
-    reduction words on ``target``, or None (the sdot GEMM takes it): an aarch64 target with i8mm and dotprod
-    (Armv8.6 and later: Cortex-A710/A720, Neoverse V1/V2/N2), an even number of channels and of words (the
-    blocks are 2 x 2 over 2 words: a conv of 3-channel RGB, 27 steps = 7 words, stays on sdot)."""
+def _mmla_impl_builder(g: MmlaGemm):
+    """Per block (i, j) one smmla chain over the chunk's word pairs q: its first operand C's two rows of the block
+    (lane 2 r + s: channel 2 i + r, position 2 j + s), Vn the weight bytes of channels 2 i and 2 i + 1 (two 8-byte
+    loads of B's rows), Vm the two words of positions 2 j and 2 j + 1 zipped from A's rows 2 q and 2 q + 1; the
+    result stored back to C's two rows. Unrolled: LLVM keeps the chains in registers and shares the loads."""
+    from tvm import tirx
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder.tirx import prim_func as build_prim_func
+
+    m, n, w = g.oc, g.pos, g.chunk
+    with IRBuilder() as ib:
+        with build_prim_func():
+            a, b, c = (T.arg(k, T.handle()) for k in "abc")
+            sa, sb, sc = (tirx.Var(k, "int64") for k in ("sa", "sb", "sc"))
+            A = T.match_buffer(a, (w, n), "int32", offset_factor=1, strides=[sa, 1])
+            B = T.match_buffer(b, (m, w), "int32", offset_factor=1, strides=[sb, 1])
+            C = T.match_buffer(c, (m, n), "int32", offset_factor=1, strides=[sc, 1])
+            with T.sblock("root"):
+                T.reads(C[0:m, 0:n], A[0:w, 0:n], B[0:m, 0:w])
+                T.writes(C[0:m, 0:n])
+                blocks = [(i, j) for i in range(m // 2) for j in range(n // 2)]
+                acc = {
+                    (i, j): T.bind(
+                        T.Shuffle(
+                            [C.vload([2 * i, 2 * j], "int32x2"), C.vload([2 * i + 1, 2 * j], "int32x2")], [0, 1, 2, 3]
+                        )
+                    )
+                    for i, j in blocks
+                }
+                for q in range(w // 2):  # word pair by word pair: m / 2 + n / 2 vectors, then every block's smmla
+                    vn = [
+                        T.bind(_mmla_operand(B, (2 * i, 2 * q), (2 * i + 1, 2 * q), [0, 1, 2, 3]))
+                        for i in range(m // 2)
+                    ]
+                    vm = [
+                        T.bind(_mmla_operand(A, (2 * q, 2 * j), (2 * q + 1, 2 * j), [0, 2, 1, 3]))
+                        for j in range(n // 2)
+                    ]
+                    for i, j in blocks:
+                        acc[i, j] = T.bind(
+                            T.call_llvm_pure_intrin(
+                                T.llvm_lookup_intrinsic_id(SMMLA), acc[i, j], vn[i], vm[j], dtype="int32x4"
+                            )
+                        )
+                for i, j in blocks:
+                    T.buffer_store(C, T.Shuffle([acc[i, j]], [0, 1]), [2 * i, T.ramp(2 * j, 1, 2)])
+                    T.buffer_store(C, T.Shuffle([acc[i, j]], [2, 3]), [2 * i + 1, T.ramp(2 * j, 1, 2)])
+    return ib.get()
+
+
+def mmla_gemm_for(target, channels: int, words: int) -> MmlaGemm | None:
+    """The i8mm GEMM (registered on first use) for a dense conv of ``channels`` outputs and ``words`` reduction
+    words on ``target``, or None (the sdot GEMM takes it): an aarch64 target with i8mm and dotprod (Armv8.6 and
+    later: Cortex-A710/A720, Neoverse V1/V2/N2), an even number of channels and of words (a conv of 3-channel
+    RGB, 27 steps = 7 words, stays on sdot). Register tiles of 8 channels (else 4, else 2) x 8 positions: 16
+    accumulators, 4 weight and 4 activation vectors of NEON's 32 registers."""
     from tvm.s_tir import TensorIntrin
     from tvm.target.codegen import target_has_features
 
@@ -308,9 +366,13 @@ def mmla_intrin_for(target, channels: int, words: int) -> str | None:
         or words % 2
     ):
         return None
-    if TensorIntrin.get(MMLA, allow_missing=True) is None:
-        TensorIntrin.register(MMLA, _mmla_desc(), _mmla_impl())
-    return MMLA
+    g = MmlaGemm(next(t for t in (8, 4, 2) if channels % t == 0), MMLA_POSITIONS, words, mmla_chunk(words))
+    if TensorIntrin.get(g.name, allow_missing=True) is None:
+        TensorIntrin.register(g.name, _mmla_desc(g), _mmla_impl_builder(g))
+    return g
+
+
+MMLA_POSITIONS = 8  # positions per register tile of the i8mm GEMM (4 pairs)
 
 
 # -- Intel AMX: the GEMM on tile registers ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 import tvm
 from tvm import IRModule, relax
 
-from ..intrinsics import amx_channels, amx_gemm_for, amx_window_for, dot_intrin_for, mmla_intrin_for, vector_lanes
+from ..intrinsics import amx_channels, amx_gemm_for, amx_window_for, dot_intrin_for, mmla_gemm_for, vector_lanes
 from ..kernels import (
     PACK_BLOCK,
     DenseConvSpec,
@@ -165,7 +165,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         amx = amx_gemm_for(target, padded, words) if intrin else None
         if amx is not None and padded > channels:  # zero filters up to whole tiles of 16
             w = np.concatenate([w, np.zeros((padded - channels, *w.shape[1:]), w.dtype)])
-        mmla = amx is None and intrin is not None and mmla_intrin_for(target, w.shape[0], words) is not None
+        mmla = amx is None and intrin is not None and mmla_gemm_for(target, w.shape[0], words) is not None
         block = position_block(w.shape[0], out_hw[0] * out_hw[1], lanes, amx, mmla)
         spec = DenseConvSpec(
             in_channels=w.shape[1],

@@ -32,14 +32,14 @@ from tvm.sym.pattern import detect_linear_equation
 from ..intrinsics import (
     ARCH_PRCTL,
     ARCH_REQ_XCOMP_PERM,
-    MMLA,
+    MMLA_POSITIONS,
     XFEATURE_XTILEDATA,
     AmxWindow,
     amx_gemm_for,
     amx_intrin,
     amx_window_tiles,
     dot_intrin_for,
-    mmla_intrin_for,
+    mmla_gemm_for,
     vector_lanes,
     window_intrin,
 )
@@ -127,15 +127,6 @@ def gemm_tile(channels: int, positions: int, lanes: int) -> tuple[int, int]:
     return best[1]
 
 
-MMLA_POSITIONS = 8  # positions per register tile of the i8mm GEMM: 4 pairs (intrinsics.mmla_intrin_for)
-
-
-def mmla_tile(channels: int) -> int:
-    """Channels per register tile of the i8mm GEMM: 8 where they divide (4 x 4 accumulators of 2 x 2, 4 weight
-    and 4 activation registers of NEON's 32), else 4, else 2."""
-    return next(t for t in (8, 4, 2) if channels % t == 0)
-
-
 def position_block(channels: int, positions: int, lanes: int, amx, mmla: bool = False) -> int:
     """Positions per tile of a dense conv's GEMM, to which legalize.py pads the packed columns: 16 x the AMX
     position tiles (``amx``, intrinsics.AmxGemm), MMLA_POSITIONS on Arm i8mm (``mmla``), else ``lanes`` x
@@ -164,8 +155,9 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
             amx = dataclasses.replace(amx, blocked=True)
         _schedule_gemm_amx(sch, dot, out, amx, lanes, target)
         return
-    if intrin is not None and mmla_intrin_for(target, n_oc, _extent(sch, rb)) is not None:
-        _schedule_gemm_mmla(sch, dot, out, lanes)
+    mmla = mmla_gemm_for(target, n_oc, _extent(sch, rb)) if intrin else None
+    if mmla is not None:
+        _schedule_gemm_mmla(sch, dot, out, mmla, lanes)
         return
     t_oc, t_pos = gemm_tile(n_oc, out_h * out_w, lanes)
     if n_pos % (t_pos * lanes):
@@ -195,32 +187,31 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     _vectorize_inner(sch, out, lanes)
 
 
-def _schedule_gemm_mmla(sch: s_tir.Schedule, dot, out, lanes: int) -> None:
-    """kernels.gemm_conv on Arm i8mm (intrinsics.MMLA): register tiles of mmla_tile channels x MMLA_POSITIONS
-    positions, each a grid of 2 x 2 blocks, one ``smmla`` per block and pair of reduction words; channel tiles
-    sweep runs of position tiles (position_run), threads over tiles, the epilogue per tile (as _schedule_gemm)."""
+def _schedule_gemm_mmla(sch: s_tir.Schedule, dot, out, mmla, lanes: int) -> None:
+    """kernels.gemm_conv on Arm i8mm (intrinsics.MmlaGemm): register tiles of mmla.oc channels x MMLA_POSITIONS
+    positions, the reduction in chunks of mmla.chunk words, one tensorized call per tile and chunk (its
+    accumulators in registers through the chunk); channel tiles sweep runs of position tiles (position_run),
+    threads over tiles, the epilogue per tile (as _schedule_gemm)."""
     oc, positions, rb = sch.get_loops(dot)
-    if _extent(sch, positions) % MMLA_POSITIONS:
+    if _extent(sch, positions) % mmla.pos:
         raise ValueError(f"i8mm GEMM: {_extent(sch, positions)} packed positions are not whole tiles (legalize.py)")
-    po, pm, pi = sch.split(positions, [None, MMLA_POSITIONS // 2, 2])
-    oo, om, oi = sch.split(oc, [None, mmla_tile(_extent(sch, oc)) // 2, 2])
-    run = position_run(_extent(sch, po), MMLA_POSITIONS * 4 * _extent(sch, rb))
-    rbo, rbi = sch.split(rb, [None, 2])
+    po, pi = sch.split(positions, [None, mmla.pos])
+    oo, oi = sch.split(oc, [None, mmla.oc])
+    run = position_run(_extent(sch, po), mmla.pos * 4 * mmla.words)
+    rbo, rbi = sch.split(rb, [None, mmla.chunk])
     if run > 1 and _extent(sch, oo) > 1:
         pg, pr = sch.split(po, [None, run])
-        sch.reorder(pg, oo, pr, rbo, om, pm, oi, pi, rbi)
+        sch.reorder(pg, oo, pr, rbo, oi, pi, rbi)
         tile = sch.fuse(pg, oo)
         sch.parallel(tile)
         sch.reverse_compute_at(out, pr)
     else:
-        sch.reorder(po, oo, rbo, om, pm, oi, pi, rbi)
+        sch.reorder(po, oo, rbo, oi, pi, rbi)
         tile = sch.fuse(po, oo)
         sch.parallel(tile)
         sch.reverse_compute_at(out, tile)
     init = sch.decompose_reduction(dot, rbo)
-    sch.tensorize(oi, MMLA)
-    sch.unroll(om)
-    sch.unroll(pm)
+    sch.tensorize(oi, mmla.name)
     sch.vectorize(sch.get_loops(init)[-1])
     _vectorize_inner(sch, out, lanes)
 
