@@ -164,18 +164,7 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
         raise ValueError(f"GEMM: {n_pos} packed positions are not whole {t_oc} x {t_pos} tiles (legalize.py pads them)")
     po, pm, pi = sch.split(positions, [None, t_pos, lanes])
     oo, oi = sch.split(oc, [None, t_oc])
-    run = position_run(_extent(sch, po), t_pos * lanes * 4 * _extent(sch, rb))
-    if run > 1 and _extent(sch, oo) > 1:
-        pg, pr = sch.split(po, [None, run])
-        sch.reorder(pg, oo, pr, rb, oi, pm, pi)
-        tile = sch.fuse(pg, oo)
-        sch.parallel(tile)
-        sch.reverse_compute_at(out, pr)
-    else:
-        sch.reorder(po, oo, rb, oi, pm, pi)
-        tile = sch.fuse(po, oo)
-        sch.parallel(tile)
-        sch.reverse_compute_at(out, tile)
+    _sweep_channel_tiles(sch, po, oo, (rb, oi, pm, pi), out, t_pos * lanes * 4 * _extent(sch, rb))
     if intrin is None:
         sch.vectorize(pi)  # before decompose_reduction: vectorize wants a block with its init
     init = sch.decompose_reduction(dot, rb)
@@ -185,6 +174,22 @@ def _schedule_gemm(sch: s_tir.Schedule, target) -> None:
     sch.unroll(pm)
     sch.vectorize(sch.get_loops(init)[-1])
     _vectorize_inner(sch, out, lanes)
+
+
+def _sweep_channel_tiles(sch: s_tir.Schedule, po, oo, inner, out, tile_bytes: int) -> None:
+    """Order a register-tiled GEMM's loops: channel tiles ``oo`` sweep runs of position tiles ``po`` (position_run
+    of tiles of ``tile_bytes`` activations), then ``inner``; threads over (run group, channel tile), the epilogue
+    ``out`` per run (or per tile where there is one position tile per run or one channel tile)."""
+    run = position_run(_extent(sch, po), tile_bytes)
+    if run > 1 and _extent(sch, oo) > 1:
+        pg, at = sch.split(po, [None, run])
+        sch.reorder(pg, oo, at, *inner)
+        tile = sch.fuse(pg, oo)
+    else:
+        sch.reorder(po, oo, *inner)
+        tile = at = sch.fuse(po, oo)
+    sch.parallel(tile)
+    sch.reverse_compute_at(out, at)
 
 
 def _schedule_gemm_mmla(sch: s_tir.Schedule, dot, out, mmla, lanes: int) -> None:
@@ -197,19 +202,8 @@ def _schedule_gemm_mmla(sch: s_tir.Schedule, dot, out, mmla, lanes: int) -> None
         raise ValueError(f"i8mm GEMM: {_extent(sch, positions)} packed positions are not whole tiles (legalize.py)")
     po, pi = sch.split(positions, [None, mmla.pos])
     oo, oi = sch.split(oc, [None, mmla.oc])
-    run = position_run(_extent(sch, po), mmla.pos * 4 * mmla.words)
     rbo, rbi = sch.split(rb, [None, mmla.chunk])
-    if run > 1 and _extent(sch, oo) > 1:
-        pg, pr = sch.split(po, [None, run])
-        sch.reorder(pg, oo, pr, rbo, oi, pi, rbi)
-        tile = sch.fuse(pg, oo)
-        sch.parallel(tile)
-        sch.reverse_compute_at(out, pr)
-    else:
-        sch.reorder(po, oo, rbo, oi, pi, rbi)
-        tile = sch.fuse(po, oo)
-        sch.parallel(tile)
-        sch.reverse_compute_at(out, tile)
+    _sweep_channel_tiles(sch, po, oo, (rbo, oi, pi, rbi), out, mmla.pos * 4 * mmla.words)
     init = sch.decompose_reduction(dot, rbo)
     sch.tensorize(oi, mmla.name)
     sch.vectorize(sch.get_loops(init)[-1])
