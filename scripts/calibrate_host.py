@@ -1,12 +1,14 @@
 """Fit the host latency profile: time every layer of the given int8 ONNX models compiled for this CPU, fit the
 host's figures (fcos3d.compiler.latency.fit), print the per-model errors and the [[figures]] for host.toml.
 
-    TVM_NUM_THREADS=1 .venv/bin/python scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...]
+    TVM_NUM_THREADS=1 .venv/bin/python scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...] [--totals RESULTS.json]
 
 Two stages: fit_host on every layer timed alone (per-kind throughputs, the host's per-conv terms, the per-op
 overhead), then fit_context on the whole modules' times (the cost of one call of the module, the per-op overhead
 inside the graph and the cost per activation byte of a layer that does not find its tensors in the caches). Measured times are kept beside each
 model (MODEL.host-times.json) so the fit can be redone without re-measuring; delete that file to measure again.
+``--totals benchmarks/results/host_estimate_vs_measured.json``: stage 2 takes the whole-module times that
+benchmark measured (each model in fresh processes, the median) instead of the module timed beside its layers.
 Run it on a quiet machine (PERFORMANCE.md, "Latency model"), with one TVM thread (the profile is one thread).
 """
 
@@ -60,6 +62,18 @@ def _measure(path: str, graph, host) -> dict:
     return m
 
 
+def _with_totals(paths: list[str], runs: list[dict], totals_file: Path) -> list[dict]:
+    """``runs`` with each model's whole-module time replaced by the one benchmarks/host_estimate_vs_measured.py
+    measured (the median over fresh processes, each loading the artifact alone as a user's does) where that file
+    has the model (``<name>.onnx`` or ``<name>_int8.onnx`` -> row ``<name>``); the layers keep their own times."""
+    rows = {r["model"]: r["measured_ms"] / 1e3 for r in json.loads(totals_file.read_text())["rows"]}
+    out = []
+    for p, m in zip(paths, runs, strict=True):
+        name = Path(p).stem.removesuffix("_int8")
+        out.append({**m, "total_s": rows[name]} if name in rows else m)
+    return out
+
+
 def layer_counts(graph, acc) -> list[dict]:
     """estimate.host_counts of every op of ``graph`` (the fit's extra columns)."""
     shapes = tensor_shapes(graph)
@@ -93,8 +107,19 @@ def fit(graphs: list, runs: list[dict], host, source: str):
 def main(argv: list[str] | None = None) -> int:
     """Measure each model given, fit the host profile on all their layers, print errors and the TOML."""
     paths = list(sys.argv[1:] if argv is None else argv)
+    totals_file = None
+    if "--totals" in paths:
+        i = paths.index("--totals")
+        if i + 1 >= len(paths):
+            print("--totals needs a file: benchmarks/results/host_estimate_vs_measured.json", file=sys.stderr)
+            return 2
+        totals_file = Path(paths[i + 1])
+        del paths[i : i + 2]
+        if not totals_file.is_file():
+            print(f"{totals_file}: no such file; run benchmarks/host_estimate_vs_measured.py first", file=sys.stderr)
+            return 2
     if not paths:
-        print("usage: scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...]", file=sys.stderr)
+        print("usage: scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...] [--totals RESULTS.json]", file=sys.stderr)
         return 2
     host = load_board("host")
     unit_blocks = {f: 1.0 for f in ("block_oc", "block_ic", "block_h", "block_w")}
@@ -111,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     graphs = [check_onnx(p).graph for p in paths]
     runs = [_measure(p, g, host) for p, g in zip(paths, graphs, strict=True)]
+    if totals_file is not None:
+        runs = _with_totals(paths, runs, totals_file)
     clock = host.accelerator["clock_hz"]
     command = "TVM_NUM_THREADS=1 python scripts/calibrate_host.py " + " ".join(paths)
+    if totals_file is not None:
+        command += f" --totals {totals_file}"
     source = f"calibrated {time.strftime('%Y-%m-%d')} on this machine: `{command}` (fit_host + fit_context)"
     fitted, board = fit(graphs, runs, host, source)
     print("fit: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))

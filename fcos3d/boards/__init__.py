@@ -94,12 +94,14 @@ HOST_ONLY_FIGURES: dict[str, str] = {
     "pack_words_per_cycle": "words/cycle",
     "pad_bytes_per_cycle": "bytes/cycle",
     "channel_pad_bytes_per_cycle": "bytes/cycle",  # a depthwise conv's padded copy, made inside its kernel
+    "window_channels_per_cycle": "channels/cycle",  # a window depthwise conv's fixed work per channel
     "zero_point_pad_bytes_per_cycle": "bytes/cycle",
     "default_conv_macs_per_cycle": "MAC/cycle",
     "matmul_macs_per_cycle": "MAC/cycle",
     "convtranspose_per_cycle": "elements/cycle",
     "resize_linear_per_cycle": "elements/cycle",
     "softmax_per_cycle": "elements/cycle",
+    "lut_avgpool_per_cycle": "elements/cycle",  # a LutAveragePool's window elements (TVM's default code)
     "context_bytes_per_cycle": "bytes/cycle",
     "call_overhead_cycles": "cycles",  # once per inference: the VM's call of main (argument checks, allocations)
     "kernel_launch_cycles": "cycles",  # per kernel an op launches beyond its first (pad_split, im2col, ...)

@@ -370,6 +370,20 @@ def test_host_strided_depthwise_conv_pads_its_unsplit_rows_inside_the_kernel():
     assert (layer.compute_cycles, layer.cycles) == (50_200, 50_300)
 
 
+def test_host_window_depthwise_costs_a_fixed_work_per_channel():
+    graph = one_conv(32, 32, (64, 64), groups=32)
+    (base,) = estimate(graph, _pinned_host()).layers
+    (layer,) = estimate(graph, _pinned_host(window_channels_per_cycle=1 / 32)).layers
+    # 32 channels at 1/32 channel a cycle: 1,024 cycles more (123,532 + 1,024 compute, + 100)
+    assert (layer.compute_cycles, layer.cycles) == (124_556, 124_656)
+    assert layer.cycles - base.cycles == 1_024
+    # a dense conv has no window channels
+    dense = one_conv(16, 32, (64, 64))
+    assert (
+        estimate(dense, _pinned_host(window_channels_per_cycle=1 / 32)).layers == estimate(dense, _pinned_host()).layers
+    )
+
+
 def test_host_context_term_adds_a_cost_per_activation_byte():
     (alone,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host()).layers
     (inside,) = estimate(one_conv(16, 32, (64, 64)), _pinned_host(context_bytes_per_cycle=2)).layers
@@ -499,3 +513,56 @@ def test_fit_host_recovers_the_kernel_launch_cost_and_honours_row_weights():
     second = fit_host(both, times, clock, None, [1e-4] * 6 + [1.0] * 6)
     assert first["macs_per_cycle"] == pytest.approx(64, rel=1e-3)
     assert second["macs_per_cycle"] == pytest.approx(32, rel=1e-3)
+
+
+def test_host_lut_average_pool_is_a_kind_of_its_own_costed_per_window_element(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "int8"))
+    from zoo import DEFAULTS, odd_convs, quantize
+
+    from fcos3d.compiler.check import check_onnx
+
+    graph = check_onnx(quantize(odd_convs(), DEFAULTS, tmp_path, "odd_convs")).graph
+    pools = [i for i, op in enumerate(graph.ops) if type(op).__name__ == "LutAveragePool"]
+    assert len(pools) == 2
+    host = estimate(graph, _pinned_host(lut_avgpool_per_cycle=0.5)).layers
+    # the 3x3 stride-2 pool of 16 x 16 x 16 -> 16 x 8 x 8: 1,024 outputs x 9 window elements, at 0.5 a cycle
+    assert (host[pools[0]].op, host[pools[0]].work) == ("LutAveragePool", 9_216)
+    assert host[pools[0]].compute_cycles == 18_432
+    # the 2x2 pool of 16 x 8 x 8 -> 16 x 4 x 4: 256 outputs x 4
+    assert host[pools[1]].work == 1_024
+    # an NPU profile keeps its pooling pass: kind AveragePool, one unit per output
+    npu = estimate(graph, U55_PINNED).layers
+    assert npu[pools[0]].op == "AveragePool"
+
+
+def test_calibrate_host_takes_whole_module_times_from_the_benchmark(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("calibrate_host", root / "scripts" / "calibrate_host.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"rows": [{"model": "fcos3d_synthetic", "measured_ms": 6.5}]}))
+    runs = [{"layers_s": [1e-3], "total_s": 9e-3}, {"layers_s": [2e-3], "total_s": 3e-3}]
+    out = mod._with_totals(["b/fcos3d_synthetic_int8.onnx", "b/perf_mix.onnx"], runs, results)
+    # the benchmark's time replaces the first model's total; the layers and the model it lacks keep theirs
+    assert out == [{"layers_s": [1e-3], "total_s": 6.5e-3}, runs[1]]
+    # a missing results file: one line that names it and the command that makes it
+    done = subprocess.run(
+        [sys.executable, str(root / "scripts" / "calibrate_host.py"), "m.onnx", "--totals", str(tmp_path / "no.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"{tmp_path / 'no.json'}: no such file; run benchmarks/host_estimate_vs_measured.py first"
+    )

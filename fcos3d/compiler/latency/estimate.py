@@ -209,7 +209,9 @@ NARROW_INPUT_CHANNELS = 3  # a conv over at most this many input channels is an 
 # included, instead of the real MACs. HOST_TERMS are costs per unit of a conv's other stages: the requantising
 # epilogue per output element, the im2col pack per packed 32-bit word, pad_split per byte it writes, the
 # padded copy a depthwise conv makes per channel inside its own kernel (kernels.padded_input: L1-resident,
-# cheaper per byte than pad_split's trip through memory) per padded byte, the zero-point pad of an asymmetric
+# cheaper per byte than pad_split's trip through memory) per padded byte, the window depthwise kernel's fixed work
+# per channel (its parallel task, the padded copy's setup and the requantising constants: what a 4x4 plane costs
+# beyond its few dot instructions, 2026-12-07) per channel, the zero-point pad of an asymmetric
 # input (a separate kernels.pad_nchw copy) per byte, the MAC slots of the AMX tile
 # instructions of a dense conv that the compile puts on AMX tiles (intrinsics.amx_gemm_for, decided for this
 # machine's target: a CPU without AMX compiles and is estimated with the VNNI GEMM), and, for a conv that kernels.py
@@ -220,6 +222,7 @@ HOST_TERMS = (
     "pack_words_per_cycle",
     "pad_bytes_per_cycle",
     "channel_pad_bytes_per_cycle",
+    "window_channels_per_cycle",
     "zero_point_pad_bytes_per_cycle",
     "default_conv_macs_per_cycle",
 )
@@ -286,7 +289,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     im2col reads the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
     words = ceil(ceil(kw/stride)/4)), channel pad bytes = the padded planes (made inside the kernel, unsplit at
-    every stride: the window instruction reads the column phases in place); outputs = N x Cout x Ho x Wo for both;
+    every stride: the window instruction reads the column phases in place), window channels = N x C; outputs = N x Cout x Ho x Wo for both;
     zero-point pad bytes = the padded input when the input zero point is not 0 and the conv pads; a conv of
     TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
     if not isinstance(op, Conv) or "dot_lanes" not in acc.figures:
@@ -333,6 +336,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
         spec = DepthwiseSpec((kh, kw), op.strides, w, op.pads, (ho, wo), 0, lanes)
         counts["work"] = n * cout * ho * spec.out_w_padded * kh * spec.phases * spec.words * DOT_BYTES
         counts["channel_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + spec.right_pad)
+        counts["window_channels_per_cycle"] = n * cout
     else:
         counts["work"] = 0
         counts["default_conv_macs_per_cycle"] = n * cout * ho * wo * cin_g * kh * kw
@@ -478,6 +482,7 @@ KIND_FIGURE = {
     "ConvTranspose": "convtranspose_per_cycle",
     "ResizeLinear": "resize_linear_per_cycle",
     "Softmax": "softmax_per_cycle",
+    "LutAveragePool": "lut_avgpool_per_cycle",  # work: outputs x window (host profiles only)
 }
 # Optional per-kind fixed cost per op replacing op_overhead_cycles (NPU board files only; a host profile has none,
 # so its numbers do not move). Vela: a Reshape is a view and costs 0 cycles (``reshape_cycles`` = 0 makes the
@@ -554,6 +559,10 @@ def layer_estimates(graph: IntGraph, acc: Accelerator) -> tuple[LayerEstimate, .
         else:
             kind, macs = _KIND[type(op)], 0
             window = math.prod(op.geometry(shapes[op.input])[0]) if isinstance(op, AveragePool) else 1
+            if isinstance(op, LutAveragePool) and "dot_lanes" in acc.figures:
+                # host: TVM's default code looks up the table for every window element, then requantises each
+                # output with its own count; a kind of its own (the NPU profiles keep Vela's pooling pass)
+                kind, window = "LutAveragePool", math.prod(op.pool.geometry(shapes[op.input])[0])
             if kind in UNPADDED_ELEMENTWISE and "elementwise_block_c" in acc.figures:
                 c_block = int(acc["elementwise_block_c"])
                 if len(out_shape) == 4:

@@ -144,6 +144,7 @@ FIT_COLUMNS: dict[str, tuple[str, ...]] = {
     "convtranspose_per_cycle": ("ConvTranspose",),
     "resize_linear_per_cycle": ("ResizeLinear",),
     "softmax_per_cycle": ("Softmax",),
+    "lut_avgpool_per_cycle": ("LutAveragePool",),
 }
 # A kind whose fitted cost is 0 (its layers are all overhead) gets this throughput instead of infinity.
 FREE = 1e12
