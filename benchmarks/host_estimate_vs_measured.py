@@ -8,7 +8,8 @@ FCOS3D at the synthetic size and 512x896 (benchmarks/bench_latency.py's graphs; 
 build/bench_runtimes/<size>/fcos3d_int8.onnx when they exist): compile for host (`compile_onnx(..., "host")`),
 time the whole module with one TVM thread (fit.time_library, as the calibration times a module: the fastest of 10
 batches of ``--repeat`` single calls after a warm-up call, ``--passes`` times, the fastest kept) in each of
-``--processes`` fresh processes (the median kept: a model's time depends on the process it is timed in), and compare with `estimate(graph, load_board("host")).seconds`. "fit set" marks the models whose
+``--processes`` fresh processes (the median kept: a model's time depends on the process it is timed in), and
+compare with `estimate(graph, load_board("host")).seconds`. "fit set" marks the models whose
 layers and totals fcos3d/boards/host.toml was fitted on (FIT_SET; scripts/calibrate_host.py); the others are out
 of sample. Writes benchmarks/results/host_estimate_vs_measured.{json,md} and prints the table.
 """
@@ -83,8 +84,8 @@ def zoo_models(out: Path) -> dict[str, tuple[Path, tuple | None]]:
 def time_in_fresh_process(library: Path, onnx_path: Path, shape: tuple | None, repeat: int, passes: int) -> float:
     """The fastest of ``passes`` fit.time_library timings of ``library`` in a new Python process, seconds."""
     code = (
-        "import sys; from fcos3d.compiler.check import check_onnx; from fcos3d.compiler.latency.fit import "
-        "time_library; s = eval(sys.argv[3]); g = check_onnx(sys.argv[2], input_shapes=None if s is None else "
+        "import ast, sys; from fcos3d.compiler.check import check_onnx; from fcos3d.compiler.latency.fit import "
+        "time_library; s = ast.literal_eval(sys.argv[3]); g = check_onnx(sys.argv[2], input_shapes=None if s is None else "
         "{'input': s}).graph; print(min(time_library(sys.argv[1], g, int(sys.argv[4])) for _ in range(int(sys.argv[5]))))"
     )
     argv = [sys.executable, "-c", code, str(library), str(onnx_path), repr(shape), str(repeat), str(passes)]

@@ -289,9 +289,9 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     im2col reads the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
     words = ceil(ceil(kw/stride)/4)), channel pad bytes = the padded planes (made inside the kernel, unsplit at
-    every stride: the window instruction reads the column phases in place), window channels = N x C; outputs = N x Cout x Ho x Wo for both;
-    zero-point pad bytes = the padded input when the input zero point is not 0 and the conv pads; a conv of
-    TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
+    every stride: the window instruction reads the column phases in place), window channels = N x C; outputs =
+    N x Cout x Ho x Wo for both; zero-point pad bytes = the padded input when the input zero point is not 0 and
+    the conv pads; a conv of TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
     if not isinstance(op, Conv) or "dot_lanes" not in acc.figures:
         return {}
     lanes = int(acc["dot_lanes"])
