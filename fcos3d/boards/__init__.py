@@ -188,6 +188,10 @@ def _from_dict(doc: dict, origin: str) -> Board:
         raise BoardError(f"{origin}: a [[figures]] entry lacks {exc}; each needs name, value, unit, source") from None
     except (TypeError, ValueError):
         raise BoardError(f"{origin}: every [[figures]] value must be a number") from None
+    names = [f.name for f in figures]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BoardError(f"{origin}: figure(s) {repeated} given more than once; keep one [[figures]] entry each")
     accelerator = None
     if "accelerator" in doc:
         acc = doc["accelerator"]

@@ -112,6 +112,11 @@ def test_a_figure_that_is_not_a_finite_positive_number_is_refused(tmp_path, valu
             'source = "s"\n',
             r"every \[\[figures\]\] value must be a number",
         ),
+        (
+            'name = "x"\ndescription = "d"\n[target]\nkind = "llvm"\n[[figures]]\nname = "a"\nvalue = 1\n'
+            'source = "s"\n[[figures]]\nname = "a"\nvalue = 2\nsource = "t"\n',
+            r"figure\(s\) \['a'\] given more than once; keep one \[\[figures\]\] entry each",
+        ),
     ],
 )
 def test_a_broken_board_file_is_one_error_naming_it(tmp_path, content, match):
