@@ -11,6 +11,8 @@ shift
 export PATH="$PWD/.venv/bin:$PATH"
 t0=$(date +%s)
 stamp() { echo "=== $1 at $(($(date +%s) - t0)) s ($(date +%H:%M:%S))"; }
+# resume_flag DIR STAGE: --resume when a run of STAGE in DIR stopped part way (its last checkpoint is there).
+resume_flag() { if [ -f "$1/$2-checkpoint-last.pth.tar" ]; then echo --resume; fi; }
 
 # score_all CONFIG ARGS...: every stage predicted with ARGS (its checkpoints in $WORK), the board (the host artifact,
 # align-bpu over the same images) and compare-stages' paired table.

@@ -10,8 +10,9 @@
 #       --set calibration_observer=percentile --set qat_lr=2e-5
 #
 # QAT_FROM=DIR takes DIR's float and calibration checkpoints and runs only QAT and what follows (a QAT recipe
-# compared on the same float model). A stage whose checkpoint is already there is not trained again, so a run
-# that stopped goes on where it was. About 75 minutes on a quiet 2-core machine with THREADS=2 (the default).
+# compared on the same float model). A stage whose checkpoint is already there is not trained again, and one that
+# stopped part way resumes from its last checkpoint. About 75 minutes on a quiet 2-core machine with THREADS=2
+# (the default).
 source "$(dirname "$0")/acceptance_common.sh"
 export OMP_NUM_THREADS=${THREADS:-2}
 if [ ! -f work_dirs/synth40_lmdb/.complete ]; then
@@ -33,25 +34,26 @@ if [ -n "${QAT_FROM:-}" ]; then
     [ -f "$WORK/$f.pth.tar" ] || cp "$QAT_FROM/$f.pth.tar" "$WORK/$f.pth.tar"
   done
 else
-  if [ ! -f "$WORK/pretrain/float-checkpoint-last.pth.tar" ]; then
+  if [ ! -f "$WORK/pretrain/float-checkpoint-best.pth.tar" ]; then
     # Step 1: one epoch with the depth code weight 0.2 (HAT's pretrain stage).
-    fcos3d train --stage float --config $C "${H[@]}" --set "ckpt_dir=$WORK/pretrain" "$@" \
+    fcos3d train --stage float $(resume_flag "$WORK/pretrain" float) --config $C "${H[@]}" \
+      --set "ckpt_dir=$WORK/pretrain" "$@" \
       --set float_epochs=1 --set val_interval=0 --set depth_code_weight=0.2 --set dir_loss_weight=1
     stamp pretrain
   fi
   if [ ! -f "$WORK/float-checkpoint-best.pth.tar" ]; then
     # Step 2: 8 epochs at the depth weight 1.0 from the pretrain run, validated once at the end.
-    fcos3d train --stage float --config $C "${S[@]}" --set float_epochs=8 --set val_interval=8 \
+    fcos3d train --stage float $(resume_flag "$WORK" float) --config $C "${S[@]}" --set float_epochs=8 --set val_interval=8 \
       --set "init_float=$WORK/pretrain/float-checkpoint-last.pth.tar"
     stamp "train float"
   fi
   if [ ! -f "$WORK/calibration-checkpoint-best.pth.tar" ]; then
-    fcos3d train --stage calibration --config $C "${S[@]}"
+    fcos3d train --stage calibration $(resume_flag "$WORK" calibration) --config $C "${S[@]}"
     stamp "train calibration"
   fi
 fi
 if [ ! -f "$WORK/qat-checkpoint-best.pth.tar" ]; then
-  fcos3d train --stage qat --config $C "${S[@]}"
+  fcos3d train --stage qat $(resume_flag "$WORK" qat) --config $C "${S[@]}"
   stamp "train qat"
 fi
 score_all $C "${S[@]}"

@@ -78,18 +78,25 @@ def _desc(lanes: int, packed: str):
     return desc
 
 
-def _window_len(lanes: int, stride: int) -> int:
-    """Bytes of the input row that ``lanes`` overlapping 4-tap words read at column ``stride``."""
-    return stride * (lanes + 2) + 1
+def _window_len(lanes: int, stride: int, consecutive: bool = False) -> int:
+    """Bytes of the input row that ``lanes`` overlapping 4-tap words read at column ``stride`` (``consecutive``:
+    lane i's word the 4 bytes from s i)."""
+    return stride * (lanes - 1) + 4 if consecutive else stride * (lanes + 2) + 1
 
 
-def _window_desc(lanes: int, packed: str, stride: int = 1):
+def _window_byte(i, k, stride: int, consecutive: bool):
+    """Byte k of lane i's word in the window: s (i + k) (a column phase's taps), or s i + k (consecutive)."""
+    return stride * i + k if consecutive else stride * (i + k)
+
+
+def _window_desc(lanes: int, packed: str, stride: int = 1, consecutive: bool = False):
     """``C[i] += window_dot(A[s i .. s (i + 3)], B[0])``: the depthwise block of kernels.depthwise_conv, its operand
     every ``stride``-th of ``stride (lanes + 2) + 1`` consecutive bytes of an input row (stride 1: ``lanes + 3``
-    bytes; stride s: the row of one column phase read in place from the unsplit padded row)."""
+    bytes; stride s: the row of one column phase read in place from the unsplit padded row); ``consecutive``:
+    ``C[i] += window_dot(A[s i .. s i + 3], B[0])`` (kernels.DepthwiseSpec.consecutive)."""
     from .kernels import window_dot
 
-    n = _window_len(lanes, stride)
+    n = _window_len(lanes, stride, consecutive)
 
     @T.prim_func(s_tir=True)
     def desc(
@@ -104,24 +111,26 @@ def _window_desc(lanes: int, packed: str, stride: int = 1):
                 with T.sblock("update"):
                     vi = T.axis.remap("S", [i])
                     C[vi] = C[vi] + window_dot(
-                        lambda k: A[(vi + k) * stride] if stride > 1 else A[vi + k], B[0], packed
+                        lambda k: A[_window_byte(vi, k, stride, consecutive)] if stride > 1 else A[vi + k],
+                        B[0],
+                        packed,
                     )
 
     return desc
 
 
-def _window_bytes(A, lanes: int, stride: int = 1):
-    """The ``lanes`` overlapping words of bytes A[s i], A[s (i + 1)], .., A[s (i + 3)] as 4 * lanes bytes: two
-    in-bounds loads of ``s lanes`` bytes (from 0 and from 2 s + 1: together the s (lanes + 2) + 1 bytes of the
-    window) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
+def _window_bytes(A, lanes: int, stride: int = 1, consecutive: bool = False):
+    """The ``lanes`` overlapping words of bytes A[s i], A[s (i + 1)], .., A[s (i + 3)] (``consecutive``: A[s i] ..
+    A[s i + 3]) as 4 * lanes bytes: two in-bounds loads of ``s lanes`` bytes (from 0 and from the window's end
+    less ``s lanes``: together its _window_len bytes) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
     width = stride * lanes
-    hi_at = _window_len(lanes, stride) - width
+    hi_at = _window_len(lanes, stride, consecutive) - width
     lo = A.vload([0], dtype=f"int8x{width}")
     hi = A.vload([hi_at], dtype=f"int8x{width}")
     idx = []
     for i in range(lanes):
         for k in range(4):
-            b = stride * (i + k)
+            b = _window_byte(i, k, stride, consecutive)
             idx.append(b if b < width else width + b - hi_at)
     # (TVM's Shuffle makes at most as many lanes as it is given: repeat the pair up to 4 * lanes)
     return T.Shuffle([lo, hi] * max(1, -(-2 // stride)), idx)
@@ -164,18 +173,20 @@ def _x86_vnni():
     return _desc(16, "uint8"), _impl(16, 16, "int32", VPDPBUSD, _words(16))
 
 
-def _x86_vnni_window(stride: int = 1):
-    impl = _impl(16, _window_len(16, stride), "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride))
-    return _window_desc(16, "uint8", stride), impl
+def _x86_vnni_window(stride: int = 1, consecutive: bool = False):
+    n = _window_len(16, stride, consecutive)
+    impl = _impl(16, n, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride, consecutive))
+    return _window_desc(16, "uint8", stride, consecutive), impl
 
 
 def _arm_sdot():
     return _desc(4, "int8"), _impl(4, 4, "int32", SDOT, _words(4))
 
 
-def _arm_sdot_window(stride: int = 1):
-    impl = _impl(4, _window_len(4, stride), "int8", SDOT, lambda A: _window_bytes(A, 4, stride))
-    return _window_desc(4, "int8", stride), impl
+def _arm_sdot_window(stride: int = 1, consecutive: bool = False):
+    n = _window_len(4, stride, consecutive)
+    impl = _impl(4, n, "int8", SDOT, lambda A: _window_bytes(A, 4, stride, consecutive))
+    return _window_desc(4, "int8", stride, consecutive), impl
 
 
 X86_VNNI = DotIntrin("fcos3d_dot_16x4_u8s8_vnni", "fcos3d_window_16x4_u8s8_vnni", 16, 128, "uint8")
@@ -197,16 +208,17 @@ def _register(intrin: DotIntrin) -> DotIntrin:
     return intrin
 
 
-def window_intrin(intrin: DotIntrin, stride: int) -> str:
+def window_intrin(intrin: DotIntrin, stride: int, consecutive: bool = False) -> str:
     """The name of ``intrin``'s window instruction for a depthwise conv of column ``stride`` (registered on first
-    use): stride 1 reads the padded row, stride s every s-th byte of it (kernels.depthwise_conv, flat rows)."""
+    use): stride 1 reads the padded row, stride s every s-th byte of it (kernels.depthwise_conv, flat rows), or
+    with ``consecutive`` words the 4 bytes from every s-th (kernels.DepthwiseSpec.consecutive)."""
     from tvm.s_tir import TensorIntrin
 
     if stride == 1:
         return intrin.window
-    name = f"{intrin.window}_s{stride}"
+    name = f"{intrin.window}_s{stride}" + ("_consecutive" if consecutive else "")
     if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_BUILDERS[intrin.window](stride))
+        TensorIntrin.register(name, *_BUILDERS[intrin.window](stride, consecutive))
     return name
 
 

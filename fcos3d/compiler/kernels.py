@@ -22,6 +22,7 @@ from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 
 __all__ = [
     "KERNEL_ATTR",
+    "WINDOW_CONSECUTIVE_ATTR",
     "WINDOW_STRIDE_ATTR",
     "DenseConvSpec",
     "DepthwiseSpec",
@@ -43,6 +44,7 @@ __all__ = [
 # Block annotation that tells passes/schedule.py which kernel a (fused) PrimFunc holds.
 KERNEL_ATTR = "fcos3d.kernel"
 WINDOW_STRIDE_ATTR = "fcos3d.window_stride"  # depthwise_conv: 1, or the column stride its window reads in place
+WINDOW_CONSECUTIVE_ATTR = "fcos3d.window_consecutive"  # depthwise_conv: 1 where its words are consecutive taps
 BYTES = 4  # int8 reduction steps per 32-bit word: one lane of vpdpbusd / sdot
 L1_LINE_WORDS = 16  # 32-bit words per 64-byte cache line (also the rows of an AMX tile)
 L1_SETS = 64  # sets of a 48 KiB 12-way (x86) or 64 KiB 4-way (Arm Cortex-A) L1 data cache of 64-byte lines
@@ -497,6 +499,12 @@ class DepthwiseSpec:
     input + 128 (``flip``) and the sum exceeds the conv by ``offset * sum(w)`` (subtracted). Output rows are
     computed to ``out_w_padded`` (a multiple of lanes: the instruction needs no mask), so the right padding is
     widened until every word read exists (``right_pad``); the extra outputs are never stored.
+
+    ``flat``: the window instruction reads the unsplit padded rows (legalize: where the target has one). At a
+    column stride s > 1 whose phases need more words than the kernel row itself (a 3x3 at stride 2: 2 phases of
+    one word each against one word of 3 taps), the words are ``consecutive``: output x's word j holds the 4
+    consecutive columns s x + 4 j .. s x + 4 j + 3 (taps 4 j .. 4 j + 3, past KW weight 0), one instruction per
+    (ky, j) and one phase; the ``lanes`` words are a byte shuffle of the s (lanes - 1) + 4 bytes from s x.
     """
 
     kernel: tuple[int, int]
@@ -506,16 +514,26 @@ class DepthwiseSpec:
     out_hw: tuple[int, int]
     offset: int
     lanes: int
+    flat: bool = False
+
+    @property
+    def consecutive(self) -> bool:
+        """Words of consecutive taps (class docstring): flat rows at a stride > 1, and fewer instructions."""
+        sw, kw = self.strides[1], self.kernel[1]
+        phase_taps = -(-kw // sw)
+        split = min(sw, kw) * -(-phase_taps // BYTES)
+        return self.flat and sw > 1 and -(-kw // BYTES) < split
 
     @property
     def phases(self) -> int:
-        """Column phases with taps: min(stride, KW)."""
-        return min(self.strides[1], self.kernel[1])
+        """Column phases with taps: min(stride, KW); 1 where the words are consecutive."""
+        return 1 if self.consecutive else min(self.strides[1], self.kernel[1])
 
     @property
     def words(self) -> int:
-        """4-tap groups per (kernel row, phase): phase 0 has the most taps, ceil(KW / stride)."""
-        taps = -(-self.kernel[1] // self.strides[1])
+        """4-tap groups per (kernel row, phase): phase 0 has the most taps, ceil(KW / stride); ceil(KW / 4) where
+        the words are consecutive."""
+        taps = self.kernel[1] if self.consecutive else -(-self.kernel[1] // self.strides[1])
         return -(-taps // BYTES)
 
     @property
@@ -524,7 +542,11 @@ class DepthwiseSpec:
 
     @property
     def row_w(self) -> int:
-        """Columns per phase read: the last vector's last word ends at out_w_padded + 4 words - 1."""
+        """Columns per phase read: the last vector's last word ends at out_w_padded + 4 words - 1. Consecutive
+        words: the last vector's window ends at column s (out_w_padded - 1) + 4 words (in whole strides)."""
+        if self.consecutive:
+            sw = self.strides[1]
+            return -(-(sw * (self.out_w_padded - 1) + BYTES * self.words) // sw)
         return self.out_w_padded + BYTES * self.words - 1
 
     @property
@@ -534,13 +556,17 @@ class DepthwiseSpec:
         return max(right, self.row_w * self.strides[1] - self.in_w - left)
 
 
-def pack_depthwise_weight(weight: np.ndarray, strides: tuple[int, int], offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 (C, 1, KH, KW) -> (words (C, KH, P, J) int32 (P phases, J words: DepthwiseSpec): word [c, ky, ph, j] =
-    bytes w[c, ky, (4 j + k) * stride + ph], k = 0..3, taps past KW 0; correction (C,) int32 = offset * sum of
-    the channel's weights)."""
+def pack_depthwise_weight(weight: np.ndarray, spec: DepthwiseSpec) -> tuple[np.ndarray, np.ndarray]:
+    """int8 (C, 1, KH, KW) -> (words (C, KH, P, J) int32 (P phases, J words: ``spec``): word [c, ky, ph, j] =
+    bytes w[c, ky, (4 j + k) * stride + ph], k = 0..3, taps past KW 0 (consecutive words: w[c, ky, 4 j + k]);
+    correction (C,) int32 = spec.offset * sum of the channel's weights)."""
     c, _, kh, kw = weight.shape
-    sw = strides[1]
-    spec = DepthwiseSpec((kh, kw), strides, 1, (0, 0, 0, 0), (1, 1), offset, 1)
+    if (kh, kw) != tuple(spec.kernel):
+        raise ValueError(
+            f"pack_depthwise_weight: a {kh}x{kw} weight for a {spec.kernel[0]}x{spec.kernel[1]} DepthwiseSpec"
+        )
+    sw = 1 if spec.consecutive else spec.strides[1]
+    offset = spec.offset
     taps = np.zeros((c, kh, spec.phases, spec.words * BYTES), dtype=np.int8)
     for ph in range(spec.phases):
         cols = weight[:, 0, :, ph::sw]  # (C, KH, taps of this phase)
@@ -592,17 +618,27 @@ def depthwise_conv(
     ph = te.reduce_axis((0, spec.phases), name="ph")
     j = te.reduce_axis((0, spec.words), name="j")
 
-    def col(ch, row, phase, q):
-        return padded[ch, row, 0, q * sw + phase] if flat else padded[ch, row, phase, q]
+    if spec.consecutive and not flat:
+        raise ValueError("depthwise_conv: consecutive words read the unsplit padded rows (DepthwiseSpec.flat)")
+
+    def byte(ch, y, x, phase, j, k):
+        if spec.consecutive:
+            return padded[ch, y * sh + ky, 0, x * sw + j * BYTES + k]
+        q = x + j * BYTES + k
+        return padded[ch, y * sh + ky, 0, q * sw + phase] if flat else padded[ch, y * sh + ky, phase, q]
 
     acc = te.compute(
         (c, oh, spec.out_w_padded),
         lambda ch, y, x: te.sum(
-            window_dot(lambda k: col(ch, y * sh + ky, ph, x + j * BYTES + k), w[ch, ky, ph, j], packed_dtype),
+            window_dot(lambda k: byte(ch, y, x, ph, j, k), w[ch, ky, ph, j], packed_dtype),
             axis=[ky, ph, j],
         ),
         name="depthwise",
-        attrs={KERNEL_ATTR: "depthwise_dot", WINDOW_STRIDE_ATTR: sw if flat else 1},
+        attrs={
+            KERNEL_ATTR: "depthwise_dot",
+            WINDOW_STRIDE_ATTR: sw if flat else 1,
+            WINDOW_CONSECUTIVE_ATTR: int(spec.consecutive),
+        },
     )
     return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
 

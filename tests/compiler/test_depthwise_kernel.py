@@ -1,7 +1,9 @@
 """kernels.depthwise_conv (the dot instruction per kernel row, column phase and 4 taps, its words a byte shuffle of
-the padded input row, or at strides 2 and 3 of every stride-th byte of the unsplit row) scheduled by passes/schedule.py, against numpy: random depthwise convs, kernels 3 and 5,
-strides 1, 2 and 3, odd widths, asymmetric pads, exact equality. Both the x86 VNNI path (vpdpbusd, offset 128) where the CPU has it and the
-plain-vector fallback (offset 0) on a generic target."""
+the padded input row, or at strides 2 and 3 of every stride-th byte of the unsplit row, or for a 3x3 at those
+strides the 4 consecutive bytes from every stride-th) scheduled by passes/schedule.py, against numpy: random
+depthwise convs, kernels 3 and 5, strides 1, 2 and 3, odd widths, asymmetric pads, exact equality. Both the x86
+VNNI path (vpdpbusd, offset 128) where the CPU has it and the plain-vector fallback (offset 0) on a generic
+target."""
 
 from __future__ import annotations
 
@@ -55,13 +57,14 @@ def _run(target, x, w, strides, pads):
         out_hw=out_hw,
         offset=intrin.offset if intrin else 0,
         lanes=intrin.lanes if intrin else vector_lanes(target),
+        flat=intrin is not None,
     )
     top, left, bottom, _ = pads
     flip = spec.offset != 0
     split_pads = (top, left, bottom, spec.right_pad)
     hp, wq = h + top + bottom, -(-(wd + left + spec.right_pad) // strides[1])
     assert wq >= spec.row_w
-    words, correction = pack_depthwise_weight(w, strides, spec.offset)
+    words, correction = pack_depthwise_weight(w, spec)
     packed = intrin.packed_dtype if intrin else "int8"
     consts = (words, correction)
     # as passes/legalize.py: stride 1, or any stride with a dot instruction (its window reads the phases in place),
@@ -110,6 +113,7 @@ CASES = [
     (2, 4, 1, 3, 1, (1, 1, 1, 1)),  # 1 wide: the row loop disappears (the epilogue must not vectorise y)
     (3, 10, 20, 3, 3, (1, 1, 1, 1)),  # stride 3: 3 phases of one tap each
     (2, 9, 11, 5, 3, (2, 2, 2, 2)),
+    (2, 5, 71, 3, 2, (1, 1, 1, 1)),  # consecutive words over 3 vectors of 16 outputs (VNNI)
 ]
 
 
@@ -130,9 +134,13 @@ def test_depthwise_kernel_equals_numpy(target, c, h, w, k, s, pads):
     assert int(np.count_nonzero(got != ref)) == 0
 
 
+def _spec(kernel, strides, offset, flat=False):
+    return DepthwiseSpec(kernel, strides, 32, (1, 1, 1, 1), (16, 16), offset, 16, flat)
+
+
 def test_depthwise_weight_words_hold_4_taps_of_a_kernel_row_and_phase():
     w = np.random.default_rng(2).integers(-128, 128, size=(2, 1, 5, 5), dtype=np.int8)
-    words, correction = pack_depthwise_weight(w, (1, 1), offset=128)
+    words, correction = pack_depthwise_weight(w, _spec((5, 5), (1, 1), 128))
     assert words.shape == (2, 5, 1, 2)
     b = words.view(np.int8).reshape(2, 5, 2, 4)
     assert np.array_equal(b[:, :, 0], w[:, 0, :, :4])
@@ -140,9 +148,32 @@ def test_depthwise_weight_words_hold_4_taps_of_a_kernel_row_and_phase():
     assert not b[:, :, 1, 1:].any()
     assert np.array_equal(correction, 128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
     # stride 2: phase 0 holds taps 0, 2, 4 and phase 1 taps 1, 3 of each kernel row
-    words, _ = pack_depthwise_weight(w, (2, 2), offset=0)
+    words, _ = pack_depthwise_weight(w, _spec((5, 5), (2, 2), 0))
     assert words.shape == (2, 5, 2, 1)
     b = words.view(np.int8).reshape(2, 5, 2, 4)
     assert np.array_equal(b[:, :, 0, :3], w[:, 0, :, 0::2])
     assert np.array_equal(b[:, :, 1, :2], w[:, 0, :, 1::2])
     assert not b[:, :, 0, 3].any() and not b[:, :, 1, 2:].any()
+    # a 5x5 at stride 2 on flat rows: 2 words either way, so the phases stay
+    assert not _spec((5, 5), (2, 2), 0, flat=True).consecutive
+    with pytest.raises(ValueError, match="3x3"):
+        pack_depthwise_weight(w, _spec((3, 3), (1, 1), 0))
+
+
+@pytest.mark.parametrize(("kernel", "stride", "instructions"), [(3, 2, 1), (3, 3, 1), (2, 2, 1), (4, 3, 1)])
+def test_consecutive_words_take_fewer_instructions_at_a_stride(kernel, stride, instructions):
+    """Flat rows at a stride > 1 whose phases need more words than the row: one phase of consecutive taps (word
+    j of kernel row ky = taps 4 j .. 4 j + 3), fewer dot instructions per (ky, 16 outputs); split rows
+    (plain vectors) keep the phases."""
+    w = np.random.default_rng(kernel * 10 + stride).integers(-128, 128, size=(3, 1, kernel, kernel), dtype=np.int8)
+    flat = _spec((kernel, kernel), (stride, stride), 128, flat=True)
+    split = _spec((kernel, kernel), (stride, stride), 128)
+    assert flat.consecutive and not split.consecutive
+    assert flat.phases * flat.words == instructions < split.phases * split.words
+    words, correction = pack_depthwise_weight(w, flat)
+    assert words.shape == (3, kernel, 1, 1)
+    b = words.view(np.int8).reshape(3, kernel, 4)
+    assert np.array_equal(b[:, :, :kernel], w[:, 0]) and not b[:, :, kernel:].any()
+    assert np.array_equal(correction, 128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
+    # the padded row holds every column the last vector's window reads: s (out_w_padded - 1) + 4 words
+    assert flat.row_w * stride >= stride * (flat.out_w_padded - 1) + 4 * flat.words

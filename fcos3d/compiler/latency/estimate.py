@@ -288,7 +288,8 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     to 16 x 16 tiles), channel pad bytes = its padded planes, work 0; pad bytes = the padded input (none when
     im2col reads the input: no pads, stride_w 1);
     depthwise: work = C x Ho x ceil(Wo/lanes) x kh x phases x words x lanes x 4 (phases = min(stride, kw),
-    words = ceil(ceil(kw/stride)/4)), channel pad bytes = the padded planes (made inside the kernel, unsplit at
+    words = ceil(ceil(kw/stride)/4); one phase of ceil(kw/4) words where that is fewer: DepthwiseSpec.consecutive),
+    channel pad bytes = the padded planes (made inside the kernel, unsplit at
     every stride: the window instruction reads the column phases in place), window channels = N x C; outputs =
     N x Cout x Ho x Wo for both; zero-point pad bytes = the padded input when the input zero point is not 0 and
     the conv pads; a conv of TVM's default conv2d: its real MACs (and ``work`` 0: no dot instructions)."""
@@ -333,7 +334,7 @@ def host_counts(op, in_shape: tuple[int, ...], out_shape: tuple[int, ...], acc: 
     elif kernel == "depthwise":
         from ..kernels import DepthwiseSpec  # the kernel's own geometry (imports TVM: host profiles only)
 
-        spec = DepthwiseSpec((kh, kw), op.strides, w, op.pads, (ho, wo), 0, lanes)
+        spec = DepthwiseSpec((kh, kw), op.strides, w, op.pads, (ho, wo), 0, lanes, flat=True)
         counts["work"] = n * cout * ho * spec.out_w_padded * kh * spec.phases * spec.words * DOT_BYTES
         counts["channel_pad_bytes_per_cycle"] = n * cin * (h + top + bottom) * (w + left + spec.right_pad)
         counts["window_channels_per_cycle"] = n * cout

@@ -226,10 +226,11 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             out_hw=out_hw,
             offset=intrin.offset if intrin else 0,
             lanes=intrin.lanes if intrin else vector_lanes(target),
+            flat=intrin is not None,
         )
         top, left, bottom, _ = pads
         dpads, flip = (top, left, bottom, spec.right_pad), spec.offset != 0
-        words, correction = pack_depthwise_weight(w, strides, spec.offset)
+        words, correction = pack_depthwise_weight(w, spec)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         if strides[1] == 1 or intrin is not None:
             # padded per channel inside the kernel (kernels.padded_input), unsplit: a strided window instruction

@@ -43,7 +43,7 @@ from ..intrinsics import (
     vector_lanes,
     window_intrin,
 )
-from ..kernels import KERNEL_ATTR, WINDOW_STRIDE_ATTR
+from ..kernels import KERNEL_ATTR, WINDOW_CONSECUTIVE_ATTR, WINDOW_STRIDE_ATTR
 
 __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "position_block", "schedule", "schedule_func"]
 
@@ -392,11 +392,17 @@ def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
         sch.vectorize(xi)  # before decompose_reduction: vectorize wants a block with its init
     init = sch.decompose_reduction(conv, ky)
     if intrin is not None:
-        stride = int(sch.get(conv).annotations.get(WINDOW_STRIDE_ATTR, 1))
-        sch.tensorize(xi, window_intrin(intrin, stride))
+        sch.tensorize(xi, _window_intrin(sch, conv, intrin))
     for loop in (ky, ph, j):
         sch.unroll(loop)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _window_intrin(sch: s_tir.Schedule, conv, intrin) -> str:
+    """The window instruction of a depthwise_dot block: its column stride and word form (kernels.depthwise_conv)."""
+    notes = sch.get(conv).annotations
+    stride = int(notes.get(WINDOW_STRIDE_ATTR, 1))
+    return window_intrin(intrin, stride, bool(int(notes.get(WINDOW_CONSECUTIVE_ATTR, 0))))
 
 
 def _is_pack(sch: s_tir.Schedule, block) -> bool:
@@ -436,8 +442,7 @@ def _schedule_depthwise_pack(sch: s_tir.Schedule, conv, pack, rows: int, lanes: 
         sch.vectorize(xi)
     init = sch.decompose_reduction(conv, taps[0] if taps else xi)
     if intrin is not None:
-        stride = int(sch.get(conv).annotations.get(WINDOW_STRIDE_ATTR, 1))
-        sch.tensorize(xi, window_intrin(intrin, stride))
+        sch.tensorize(xi, _window_intrin(sch, conv, intrin))
     for loop in taps:
         sch.unroll(loop)
     sch.vectorize(sch.get_loops(init)[-1])
