@@ -362,12 +362,14 @@ def test_host_depthwise_conv_counts_window_dot_instructions():
 
 def test_host_strided_depthwise_conv_pads_its_unsplit_rows_inside_the_kernel():
     (layer,) = estimate(one_conv(32, 32, (64, 64), groups=32, stride=2), _pinned_host()).layers
-    # 3x3 stride 2 -> 32 x 32: 2 phases, ceil(ceil(3/2)/4) = 1 word; 32 columns = 2 vectors of 16.
-    # work = 32 channels * 32 rows * 2 vectors * 16 * 3 rows * 2 phases * 1 * 4 = 786,432 -> / 32 = 24,576 cycles
-    # outputs 32,768 -> / 2 = 16,384; the unsplit padded rows: row_w = 32 + 4 - 1 = 35 columns a phase, right pad
-    # max(1, 2 * 35 - 64 - 1) = 5: 32 * 66 rows * 70 = 147,840 bytes -> / 16 = 9,240. compute = 50,200; + 100.
-    assert layer.work == 786_432
-    assert (layer.compute_cycles, layer.cycles) == (50_200, 50_300)
+    # 3x3 stride 2 -> 32 x 32 on consecutive words (kernels.DepthwiseSpec.consecutive): 1 phase, ceil(3/4) = 1
+    # word (2 phases of 1 word each before); 32 columns = 2 vectors of 16.
+    # work = 32 channels * 32 rows * 2 vectors * 16 * 3 rows * 1 phase * 1 * 4 = 393,216 -> / 32 = 12,288 cycles
+    # outputs 32,768 -> / 2 = 16,384; the unsplit padded rows: the last window ends at 2 * (32 - 1) + 4 = 66
+    # columns, row_w = 33 strides, right pad max(1, 2 * 33 - 64 - 1) = 1: 32 * 66 rows * 66 = 139,392 bytes -> / 16
+    # = 8,712. compute = 37,384; + 100.
+    assert layer.work == 393_216
+    assert (layer.compute_cycles, layer.cycles) == (37_384, 37_484)
 
 
 def test_host_window_depthwise_costs_a_fixed_work_per_channel():
