@@ -559,7 +559,7 @@ class DepthwiseSpec:
 def pack_depthwise_weight(weight: np.ndarray, spec: DepthwiseSpec) -> tuple[np.ndarray, np.ndarray]:
     """int8 (C, 1, KH, KW) -> (words (C, KH, P, J) int32 (P phases, J words: ``spec``): word [c, ky, ph, j] =
     bytes w[c, ky, (4 j + k) * stride + ph], k = 0..3, taps past KW 0 (consecutive words: w[c, ky, 4 j + k]);
-    correction (C,) int32 = spec.offset * sum of the channel's weights)."""
+    start (C,) int32 = -spec.offset * sum of the channel's weights: what the conv adds to the word sums)."""
     c, _, kh, kw = weight.shape
     if (kh, kw) != tuple(spec.kernel):
         raise ValueError(
@@ -572,8 +572,8 @@ def pack_depthwise_weight(weight: np.ndarray, spec: DepthwiseSpec) -> tuple[np.n
         cols = weight[:, 0, :, ph::sw]  # (C, KH, taps of this phase)
         taps[:, :, ph, : cols.shape[2]] = cols
     words = np.ascontiguousarray(taps).view("<i4").astype(np.int32)  # (C, KH, P, J)
-    correction = (offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
-    return words, correction
+    start = (-offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
+    return words, start
 
 
 def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], flip: bool, value: int = 0) -> te.Tensor:
@@ -601,14 +601,15 @@ def padded_input(x: te.Tensor, pads: tuple[int, int, int, int], flip: bool, valu
 
 
 def depthwise_conv(
-    padded: te.Tensor, w: te.Tensor, correction: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
+    padded: te.Tensor, w: te.Tensor, start: te.Tensor, spec: DepthwiseSpec, packed_dtype: str
 ) -> te.Tensor:
-    """The padded input, w (C, KH, P, J) int32 words and correction (C,) (pack_depthwise_weight) -> (1, C, OH, OW)
+    """The padded input, w (C, KH, P, J) int32 words and start (C,) (pack_depthwise_weight) -> (1, C, OH, OW)
     int32 = the conv (DepthwiseSpec). The padded input (+ 128 when ``packed_dtype`` is uint8) is pad_split's
     (C, Hp, stride, Wq) phase-split rows (Wq >= spec.row_w), or, at a column stride s > 1, the unsplit rows
     (C, Hp, 1, Wp >= s row_w), phase ph's column q read in place at s q + ph (the window instruction of that
     stride: intrinsics.window_intrin; the block's WINDOW_STRIDE_ATTR says which). Bounds: the word sums reach
-    KH * KW * 255 * 128 (2.1e7 for 25 taps) before the correction: exact in int32."""
+    KH * KW * 255 * 128 (2.1e7 for 25 taps), to which ``start`` (-offset * sum(w)) is added: exact in int32
+    (passes/schedule.py's fold_depthwise_start makes ``start`` the accumulators' first value instead)."""
     c = int(padded.shape[0])
     kh, _ = spec.kernel
     sh, sw = spec.strides
@@ -640,7 +641,7 @@ def depthwise_conv(
             WINDOW_CONSECUTIVE_ATTR: int(spec.consecutive),
         },
     )
-    return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] - correction[ch], name="dw_unpad")
+    return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] + start[ch], name="dw_unpad")
 
 
 # -- depthwise convs on AMX tiles (a Toeplitz GEMM per channel) -----------------------------------------------------

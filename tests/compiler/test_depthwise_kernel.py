@@ -64,9 +64,9 @@ def _run(target, x, w, strides, pads):
     split_pads = (top, left, bottom, spec.right_pad)
     hp, wq = h + top + bottom, -(-(wd + left + spec.right_pad) // strides[1])
     assert wq >= spec.row_w
-    words, correction = pack_depthwise_weight(w, spec)
+    words, start = pack_depthwise_weight(w, spec)
     packed = intrin.packed_dtype if intrin else "int8"
-    consts = (words, correction)
+    consts = (words, start)
     # as passes/legalize.py: stride 1, or any stride with a dot instruction (its window reads the phases in place),
     # pads per channel inside the kernel; strided plain vectors read pad_split's phase-split copy
     inside = strides[1] == 1 or intrin is not None
@@ -80,7 +80,7 @@ def _run(target, x, w, strides, pads):
             ),
             pv,
             relax.const(words, "int32"),
-            relax.const(correction, "int32"),
+            relax.const(start, "int32"),
         )
         bb.emit_func_output(r)
     func = next(f for f in bb.get().functions.values() if isinstance(f, tvm.tirx.PrimFunc))
@@ -140,13 +140,13 @@ def _spec(kernel, strides, offset, flat=False):
 
 def test_depthwise_weight_words_hold_4_taps_of_a_kernel_row_and_phase():
     w = np.random.default_rng(2).integers(-128, 128, size=(2, 1, 5, 5), dtype=np.int8)
-    words, correction = pack_depthwise_weight(w, _spec((5, 5), (1, 1), 128))
+    words, start = pack_depthwise_weight(w, _spec((5, 5), (1, 1), 128))
     assert words.shape == (2, 5, 1, 2)
     b = words.view(np.int8).reshape(2, 5, 2, 4)
     assert np.array_equal(b[:, :, 0], w[:, 0, :, :4])
     assert np.array_equal(b[:, :, 1, 0], w[:, 0, :, 4])
     assert not b[:, :, 1, 1:].any()
-    assert np.array_equal(correction, 128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
+    assert np.array_equal(start, -128 * w.reshape(2, -1).astype(np.int64).sum(axis=1))
     # stride 2: phase 0 holds taps 0, 2, 4 and phase 1 taps 1, 3 of each kernel row
     words, _ = pack_depthwise_weight(w, _spec((5, 5), (2, 2), 0))
     assert words.shape == (2, 5, 2, 1)
@@ -170,10 +170,10 @@ def test_consecutive_words_take_fewer_instructions_at_a_stride(kernel, stride, i
     split = _spec((kernel, kernel), (stride, stride), 128)
     assert flat.consecutive and not split.consecutive
     assert flat.phases * flat.words == instructions < split.phases * split.words
-    words, correction = pack_depthwise_weight(w, flat)
+    words, start = pack_depthwise_weight(w, flat)
     assert words.shape == (3, kernel, 1, 1)
     b = words.view(np.int8).reshape(3, kernel, 4)
     assert np.array_equal(b[:, :, :kernel], w[:, 0]) and not b[:, :, kernel:].any()
-    assert np.array_equal(correction, 128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
+    assert np.array_equal(start, -128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
     # the padded row holds every column the last vector's window reads: s (out_w_padded - 1) + 4 words
     assert flat.row_w * stride >= stride * (flat.out_w_padded - 1) + 4 * flat.words

@@ -10,8 +10,10 @@ import pytest
 import tvm
 from qdq_graphs import assert_equals_simulator
 
-from fcos3d.compiler.intrinsics import AmxGemm
+from fcos3d.compiler.intrinsics import AmxGemm, dot_intrin_for
 from fcos3d.compiler.kernels import DenseConvSpec
+
+PLAIN = tvm.target.Target({"kind": "llvm"})
 
 
 def _host_target():
@@ -125,3 +127,27 @@ def test_producer_packed_specs_and_intrinsic_names():
     g = AmxGemm(2, 2, 24, 12)
     blocked = AmxGemm(2, 2, 24, 12, blocked=True)
     assert g.name != blocked.name and g.config_words() == blocked.config_words()
+
+
+def test_depthwise_accumulators_start_at_the_offset_and_bias_terms():
+    """schedule.fold_depthwise_start: where the CPU has a dot instruction, the depthwise accumulator's init is
+    ``start[c] + bias[c]`` and the epilogue adds neither (compiled == simulator: the tests above); on plain vectors
+    (the update reads the accumulator itself) nothing folds."""
+    import re
+
+    from fcos3d.compiler.pipeline import run_pipeline
+
+    graph = _separable(9, 32, 32, (8, 32)).graph
+    for target, folds in ((_host_target(), dot_intrin_for(_host_target()) is not None), (PLAIN, False)):
+        mod = run_pipeline(graph, target).mod
+        (name,) = [gv for gv in mod.functions if "depthwise" in gv.name_hint]
+        text = mod[name].script()
+        init = re.search(r"depthwise\[v_ch, v_y, v_x\] = (.*)", text).group(1)
+        adds = re.findall(r"depthwise\[[^\]]*\] \+ param_", text)
+        if folds:
+            assert re.fullmatch(
+                r"param_\d+\[v_ch\] \+ param_\d+\[T.int64\(0\), v_ch, T.int64\(0\), T.int64\(0\)\]", init
+            )
+            assert adds == []
+        else:
+            assert init == "0" and len(adds) >= 1

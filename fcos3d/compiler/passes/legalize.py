@@ -230,7 +230,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         )
         top, left, bottom, _ = pads
         dpads, flip = (top, left, bottom, spec.right_pad), spec.offset != 0
-        words, correction = pack_depthwise_weight(w, spec)
+        words, start = pack_depthwise_weight(w, spec)
         packed_dtype = intrin.packed_dtype if intrin else "int8"
         if strides[1] == 1 or intrin is not None:
             # padded per channel inside the kernel (kernels.padded_input), unsplit: a strided window instruction
@@ -242,7 +242,7 @@ def _conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
             lambda xt, wt, cc: depthwise_conv(pad(xt), wt, cc, spec, packed_dtype),
             src,
             relax.const(words, "int32"),
-            relax.const(correction, "int32"),
+            relax.const(start, "int32"),
             primfunc_name_hint="depthwise_int8",
         )
     return _nn_conv2d(bb, call)

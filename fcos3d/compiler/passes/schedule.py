@@ -26,8 +26,10 @@ from contextvars import ContextVar
 
 import tvm
 from tvm import IRModule, s_tir, tirx
+from tvm.ir.expr import TensorLoad
 from tvm.s_tir.schedule import ScheduleError
 from tvm.sym.pattern import detect_linear_equation
+from tvm_ffi import structural_equal, structural_mutate, structural_walk
 
 from ..intrinsics import (
     ARCH_PRCTL,
@@ -569,11 +571,102 @@ def hoist_lane_predicates(func: tirx.PrimFunc) -> tirx.PrimFunc:
     return func.with_body(_hoist(func.body))
 
 
+def _depthwise_buffer(func: tirx.PrimFunc):
+    """The accumulator buffer of a depthwise_dot block in ``func`` (the buffer its init block writes), or None."""
+    found = []
+
+    def visit(node):
+        if node.annotations.get(KERNEL_ATTR) == "depthwise_dot" and node.writes:
+            found.append(node.writes[0].source)
+
+    structural_walk(func.body, (s_tir.SBlock, visit))
+    return found[0] if found and all(b.same_as(found[0]) for b in found) else None
+
+
+def fold_depthwise_start(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """kernels.depthwise_conv adds ``start`` (-offset * sum(w), per channel) to every sum its dot instructions
+    accumulate (``acc[c, y, x] + start[c]``, inlined into the epilogue), and the fused epilogue usually adds the
+    conv's bias (per channel) next; here each accumulator starts at ``start[c] + bias[c]`` instead of 0 and the
+    epilogue reads it as it is: two vector additions fewer per vector of outputs (the scalar sum is made once per
+    channel), the same int32 result (int32 sums wrap: the order of the terms does not matter). A term folds where
+    every read of the accumulator outside its tensorized update is that addition (a plain-vector update reads it
+    too: nothing folds)."""
+    acc = _depthwise_buffer(func)
+    for _ in range(2 if acc is not None else 0):  # start, then the bias
+        folded = _fold_channel_term(func, acc)
+        if folded is None:
+            break
+        func = folded
+    return func
+
+
+def _fold_channel_term(func: tirx.PrimFunc, acc):
+    """fold_depthwise_start's one step: ``acc[c, ...] + t[.., c, ..]`` -> ``acc[c, ...]``, the init ``acc = v`` ->
+    ``acc = v + t[.., c, ..]``; None where it does not apply."""
+    terms, loads, inits = [], [], []
+
+    def load(node):
+        if node.source.same_as(acc):
+            loads.append(node)
+
+    def add(node):
+        term = _channel_term(node, acc)
+        if term is not None:
+            terms.append(term)
+
+    def block(node):
+        if node.name_hint.endswith("_init") and node.writes and node.writes[0].source.same_as(acc):
+            inits.append(isinstance(node.body, tirx.BufferStore) and node.body.buffer.same_as(acc))
+
+    structural_walk(func.body, [(TensorLoad, load), (tirx.Add, add), (s_tir.SBlock, block)])
+    if not terms or len(terms) != len(loads) or not inits or not all(inits):
+        return None
+    source, at, template = terms[0]
+    if any(not t[0].same_as(source) or t[1] != at for t in terms):
+        return None
+
+    def term(channel):
+        return tirx.BufferLoad(source, [channel if i == at else v for i, v in enumerate(template)])
+
+    def drop_add(node, mutator):
+        return node.a if _channel_term(node, acc) is not None else mutator.default_mutate(node)
+
+    def init_block(node, mutator):
+        if not (node.name_hint.endswith("_init") and node.writes and node.writes[0].source.same_as(acc)):
+            return mutator.default_mutate(node)
+        store, channel = node.body, node.body.indices[0]
+        zero = isinstance(store.value, tirx.IntImm) and store.value.value == 0
+        value = term(channel) if zero else store.value + term(channel)
+        region = [
+            node.writes[0].region[0] if i == at else tvm.ir.Range.from_min_extent(v, 1) for i, v in enumerate(template)
+        ]
+        return s_tir.SBlock(
+            node.iter_vars, [*node.reads, tirx.BufferRegion(source, region)], node.writes, node.name_hint,
+            tirx.BufferStore(acc, value, store.indices), node.init, node.alloc_buffers, node.match_buffers,
+            node.annotations,
+        )  # fmt: skip
+
+    return func.with_body(structural_mutate(func.body, [(tirx.Add, drop_add), (s_tir.SBlock, init_block)]))
+
+
+def _channel_term(node, acc):
+    """(buffer, channel axis, indices) of ``t`` in ``acc[c, ...] + t[0, .., c, .., 0]`` (every index of t a
+    constant but one, which is acc's channel index), else None."""
+    a, b = node.a, node.b
+    if not (isinstance(a, TensorLoad) and a.source.same_as(acc) and isinstance(b, TensorLoad)):
+        return None
+    channel = [i for i, v in enumerate(b.indices) if structural_equal(v, a.indices[0])]
+    if len(channel) != 1 or any(not isinstance(v, tirx.IntImm) for i, v in enumerate(b.indices) if i != channel[0]):
+        return None
+    return b.source, channel[0], list(b.indices)
+
+
 def schedule_func(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     """One PrimFunc -> the same computation with the loops of its rule, marked scheduled."""
     sch = s_tir.Schedule(func)
     apply_default_schedule(sch, target)
-    return load_amx_config(hoist_lane_predicates(sch.mod["main"])).with_attr("tirx.is_scheduled", True)
+    scheduled = fold_depthwise_start(hoist_lane_predicates(sch.mod["main"]))
+    return load_amx_config(scheduled).with_attr("tirx.is_scheduled", True)
 
 
 def schedule(mod: IRModule) -> IRModule:
