@@ -495,8 +495,9 @@ class DepthwiseSpec:
     grouped 4 at a time (``words`` per phase, the taps past KW weight 0). ``lanes`` outputs take one instruction
     per (ky, ph, j): a byte shuffle of the padded row (every stride-th byte from the phase's first column, in
     place; pad_split's phase-split rows for plain vectors) makes the ``lanes`` overlapping words (3 instructions
-    for a 3x3 at stride 1, 6 at stride 2; 10 for a 5x5), with no pack stage. On x86 the padded copy holds the
-    input + 128 (``flip``) and the sum exceeds the conv by ``offset * sum(w)`` (subtracted). Output rows are
+    for a 3x3 at stride 1, 6 in phases at stride 2, 3 in consecutive words (below); 10 for a 5x5), with no pack
+    stage. On x86 the padded copy holds the input + 128 (``flip``) and the sum exceeds the conv by
+    ``offset * sum(w)`` (pack_depthwise_weight's ``start`` is its negation, added). Output rows are
     computed to ``out_w_padded`` (a multiple of lanes: the instruction needs no mask), so the right padding is
     widened until every word read exists (``right_pad``); the extra outputs are never stored.
 
