@@ -14,6 +14,7 @@ Run it on a quiet machine (PERFORMANCE.md, "Latency model"), with one TVM thread
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -106,20 +107,15 @@ def fit(graphs: list, runs: list[dict], host, source: str):
 
 def main(argv: list[str] | None = None) -> int:
     """Measure each model given, fit the host profile on all their layers, print errors and the TOML."""
-    paths = list(sys.argv[1:] if argv is None else argv)
-    totals_file = None
-    if "--totals" in paths:
-        i = paths.index("--totals")
-        if i + 1 >= len(paths):
-            print("--totals needs a file: benchmarks/results/host_estimate_vs_measured.json", file=sys.stderr)
-            return 2
-        totals_file = Path(paths[i + 1])
-        del paths[i : i + 2]
-        if not totals_file.is_file():
-            print(f"{totals_file}: no such file; run benchmarks/host_estimate_vs_measured.py first", file=sys.stderr)
-            return 2
-    if not paths:
-        print("usage: scripts/calibrate_host.py MODEL.onnx [MODEL.onnx ...] [--totals RESULTS.json]", file=sys.stderr)
+    ap = argparse.ArgumentParser(
+        prog="scripts/calibrate_host.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("models", nargs="+", metavar="MODEL.onnx")
+    ap.add_argument("--totals", type=Path, metavar="RESULTS.json", help="benchmarks/host_estimate_vs_measured.py's")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    paths, totals_file = args.models, args.totals
+    if totals_file is not None and not totals_file.is_file():
+        print(f"{totals_file}: no such file; run benchmarks/host_estimate_vs_measured.py first", file=sys.stderr)
         return 2
     host = load_board("host")
     unit_blocks = {f: 1.0 for f in ("block_oc", "block_ic", "block_h", "block_w")}

@@ -567,13 +567,12 @@ def pack_depthwise_weight(weight: np.ndarray, spec: DepthwiseSpec) -> tuple[np.n
             f"pack_depthwise_weight: a {kh}x{kw} weight for a {spec.kernel[0]}x{spec.kernel[1]} DepthwiseSpec"
         )
     sw = 1 if spec.consecutive else spec.strides[1]
-    offset = spec.offset
     taps = np.zeros((c, kh, spec.phases, spec.words * BYTES), dtype=np.int8)
     for ph in range(spec.phases):
         cols = weight[:, 0, :, ph::sw]  # (C, KH, taps of this phase)
         taps[:, :, ph, : cols.shape[2]] = cols
     words = np.ascontiguousarray(taps).view("<i4").astype(np.int32)  # (C, KH, P, J)
-    start = (-offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
+    start = (-spec.offset * weight.reshape(c, -1).astype(np.int64).sum(axis=1)).astype(np.int32)
     return words, start
 
 

@@ -615,7 +615,7 @@ def _fold_channel_term(func: tirx.PrimFunc, acc):
             terms.append(term)
 
     def block(node):
-        if node.name_hint.endswith("_init") and node.writes and node.writes[0].source.same_as(acc):
+        if _initializes(node, acc):
             inits.append(isinstance(node.body, tirx.BufferStore) and node.body.buffer.same_as(acc))
 
     structural_walk(func.body, [(TensorLoad, load), (tirx.Add, add), (s_tir.SBlock, block)])
@@ -632,7 +632,7 @@ def _fold_channel_term(func: tirx.PrimFunc, acc):
         return node.a if _channel_term(node, acc) is not None else mutator.default_mutate(node)
 
     def init_block(node, mutator):
-        if not (node.name_hint.endswith("_init") and node.writes and node.writes[0].source.same_as(acc)):
+        if not _initializes(node, acc):
             return mutator.default_mutate(node)
         store, channel = node.body, node.body.indices[0]
         zero = isinstance(store.value, tirx.IntImm) and store.value.value == 0
@@ -647,6 +647,11 @@ def _fold_channel_term(func: tirx.PrimFunc, acc):
         )  # fmt: skip
 
     return func.with_body(structural_mutate(func.body, [(tirx.Add, drop_add), (s_tir.SBlock, init_block)]))
+
+
+def _initializes(block, acc) -> bool:
+    """``block`` is the init block decompose_reduction made for the accumulator ``acc``."""
+    return block.name_hint.endswith("_init") and bool(block.writes) and block.writes[0].source.same_as(acc)
 
 
 def _channel_term(node, acc):
