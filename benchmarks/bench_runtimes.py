@@ -16,8 +16,11 @@ round by round on the same input, median of ``--runs``:
   torch_fp32      PyTorch eager, float
 
 The roofline is the graph's MACs (the latency estimator's count: dense + depthwise convs) over the int8 dot-product
-peak of ``threads`` cores measured by benchmarks/peak_probe.c (per CPU-second of one core); on a CPU with Intel AMX
-the dense MACs count at the AMX peak instead (benchmarks/amx_peak_probe.c), the depthwise ones at the dot product's. Each run also records
+peak of ``threads`` cores measured by benchmarks/peak_probe.c (per CPU-second of one core): the "dot roofline"
+(VNNI / sdot) of the issue's bar. On a CPU with Intel AMX the "roofline" column counts the dense MACs at the AMX
+peak instead (benchmarks/amx_peak_probe.c), the depthwise ones at the dot product's.
+``--calls-per-turn K`` calls each runtime K times in its turn: the first call is timed with the caches the previous
+runtime left (the columns as before), the others "warm" (the model alone on its core, frame after frame). Each run also records
 the process CPU time: CPU share = CPU time / (wall x threads) is near 1 when the runtime's threads had their cores,
 lower when other jobs took them (or its threads waited). Prints a markdown table, writes JSON.
 
@@ -243,20 +246,27 @@ def runtime_functions(prep: dict, threads: int, ort_ours: bool, only: str | None
     return fns, notes
 
 
-def time_interleaved(fns: dict, runs: int, warmup: int) -> dict:
-    """Wall and process-CPU seconds per run of each function, the functions taking turns round by round."""
+def time_interleaved(fns: dict, runs: int, warmup: int, calls_per_turn: int = 1) -> dict:
+    """Wall and process-CPU seconds per run of each function, the functions taking turns round by round.
+
+    Each turn makes ``calls_per_turn`` calls back to back: the first is timed into ``wall_s``/``cpu_s`` (its caches
+    as the previous runtime left them), the others into ``warm_wall_s``/``warm_cpu_s`` (the model's weights and
+    buffers still in cache, as for a model that runs alone on its core, frame after frame)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    out = {key: {k: [] for k in fns} for key in ("wall_s", "cpu_s", "warm_wall_s", "warm_cpu_s")}
     for _ in range(runs):
         for k, fn in fns.items():
-            c, t = time.process_time(), time.perf_counter()
-            fn()
-            wall[k].append(time.perf_counter() - t)
-            cpu[k].append(time.process_time() - c)
-    return {"wall_s": wall, "cpu_s": cpu}
+            for call in range(calls_per_turn):
+                c, t = time.process_time(), time.perf_counter()
+                fn()
+                prefix = "warm_" if call else ""
+                out[prefix + "wall_s"][k].append(time.perf_counter() - t)
+                out[prefix + "cpu_s"][k].append(time.process_time() - c)
+    if calls_per_turn == 1:
+        del out["warm_wall_s"], out["warm_cpu_s"]
+    return out
 
 
 def _allowed_cpus() -> str:
@@ -286,7 +296,15 @@ def _thread_affinities() -> dict[str, int]:
     return counts
 
 
-def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool, only: str | None = None) -> dict:
+def worker(
+    prep_json: Path,
+    threads: int,
+    runs: int,
+    warmup: int,
+    ort_ours: bool,
+    only: str | None = None,
+    calls_per_turn: int = 1,
+) -> dict:
     prep = json.loads(prep_json.read_text())
     import tvm
 
@@ -300,13 +318,14 @@ def worker(prep_json: Path, threads: int, runs: int, warmup: int, ort_ours: bool
     fns, more = runtime_functions(prep, threads, ort_ours, only)
     notes.update(more)
     load_before = os.getloadavg()
-    timed = time_interleaved(fns, runs, warmup)
+    timed = time_interleaved(fns, runs, warmup, calls_per_turn)
     notes["threads_by_cpus_allowed"] = _thread_affinities()
     return {
         "size": prep["size"],
         "threads": threads,
         "runs": runs,
         "warmup": warmup,
+        "calls_per_turn": calls_per_turn,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "notes": notes,
@@ -332,6 +351,7 @@ def run_worker(
     cmd = [sys.executable, __file__, "--worker", str(prep_json), "--threads", str(threads), "--runs", str(args.runs)]
     cmd += ["--warmup", str(args.warmup), "--worker-out", str(out)] + (["--ort-ours"] if args.ort_ours else [])
     cmd += ["--only", only] if only else []
+    cmd += ["--calls-per-turn", str(getattr(args, "calls_per_turn", 1))]
     subprocess.run(cmd, env=env, check=True)
     result = json.loads(out.read_text())
     result["tvm_threads"], result["tvm_bind"] = tvm_threads or threads, tvm_bind
@@ -350,6 +370,8 @@ def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | Non
         roofline_s = (prep["dense_macs"] / amx_gmacs + prep["depthwise_macs"] / peak_gmacs) / (1e9 * n)
     else:
         roofline_s = prep["macs"] / (peak_gmacs * 1e9 * n)
+    # The issue's roofline: every MAC at the dot-product (VNNI / sdot) peak, whatever the CPU's matrix units.
+    vnni_s = prep["macs"] / (peak_gmacs * 1e9 * n)
     rows = {}
     for k, wall in timed["wall_s"].items():
         med = statistics.median(wall)
@@ -358,32 +380,63 @@ def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | Non
             "min_ms": min(wall) * 1e3,
             "cpu_share": statistics.median(c / (w * n) for c, w in zip(timed["cpu_s"][k], wall)),
             "x_roofline": med / roofline_s,
+            "x_dot_roofline": med / vnni_s,
         }
+        warm = (timed.get("warm_wall_s") or {}).get(k)
+        if warm:
+            rows[k]["warm_median_ms"] = statistics.median(warm) * 1e3
+            rows[k]["warm_x_roofline"] = statistics.median(warm) / roofline_s
+            rows[k]["warm_x_dot_roofline"] = statistics.median(warm) / vnni_s
     ov = rows.get("openvino_int8")
     for r in rows.values():
         r["x_openvino_int8"] = r["median_ms"] / ov["median_ms"] if ov else None
-    return {"size": prep["size"], "threads": n, "roofline_ms": roofline_s * 1e3, "runtimes": rows}
+        if "warm_median_ms" in r and ov and "warm_median_ms" in ov:
+            r["warm_x_openvino_int8"] = r["warm_median_ms"] / ov["warm_median_ms"]
+    return {
+        "size": prep["size"],
+        "threads": n,
+        "roofline_ms": roofline_s * 1e3,
+        "dot_roofline_ms": vnni_s * 1e3,
+        "runtimes": rows,
+    }
 
 
 def markdown(summaries: list[dict], preps: dict) -> str:
-    lines = [
-        "| size | threads | runtime | median ms | min ms | CPU share | x roofline | x OpenVINO int8 |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
-    ]
+    warm = any("warm_median_ms" in r for s in summaries for r in s["runtimes"].values())
+    head = (
+        "| size | threads | runtime | median ms | min ms | CPU share | x roofline | x dot roofline | x OpenVINO int8 |"
+    )
+    rule = "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    if warm:
+        head += " warm median ms | warm x dot roofline | warm x OpenVINO int8 |"
+        rule += "---:|---:|---:|"
+    lines = [head, rule]
     for s in summaries:
         p = preps[s["size"]]
         lines.append(
-            f"| {s['size']} ({p['macs'] / 1e9:.2f} GMAC) | {s['threads']} | roofline | {s['roofline_ms']:.1f} | | | 1.00 | |"
+            f"| {s['size']} ({p['macs'] / 1e9:.2f} GMAC) | {s['threads']} | roofline | {s['roofline_ms']:.1f} | | | 1.00 | | |"
+            + (" | | |" if warm else "")
         )
+        if "dot_roofline_ms" in s:
+            lines.append(
+                f"| | | dot roofline | {s['dot_roofline_ms']:.1f} | | | | 1.00 | |" + (" | | |" if warm else "")
+            )
         for k in RUNTIMES:
             r = s["runtimes"].get(k)
             if r is None:
                 continue
             ov = "" if r["x_openvino_int8"] is None else f"{r['x_openvino_int8']:.2f}"
-            lines.append(
+            line = (
                 f"| | | {k} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['cpu_share']:.2f} | "
-                f"{r['x_roofline']:.2f} | {ov} |"
+                f"{r['x_roofline']:.2f} | {r.get('x_dot_roofline', r['x_roofline']):.2f} | {ov} |"
             )
+            if warm:
+                wov = r.get("warm_x_openvino_int8")
+                line += (
+                    f" {r.get('warm_median_ms', float('nan')):.1f} | {r.get('warm_x_dot_roofline', float('nan')):.2f} |"
+                    f" {'' if wov is None else f'{wov:.2f}'} |"
+                )
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -393,6 +446,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (one worker process each)")
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument(
+        "--calls-per-turn",
+        type=int,
+        default=1,
+        help="calls of a runtime in each of its turns: the first is timed as before (caches as the previous runtime "
+        "left them), the others as 'warm' columns (the model's weights still cached, as when it runs alone)",
+    )
     ap.add_argument("--ort-ours", action="store_true", help="also onnxruntime on our QDQ ONNX (slow)")
     ap.add_argument("--peak-gmacs", type=float, default=None, help="per-core int8 peak; default: measure it")
     ap.add_argument(
@@ -417,7 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker is not None:
-        result = worker(args.worker, int(args.threads), args.runs, args.warmup, args.ort_ours, args.only)
+        result = worker(
+            args.worker, int(args.threads), args.runs, args.warmup, args.ort_ours, args.only, args.calls_per_turn
+        )
         args.worker_out.write_text(json.dumps(result) + "\n")
         return
 

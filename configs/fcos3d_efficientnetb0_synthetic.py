@@ -39,6 +39,10 @@ qat_steps = param("qat_steps", 0)  # > 0: QAT stops after this many steps
 # QAT's activation ranges: 0 keeps the calibrated ranges frozen (HAT's averaging_constant); c in (0, 1] moves them
 # towards each batch's min/max by the factor c (session 3 measured c=0.01 on a ReLU backbone: PERFORMANCE.md).
 qat_activation_averaging = param("qat_activation_averaging", 0.0)
+# QAT learns from the float model as well as from the labels: qat_distill_weight * distill_loss (the student's
+# raw outputs against the float best's: class KL everywhere, score-weighted squared differences elsewhere).
+# 0 = off (HAT's recipe).
+qat_distill_weight = param("qat_distill_weight", 0.0)
 seed = param("seed", 0)
 # ReLU6 (Lite0's own, as its ImageNet weights were trained) instead of HAT's ReLU: bounded activations keep
 # int8 close to float (QAT -0.006 NDS against -0.013 with ReLU, PERFORMANCE.md). "relu" is HAT's model.
@@ -197,6 +201,10 @@ qat_trainer = dict(
         ),
     ),
     max_steps=qat_steps or max_steps or None,
+    distill=dict(
+        teacher=(LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),),
+        weight=qat_distill_weight,
+    ),
 )
 # int_infer (fcos3d predict --stage int_infer) and export read the qat checkpoint; the ONNX has a fixed input.
 export_cfg = dict(input_shape=(1, 3, input_size[1], input_size[0]), path=f"{ckpt_dir}/fcos3d_int8_qdq.onnx")

@@ -119,10 +119,15 @@ def _window_desc(lanes: int, packed: str, stride: int = 1, consecutive: bool = F
     return desc
 
 
-def _window_bytes(A, lanes: int, stride: int = 1, consecutive: bool = False):
+def _window_bytes(A, lanes: int, stride: int = 1, consecutive: bool = False, taps: int = 4):
     """The ``lanes`` overlapping words of bytes A[s i], A[s (i + 1)], .., A[s (i + 3)] (``consecutive``: A[s i] ..
     A[s i + 3]) as 4 * lanes bytes: two in-bounds loads of ``s lanes`` bytes (from 0 and from the window's end
-    less ``s lanes``: together its _window_len bytes) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``)."""
+    less ``s lanes``: together its _window_len bytes) and one byte shuffle (x86 ``vpermt2b``, Arm ``tbl``).
+
+    ``taps`` < 4: the word's bytes from ``taps`` on meet weight 0 and may hold anything; they repeat the last tap's
+    byte. At stride 2 the consecutive words of a 3-tap row, [2i, 2i+1, 2i+2, 2i+3], are pairs of 16-bit lanes, and
+    LLVM lowers that shuffle as ``vpermt2w`` (3 uops, 2 of them on port 5 of Intel cores, against 1 for
+    ``vpermt2b``); [2i, 2i+1, 2i+2, 2i+2] is a byte shuffle only."""
     width = stride * lanes
     hi_at = _window_len(lanes, stride, consecutive) - width
     lo = A.vload([0], dtype=f"int8x{width}")
@@ -130,7 +135,7 @@ def _window_bytes(A, lanes: int, stride: int = 1, consecutive: bool = False):
     idx = []
     for i in range(lanes):
         for k in range(4):
-            b = _window_byte(i, k, stride, consecutive)
+            b = _window_byte(i, min(k, taps - 1), stride, consecutive)
             idx.append(b if b < width else width + b - hi_at)
     # (TVM's Shuffle makes at most as many lanes as it is given: repeat the pair up to 4 * lanes)
     return T.Shuffle([lo, hi] * max(1, -(-2 // stride)), idx)
@@ -173,9 +178,9 @@ def _x86_vnni():
     return _desc(16, "uint8"), _impl(16, 16, "int32", VPDPBUSD, _words(16))
 
 
-def _x86_vnni_window(stride: int = 1, consecutive: bool = False):
+def _x86_vnni_window(stride: int = 1, consecutive: bool = False, taps: int = 4):
     n = _window_len(16, stride, consecutive)
-    impl = _impl(16, n, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride, consecutive))
+    impl = _impl(16, n, "int8", VPDPBUSD, lambda A: _window_bytes(A, 16, stride, consecutive, taps))
     return _window_desc(16, "uint8", stride, consecutive), impl
 
 
@@ -183,9 +188,9 @@ def _arm_sdot():
     return _desc(4, "int8"), _impl(4, 4, "int32", SDOT, _words(4))
 
 
-def _arm_sdot_window(stride: int = 1, consecutive: bool = False):
+def _arm_sdot_window(stride: int = 1, consecutive: bool = False, taps: int = 4):
     n = _window_len(4, stride, consecutive)
-    impl = _impl(4, n, "int8", SDOT, lambda A: _window_bytes(A, 4, stride, consecutive))
+    impl = _impl(4, n, "int8", SDOT, lambda A: _window_bytes(A, 4, stride, consecutive, taps))
     return _window_desc(4, "int8", stride, consecutive), impl
 
 
@@ -208,17 +213,20 @@ def _register(intrin: DotIntrin) -> DotIntrin:
     return intrin
 
 
-def window_intrin(intrin: DotIntrin, stride: int, consecutive: bool = False) -> str:
+def window_intrin(intrin: DotIntrin, stride: int, consecutive: bool = False, taps: int = 4) -> str:
     """The name of ``intrin``'s window instruction for a depthwise conv of column ``stride`` (registered on first
     use): stride 1 reads the padded row, stride s every s-th byte of it (kernels.depthwise_conv, flat rows), or
-    with ``consecutive`` words the 4 bytes from every s-th (kernels.DepthwiseSpec.consecutive)."""
+    with ``consecutive`` words the 4 bytes from every s-th (kernels.DepthwiseSpec.consecutive). ``taps`` < 4 (a
+    consecutive word whose bytes from ``taps`` on meet weight 0): those bytes repeat the last tap's
+    (_window_bytes: a byte shuffle where the 4 bytes would pair into 16-bit lanes)."""
     from tvm.s_tir import TensorIntrin
 
     if stride == 1:
         return intrin.window
-    name = f"{intrin.window}_s{stride}" + ("_consecutive" if consecutive else "")
+    taps = taps if consecutive else 4
+    name = f"{intrin.window}_s{stride}" + ("_consecutive" if consecutive else "") + (f"_{taps}" if taps < 4 else "")
     if TensorIntrin.get(name, allow_missing=True) is None:
-        TensorIntrin.register(name, *_BUILDERS[intrin.window](stride, consecutive))
+        TensorIntrin.register(name, *_BUILDERS[intrin.window](stride, consecutive, taps))
     return name
 
 

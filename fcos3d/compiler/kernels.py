@@ -23,6 +23,7 @@ from tvm.script.ir_builder.tirx import prim_func as build_prim_func
 __all__ = [
     "KERNEL_ATTR",
     "WINDOW_CONSECUTIVE_ATTR",
+    "WINDOW_TAPS_ATTR",
     "WINDOW_STRIDE_ATTR",
     "DenseConvSpec",
     "DepthwiseSpec",
@@ -45,6 +46,7 @@ __all__ = [
 KERNEL_ATTR = "fcos3d.kernel"
 WINDOW_STRIDE_ATTR = "fcos3d.window_stride"  # depthwise_conv: 1, or the column stride its window reads in place
 WINDOW_CONSECUTIVE_ATTR = "fcos3d.window_consecutive"  # depthwise_conv: 1 where its words are consecutive taps
+WINDOW_TAPS_ATTR = "fcos3d.window_taps"  # depthwise_conv: real taps of its one consecutive word per row (< 4), else 4
 BYTES = 4  # int8 reduction steps per 32-bit word: one lane of vpdpbusd / sdot
 L1_LINE_WORDS = 16  # 32-bit words per 64-byte cache line (also the rows of an AMX tile)
 L1_SETS = 64  # sets of a 48 KiB 12-way (x86) or 64 KiB 4-way (Arm Cortex-A) L1 data cache of 64-byte lines
@@ -639,6 +641,7 @@ def depthwise_conv(
             KERNEL_ATTR: "depthwise_dot",
             WINDOW_STRIDE_ATTR: sw if flat else 1,
             WINDOW_CONSECUTIVE_ATTR: int(spec.consecutive),
+            WINDOW_TAPS_ATTR: spec.kernel[1] if spec.consecutive and spec.words == 1 else BYTES,
         },
     )
     return te.compute((1, c, oh, ow), lambda n, ch, y, x: acc[ch, y, x] + start[ch], name="dw_unpad")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fcos3d.data.classes import NO_ATTRIBUTE
 from fcos3d.errors import Fcos3dError
 
-__all__ = ["FCOS3DLoss", "sigmoid_focal_loss", "smooth_l1", "flatten_levels"]
+__all__ = ["FCOS3DLoss", "distill_loss", "sigmoid_focal_loss", "smooth_l1", "flatten_levels"]
 
 # Code weights of the 9 regression targets: offset x, y, depth, w, l, h, rot, vx, vz.
 PRETRAIN_CODE_WEIGHTS = (1.0, 1.0, 0.2, 1.0, 1.0, 1.0, 1.0, 0.05, 0.05)
@@ -170,3 +170,36 @@ class FCOS3DLoss:
 
     def _weighted(self, losses: dict) -> dict:
         return {k: v * self.loss_weights.get(k, 1.0) for k, v in losses.items()}
+
+
+def distill_loss(
+    student: Mapping[str, Sequence[torch.Tensor]], teacher: Mapping[str, Sequence[torch.Tensor]]
+) -> torch.Tensor:
+    """How far the student's raw outputs are from the teacher's ({head: [per level]}, the teacher's detached).
+
+    The int8 stages are judged by how little they differ from float, so QAT can learn from the float model itself
+    (knowledge distillation) as well as from the labels:
+    - ``cls_score``: the binary KL divergence of the student's class probabilities from the teacher's at every
+      location (the background matters: a spurious score is a false positive), summed over classes, averaged over
+      locations;
+    - every other head: the squared difference of the raw outputs averaged over channels, weighted at each
+      location by the teacher's highest class probability (regressions off any object are never decoded) and
+      normalised by the sum of those weights.
+    Zero exactly when the student computes what the teacher does. Heads only one side has are skipped.
+    """
+    t_cls = flatten_levels(teacher["cls_score"]).detach()  # (N, P, C)
+    s_cls = flatten_levels(student["cls_score"])
+    p_t = torch.sigmoid(t_cls)
+    # KL(Bernoulli(p_t) || Bernoulli(p_s)) = BCE(s, p_t) - H(p_t); both from logits, stable.
+    kl = F.binary_cross_entropy_with_logits(s_cls, p_t, reduction="none") - F.binary_cross_entropy_with_logits(
+        t_cls, p_t, reduction="none"
+    )
+    total = kl.sum(-1).mean()
+    weight = p_t.amax(-1)  # (N, P)
+    norm = weight.sum().clamp(min=1e-6)
+    for head, maps in student.items():
+        if head == "cls_score" or head not in teacher:
+            continue
+        diff = flatten_levels(maps) - flatten_levels(teacher[head]).detach()
+        total = total + (diff.square().mean(-1) * weight).sum() / norm
+    return total

@@ -19,8 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from ..boxes.decode import group_outputs
 from ..data.transforms import collate_fn, unbatch_anns
 from ..errors import Fcos3dError
+from ..model.losses import distill_loss
 from .checkpoint import (
     activation_counts,
     check_activations,
@@ -51,6 +53,10 @@ class TrainerConfig:
     deterministic: bool = False
     converters: tuple = ()  # callables model -> model applied after building (pretrained weights, ...)
     max_steps: int | None = None  # stop after this many steps in total (tests, smoke runs)
+    # Knowledge distillation (QAT): dict(teacher=(converters...), weight=w) builds the config's model, applies
+    # the converters (LoadStageCheckpoint of the float best) and adds w * distill_loss(student, teacher) to the
+    # losses as "loss_distill". None or weight 0: off.
+    distill: dict | None = None
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -59,6 +65,12 @@ class TrainerConfig:
             raise Fcos3dError("trainer.optimizer must be a dict with type=AdamW or SGD from fcos3d.trainer.optim")
         if self.checkpoint_interval < 1:
             raise Fcos3dError(f"trainer.checkpoint_interval={self.checkpoint_interval}: use a positive number of steps")
+        if self.distill is not None and (
+            not isinstance(self.distill, dict) or set(self.distill) != {"teacher", "weight"}
+        ):
+            raise Fcos3dError(
+                "trainer.distill must be dict(teacher=(LoadStageCheckpoint(<float best>, 'float'),), weight=w)"
+            )
 
 
 class _ResumeSampler(Sampler):
@@ -128,6 +140,17 @@ def build_loader(
     return loader, sampler
 
 
+def _build_teacher(cfg: dict, distill: dict | None, device: torch.device) -> torch.nn.Module | None:
+    """The frozen teacher of knowledge distillation (eval mode, no gradients), or None when it is off."""
+    if not distill or not float(distill["weight"]):
+        return None
+    teacher = build(cfg["model"], "model")
+    for convert in distill["teacher"]:
+        teacher = convert(teacher)
+    teacher.eval().requires_grad_(False)
+    return teacher.to(device)
+
+
 def train(
     cfg: dict,
     stage: str = "float",
@@ -158,6 +181,7 @@ def train(
         model = convert(model)
     if dist_info.enabled and tcfg.sync_bn:
         model = convert_sync_batchnorm(model, device)
+    teacher = _build_teacher(cfg, tcfg.distill, device)
     model.to(device)
     net = model
     if dist_info.enabled:
@@ -238,6 +262,11 @@ def train(
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 raw = net(img)
                 losses = model.loss(raw, unbatch_anns(batch))
+                if teacher is not None:
+                    with torch.no_grad():
+                        taught = teacher(img)
+                    groups = (group_outputs(r, model.strides, model.output_heads) for r in (raw, taught))
+                    losses["loss_distill"] = float(tcfg.distill["weight"]) * distill_loss(*groups)
             loss = sum(losses.values())
             losses_f = {k: float(v.detach()) for k, v in losses.items()}
             if not math.isfinite(float(loss.detach())):

@@ -97,6 +97,7 @@ def _run(target, x, w, strides, pads):
         split_lib(tvm.runtime.tensor(x), src)
     out = tvm.runtime.tensor(np.zeros(ref.shape, dtype=np.int32))
     conv_lib(src, *(tvm.runtime.tensor(a) for a in consts), out)
+    _run.asm = conv_lib.inspect_source("asm") if intrin is not None else ""
     return out.numpy(), ref
 
 
@@ -177,3 +178,18 @@ def test_consecutive_words_take_fewer_instructions_at_a_stride(kernel, stride, i
     assert np.array_equal(start, -128 * w.reshape(3, -1).astype(np.int64).sum(axis=1))
     # the padded row holds every column the last vector's window reads: s (out_w_padded - 1) + 4 words
     assert flat.row_w * stride >= stride * (flat.out_w_padded - 1) + 4 * flat.words
+
+
+@pytest.mark.parametrize(("k", "s"), [(3, 2), (3, 3), (2, 2)])
+def test_consecutive_word_tails_are_a_byte_shuffle(k, s):
+    """A consecutive word's bytes past the kernel's taps meet weight 0 and repeat the last tap's byte
+    (intrinsics._window_bytes): at stride 2 the words [2i .. 2i + 3] would pair into 16-bit lanes, which LLVM
+    shuffles with vpermt2w (3 uops on Intel cores) instead of vpermt2b (1). Exact, and no 16-bit shuffle left."""
+    if not _host_has_vnni():
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    rng = np.random.default_rng(k * 10 + s)
+    x = rng.integers(-128, 128, size=(1, 4, 9, 70), dtype=np.int8)
+    wt = rng.integers(-128, 128, size=(4, 1, k, k), dtype=np.int8)
+    got, ref = _run(VNNI, x, wt, (s, s), (1, 1, 1, 1))
+    assert int(np.count_nonzero(got != ref)) == 0
+    assert "vpdpbusd" in _run.asm and "vpermt2w" not in _run.asm and "vpermw" not in _run.asm

@@ -5,7 +5,7 @@ import math
 import torch
 
 from fcos3d.data.classes import NO_ATTRIBUTE
-from fcos3d.model.losses import FCOS3DLoss, sigmoid_focal_loss, smooth_l1
+from fcos3d.model.losses import FCOS3DLoss, distill_loss, sigmoid_focal_loss, smooth_l1
 from fcos3d.model.targets import FCOS3DTarget
 
 torch.set_num_threads(1)
@@ -132,3 +132,29 @@ def test_no_positives():
     assert losses["loss_cls"] > 0 and all(v == 0 for k, v in losses.items() if k != "loss_cls")
     sum(losses.values()).backward()
     assert all(m.grad is not None for maps in raw.values() for m in maps)  # DDP sees every output used
+
+
+def test_distill_loss_zero_at_the_teacher_and_hand_computed():
+    teacher = _raw(seed=1, requires_grad=False)
+    student = {h: [t.clone().requires_grad_(True) for t in maps] for h, maps in teacher.items()}
+    assert abs(float(distill_loss(student, teacher))) < 1e-6
+    # One location, one class logit moved; one depth output moved at a location the teacher scores 0.5 at most.
+    student = {h: [t.clone() for t in maps] for h, maps in teacher.items()}
+    student["cls_score"][0][0, 3, 2, 5] += 1.0
+    t_logit = float(teacher["cls_score"][0][0, 3, 2, 5])
+    p, q = 1 / (1 + math.exp(-t_logit)), 1 / (1 + math.exp(-(t_logit + 1.0)))
+    kl = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    locations = sum(h * w for h, w in SIZES)
+    weights = torch.cat([torch.sigmoid(m).amax(1).flatten() for m in teacher["cls_score"]])
+    student["depth"][1][0, 0, 4, 7] += 2.0
+    w = float(torch.sigmoid(teacher["cls_score"][1][0, :, 4, 7]).max())
+    want = kl / locations + w * 4.0 / float(weights.sum())
+    assert math.isclose(float(distill_loss(student, teacher)), want, rel_tol=1e-4)
+
+
+def test_distill_loss_gradient_reaches_only_the_student():
+    teacher = _raw(seed=1)
+    student = _raw(seed=2)
+    distill_loss(student, teacher).backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for maps in student.values() for m in maps)
+    assert all(m.grad is None for maps in teacher.values() for m in maps)

@@ -3,6 +3,8 @@
 Slow (minutes on 2 CPU cores: the nuScenes metric runs after calibration, QAT and int_infer).
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -87,6 +89,37 @@ def test_qat_keeps_calibrated_activation_ranges(trained):
     for k in calib:
         if k.endswith("act_observer.max_val"):
             assert torch.equal(calib[k], q[k]), k  # averaging_constant 0: frozen after calibration
+
+
+def test_qat_distills_from_the_float_checkpoint(trained, tmp_path):
+    # Two distilled QAT steps from the same calibration: the loss of the float teacher is there, named, and
+    # scaled by its weight; a config whose distill dict is malformed is refused before any training.
+    from fcos3d.trainer.loop import Reporter, train
+    from fcos3d.trainer.stages import _float_model
+
+    cfg, ckpt_dir, _, _ = trained
+
+    class Losses(Reporter):
+        seen: list = []
+
+        def on_step(self, step, losses, lr):
+            self.seen.append(losses)
+
+    def distilled(weight):
+        c = dict(cfg)
+        teacher = (LoadStageCheckpoint(checkpoint_path(ckpt_dir, "float", "last"), "float"),)
+        c["qat_trainer"] = dict(cfg["qat_trainer"], distill=dict(teacher=teacher, weight=weight))
+        Losses.seen = []
+        torch.manual_seed(0)
+        train(c, "qat", work_dir=tmp_path / str(weight), reporter=Losses(), build_model=_float_model)
+        return Losses.seen
+
+    one, three = distilled(1.0), distilled(3.0)
+    assert len(one) == 2 and all(s["loss_distill"] > 0 for s in one)
+    assert math.isclose(three[0]["loss_distill"], 3 * one[0]["loss_distill"], rel_tol=1e-4)
+    c = dict(cfg, qat_trainer=dict(cfg["qat_trainer"], distill=dict(weight=1.0)))
+    with pytest.raises(Fcos3dError, match="trainer.distill must be dict"):
+        train(c, "qat", work_dir=tmp_path / "bad", build_model=_float_model)
 
 
 def test_predict_int_infer(trained):

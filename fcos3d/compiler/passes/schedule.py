@@ -45,7 +45,7 @@ from ..intrinsics import (
     vector_lanes,
     window_intrin,
 )
-from ..kernels import KERNEL_ATTR, WINDOW_CONSECUTIVE_ATTR, WINDOW_STRIDE_ATTR
+from ..kernels import KERNEL_ATTR, WINDOW_CONSECUTIVE_ATTR, WINDOW_STRIDE_ATTR, WINDOW_TAPS_ATTR
 
 __all__ = ["apply_default_schedule", "gemm_tile", "load_amx_config", "position_block", "schedule", "schedule_func"]
 
@@ -404,7 +404,8 @@ def _window_intrin(sch: s_tir.Schedule, conv, intrin) -> str:
     """The window instruction of a depthwise_dot block: its column stride and word form (kernels.depthwise_conv)."""
     notes = sch.get(conv).annotations
     stride = int(notes.get(WINDOW_STRIDE_ATTR, 1))
-    return window_intrin(intrin, stride, bool(int(notes.get(WINDOW_CONSECUTIVE_ATTR, 0))))
+    consecutive = bool(int(notes.get(WINDOW_CONSECUTIVE_ATTR, 0)))
+    return window_intrin(intrin, stride, consecutive, int(notes.get(WINDOW_TAPS_ATTR, 4)))
 
 
 def _is_pack(sch: s_tir.Schedule, block) -> bool:
