@@ -151,3 +151,30 @@ def test_depthwise_accumulators_start_at_the_offset_and_bias_terms():
             assert adds == []
         else:
             assert init == "0" and len(adds) >= 1
+
+
+def test_rows_copied_by_groups_prefetch_the_next_group():
+    """schedule.prefetch_next_rows: where a depthwise kernel copies its input rows group by group (planes over
+    PACK_PLANES_BYTES), each 64-byte step of the copy prefetches the same columns one group of rows further down
+    (clamped to the last row); whole planes copied once, and plain-vector targets, get none. The compiled results
+    of both forms equal the simulator (test_packed_separable_convs_equal_the_simulator's 128x144 case)."""
+    import re
+
+    from fcos3d.compiler.pipeline import run_pipeline
+
+    target = _host_target()
+    if dot_intrin_for(target) is None or not _has_amx(target):
+        pytest.skip("this CPU has no AMX: no depthwise kernel packs, none copies rows by groups")
+
+    def prefetches(c, hw, stride, tgt):
+        mod = run_pipeline(_separable(5, c, 16, hw, stride).graph, tgt).mod
+        (name,) = [gv for gv in mod.functions if "depthwise" in gv.name_hint]
+        return re.findall(r'T.call_llvm_intrin\("void", "llvm.prefetch[^"]*", T.address_of\(([^\n]*)\), 0, 2, 1\)',
+                          mod[name].script())  # fmt: skip
+
+    (grouped,) = prefetches(8, (128, 144), 1, target)  # 4 output rows a group: 4 rows further down
+    assert re.search(r"T.min\(b_0 \* T.int64\(4\) \+ ax0_1 - T.int64\(1\) \+ T.int64\(4\), T.int64\(127\)\)", grouped)
+    (strided,) = prefetches(32, (64, 256), 2, target)  # stride 2: 4 output rows are 8 input rows
+    assert re.search(r"T.int64\(8\), T.int64\(63\)\)", strided)
+    assert prefetches(32, (8, 32), 1, target) == []  # whole planes, made once per word
+    assert prefetches(8, (128, 144), 1, PLAIN) == []

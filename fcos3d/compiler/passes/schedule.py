@@ -667,11 +667,90 @@ def _channel_term(node, acc):
     return b.source, channel[0], list(b.indices)
 
 
+def prefetch_next_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """A depthwise kernel that copies each channel's input rows into its padded rows group by group of output rows
+    (_schedule_depthwise_pack over PACK_PLANES_BYTES) reads its input from memory in bursts of a few rows, a new
+    4 KiB page every group or two, where the hardware's stream prefetcher stops and must learn the stream again;
+    then computes with the memory idle. Here each 64-byte step of the copy also prefetches (into L2) the same
+    columns of the row the next group will copy: the input arrives while this group computes. Where the copy is not
+    in groups of rows (whole planes: no loop outside it moves its rows) nothing changes; a prefetch never faults,
+    and its row is clamped to the input's last one anyway."""
+    return func.with_body(_prefetch_rows(func.body, []))
+
+
+def _prefetch_rows(stmt, outer: list):
+    """``stmt`` with prefetch_next_rows' prefetch before every vectorised copy of a ``pad`` block under it;
+    ``outer``: the loops around ``stmt``, outermost first."""
+    if isinstance(stmt, tirx.SeqStmt):
+        return tirx.SeqStmt([_prefetch_rows(s, outer) for s in stmt.seq])
+    if isinstance(stmt, s_tir.SBlockRealize):
+        return _with_body(stmt, _prefetch_rows(stmt.block.body, outer))
+    if isinstance(stmt, tirx.IfThenElse):
+        other = None if stmt.else_case is None else _prefetch_rows(stmt.else_case, outer)
+        return tirx.IfThenElse(stmt.condition, _prefetch_rows(stmt.then_case, outer), other)
+    if not isinstance(stmt, tirx.For):
+        return stmt
+    fetch = _next_row_fetch(stmt, outer)
+    body = _prefetch_rows(stmt.body, [*outer, stmt])
+    if fetch is not None:
+        body = tirx.SeqStmt([fetch, body])
+    return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, body, stmt.thread_binding, stmt.annotations)
+
+
+def _next_row_fetch(loop, outer: list):
+    """The prefetch for one step of ``loop`` when its body is the vectorised copy of a ``pad`` block (input row r,
+    columns from q: the input at row r + d, where d is how far the rows move per step of the nearest loop outside
+    the copy's own row loop), else None."""
+    inner = loop.body
+    if not (isinstance(inner, tirx.For) and inner.kind == tirx.ForKind.VECTORIZED):
+        return None
+    realize = inner.body
+    if not (isinstance(realize, s_tir.SBlockRealize) and realize.block.name_hint == "pad"):
+        return None
+    block = realize.block
+    loads = []
+    structural_walk(block.body, (TensorLoad, lambda node: loads.append(node)))
+    sources = [ld for ld in loads if not ld.source.same_as(block.writes[0].source)]
+    if len(sources) != 1 or len(sources[0].indices) != 4 or not outer:
+        return None
+    binding = [(iv.var, v) for iv, v in zip(block.iter_vars, realize.iter_values)]
+    lane0 = [(inner.loop_var, inner.min)]
+    analyzer = tvm.sym.Analyzer()
+    indices = [analyzer.simplify(_substitute(_substitute(i, binding), lane0)) for i in sources[0].indices]
+    row = indices[2]
+    # the copy's own loops: this one and, where it holds nothing else, its parent (the rows of one copy)
+    own = 1 if outer[-1].body.same_as(loop) else 0
+    step = None
+    for lp in reversed(outer[: len(outer) - own]):
+        moved = analyzer.simplify(_substitute(row, [(lp.loop_var, lp.loop_var + 1)]) - row)
+        if isinstance(moved, tirx.IntImm) and moved.value > 0:
+            step = moved.value
+            break
+    if step is None:
+        return None
+    last = int(sources[0].source.shape[2]) - 1
+    indices[2] = tirx.min(row + step, last)
+    address = tirx.address_of(tirx.BufferLoad(sources[0].source, indices))
+    i32 = [tirx.const(v, "int32") for v in (0, 2, 1)]  # read, locality 2 (prefetcht1: into L2), data cache
+    return tirx.Evaluate(tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, *i32))
+
+
+def _substitute(expr, pairs: list):
+    """``expr`` with each variable of ``pairs`` (variable, value) replaced by its value."""
+
+    def var(node, mutator):
+        return next((value for v, value in pairs if v.same_as(node)), node)
+
+    return structural_mutate(expr, [(tirx.Var, var)])
+
+
 def schedule_func(func: tirx.PrimFunc, target) -> tirx.PrimFunc:
     """One PrimFunc -> the same computation with the loops of its rule, marked scheduled."""
     sch = s_tir.Schedule(func)
     apply_default_schedule(sch, target)
     scheduled = fold_depthwise_start(hoist_lane_predicates(sch.mod["main"]))
+    if dot_intrin_for(target) is not None:
+        scheduled = prefetch_next_rows(scheduled)
     return load_amx_config(scheduled).with_attr("tirx.is_scheduled", True)
 
 
