@@ -35,6 +35,8 @@ seed = param("seed", 0)
 calibration_steps = param("calibration_steps", 10)  # HAT: 10 steps of batch 32
 qat_epochs = param("qat_epochs", 10)
 qat_lr = param("qat_lr", 1e-6)
+# QAT also learns from the float model (fcos3d.model.losses.distill_loss; 0 = HAT's recipe, labels only)
+qat_distill_weight = param("qat_distill_weight", 5.0)
 # HAT's ReLU; "relu6" (Lite0's own) kept int8 within 0.006 NDS of float on the synthetic set (PERFORMANCE.md)
 backbone_activation = param("backbone_activation", "relu")
 
@@ -143,5 +145,9 @@ qat_trainer = dict(
         ),
     ),
     max_steps=max_steps or None,
+    distill=dict(
+        teacher=(LoadStageCheckpoint(f"{ckpt_dir}/float-checkpoint-best.pth.tar", stage="float"),),
+        weight=qat_distill_weight,
+    ),
 )
 export_cfg = dict(input_shape=(1, 3, input_size[1], input_size[0]), path=f"{ckpt_dir}/fcos3d_int8_qdq.onnx")
