@@ -366,12 +366,11 @@ def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | Non
     roofline is the dense MACs at the AMX peak plus the depthwise MACs at the dot-product peak (AMX tiles have
     no depthwise form); else all MACs at the dot-product peak."""
     n = timed["threads"]
+    # The issue's roofline: every MAC at the dot-product (VNNI / sdot) peak, whatever the CPU's matrix units.
+    dot_s = prep["macs"] / (peak_gmacs * 1e9 * n)
+    roofline_s = dot_s
     if amx_gmacs:
         roofline_s = (prep["dense_macs"] / amx_gmacs + prep["depthwise_macs"] / peak_gmacs) / (1e9 * n)
-    else:
-        roofline_s = prep["macs"] / (peak_gmacs * 1e9 * n)
-    # The issue's roofline: every MAC at the dot-product (VNNI / sdot) peak, whatever the CPU's matrix units.
-    vnni_s = prep["macs"] / (peak_gmacs * 1e9 * n)
     rows = {}
     for k, wall in timed["wall_s"].items():
         med = statistics.median(wall)
@@ -380,13 +379,14 @@ def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | Non
             "min_ms": min(wall) * 1e3,
             "cpu_share": statistics.median(c / (w * n) for c, w in zip(timed["cpu_s"][k], wall)),
             "x_roofline": med / roofline_s,
-            "x_dot_roofline": med / vnni_s,
+            "x_dot_roofline": med / dot_s,
         }
         warm = (timed.get("warm_wall_s") or {}).get(k)
         if warm:
-            rows[k]["warm_median_ms"] = statistics.median(warm) * 1e3
-            rows[k]["warm_x_roofline"] = statistics.median(warm) / roofline_s
-            rows[k]["warm_x_dot_roofline"] = statistics.median(warm) / vnni_s
+            wmed = statistics.median(warm)
+            rows[k].update(
+                warm_median_ms=wmed * 1e3, warm_x_roofline=wmed / roofline_s, warm_x_dot_roofline=wmed / dot_s
+            )
     ov = rows.get("openvino_int8")
     for r in rows.values():
         r["x_openvino_int8"] = r["median_ms"] / ov["median_ms"] if ov else None
@@ -396,7 +396,7 @@ def summarise(prep: dict, timed: dict, peak_gmacs: float, amx_gmacs: float | Non
         "size": prep["size"],
         "threads": n,
         "roofline_ms": roofline_s * 1e3,
-        "dot_roofline_ms": vnni_s * 1e3,
+        "dot_roofline_ms": dot_s * 1e3,
         "runtimes": rows,
     }
 
@@ -417,10 +417,7 @@ def markdown(summaries: list[dict], preps: dict) -> str:
             f"| {s['size']} ({p['macs'] / 1e9:.2f} GMAC) | {s['threads']} | roofline | {s['roofline_ms']:.1f} | | | 1.00 | | |"
             + (" | | |" if warm else "")
         )
-        if "dot_roofline_ms" in s:
-            lines.append(
-                f"| | | dot roofline | {s['dot_roofline_ms']:.1f} | | | | 1.00 | |" + (" | | |" if warm else "")
-            )
+        lines.append(f"| | | dot roofline | {s['dot_roofline_ms']:.1f} | | | | 1.00 | |" + (" | | |" if warm else ""))
         for k in RUNTIMES:
             r = s["runtimes"].get(k)
             if r is None:
@@ -428,7 +425,7 @@ def markdown(summaries: list[dict], preps: dict) -> str:
             ov = "" if r["x_openvino_int8"] is None else f"{r['x_openvino_int8']:.2f}"
             line = (
                 f"| | | {k} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['cpu_share']:.2f} | "
-                f"{r['x_roofline']:.2f} | {r.get('x_dot_roofline', r['x_roofline']):.2f} | {ov} |"
+                f"{r['x_roofline']:.2f} | {r['x_dot_roofline']:.2f} | {ov} |"
             )
             if warm:
                 wov = r.get("warm_x_openvino_int8")

@@ -19,7 +19,6 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from ..boxes.decode import group_outputs
 from ..data.transforms import collate_fn, unbatch_anns
 from ..errors import Fcos3dError
 from ..model.losses import distill_loss
@@ -265,8 +264,9 @@ def train(
                 if teacher is not None:
                     with torch.no_grad():
                         taught = teacher(img)
-                    groups = (group_outputs(r, model.strides, model.output_heads) for r in (raw, taught))
-                    losses["loss_distill"] = float(tcfg.distill["weight"]) * distill_loss(*groups)
+                    losses["loss_distill"] = tcfg.distill["weight"] * distill_loss(
+                        model.group(raw), model.group(taught)
+                    )
             loss = sum(losses.values())
             losses_f = {k: float(v.detach()) for k, v in losses.items()}
             if not math.isfinite(float(loss.detach())):
