@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # Lint first (seconds): a formatting or import-order slip fails CI like a failing test.
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

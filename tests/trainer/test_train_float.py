@@ -31,7 +31,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_short_training_learns(synth_lmdb, tmp_path):
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, int(os.environ.get("OMP_NUM_THREADS", "2"))))  # a pytest-xdist worker's share
     cfg = tiny_config(synth_lmdb, tmp_path, epochs=12, lr=3e-3, deterministic=False, val=True)
     rec = _Recorder()
     train(cfg, "float", work_dir=tmp_path, reporter=rec)
