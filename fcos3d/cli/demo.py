@@ -390,11 +390,13 @@ def run_demo(
             "board": "host",
         }
         acc["board"] = rep["metrics"]
+        nds = rep["metrics"].get("NDS")  # None: --align-limit left no sample whole
+        board_nds = "—" if nds is None else f"{nds:.4f}" + (" (the samples seen whole)" if rep.get("scope") else "")
         steps.done(
             "align-bpu",
             t0,
             str(work_dir / "align_bpu"),
-            f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {rep['metrics']['NDS']:.4f}",
+            f"{rep['images']} images, {rep['mismatches']} of {elements:,} elements differ, board NDS {board_nds}",
         )
 
     # 10. then every stage against float on the same images, paired (fcos3d compare-stages)

@@ -62,7 +62,13 @@ def _fmt(metrics: dict | None, key: str) -> str:
     help="Seconds the board may take to answer a connect, an upload or a run before the validation stops with an "
     "error (raise it for a slow board or link).",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Validate only the first N camera images.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validate only the first N camera images (6 per sample, in split order); the accuracy table then scores "
+    "the board and every stage on the samples those images cover whole.",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -157,13 +163,23 @@ def validate_cmd(
     )
     if report.get("device_label") and report["device_label"] != report["device"]:
         console.print(f"the board's outputs were computed by: {report['device_label']}")
-    stages = stage_metrics(work_dir_of(cfg))
+    scope = report.get("scope")
+    if scope is None:  # the whole split: every stage's own metrics.json beside the board's
+        stages, title = stage_metrics(work_dir_of(cfg)), "accuracy (nuScenes val)"
+    else:  # --limit: every stage re-scored on the samples the board saw whole
+        stages = dict(report["stage_metrics"])
+        title = (
+            f"accuracy on the {len(scope['sample_tokens'])} val samples whose 6 cameras are all among the first "
+            f"{scope['images']} of {scope['split_images']} images (every stage on the same samples)"
+        )
     stages["board"] = report["metrics"]
-    print_table(
-        "accuracy (nuScenes val" + (f", board on the first {limit} images" if limit else "") + ")",
-        [(s, _fmt(m, "NDS"), _fmt(m, "mAP")) for s, m in stages.items()],
-        ("stage", "NDS", "mAP"),
-    )
+    if scope is not None and not scope["sample_tokens"]:
+        console.print(
+            f"[yellow]accuracy: no val sample has all 6 cameras among the first {scope['images']} images; "
+            "use --limit 6 or more (a multiple of 6) to score the board and every stage on the same samples"
+        )
+    else:
+        print_table(title, [(s, _fmt(m, "NDS"), _fmt(m, "mAP")) for s, m in stages.items()], ("stage", "NDS", "mAP"))
     traced = report.get("trace")
     if traced:
         head = f"trace of image {traced['image']} ({traced['file_name']}): " if "image" in traced else "trace: "

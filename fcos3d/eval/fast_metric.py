@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MatchedSplit", "load_gt_boxes", "load_pred_boxes", "match_boxes", "scene_of_samples"]
+__all__ = [
+    "MatchedSplit",
+    "load_gt_boxes",
+    "load_pred_boxes",
+    "match_boxes",
+    "metrics_on_samples",
+    "scene_of_samples",
+]
 
 CONFIG_NAME = "detection_cvpr_2019"
 # The devkit's TP metric names in its order (nuscenes.eval.detection.constants.TP_METRICS) and our short names.
@@ -82,6 +89,24 @@ def load_pred_boxes(result: Mapping, nusc, eval_set: str):
     if any(len(b) for b in pred.boxes.values()):  # the devkit's filter cannot tell the box type of an empty set
         pred = filter_eval_boxes(nusc, pred, cfg.class_range, verbose=False)
     return pred
+
+
+def metrics_on_samples(
+    results: Mapping[str, Mapping], nusc, eval_set: str, sample_tokens: Sequence[str]
+) -> dict[str, dict]:
+    """Each result dict's metrics on the split's samples ``sample_tokens`` alone: the devkit's metric as if the
+    split held only those samples (their ground truth and predictions; the other samples' left out). The ground
+    truth is loaded once for all results. A token outside the split is an error."""
+    gt = load_gt_boxes(nusc, eval_set)
+    wanted = set(sample_tokens)
+    unknown = wanted.difference(gt.sample_tokens)
+    if unknown:
+        raise ValueError(f"{len(unknown)} sample token(s) not in the split {eval_set}, e.g. {sorted(unknown)[0]}")
+    out = {}
+    for name, result in results.items():
+        split = match_boxes(gt, load_pred_boxes(result, nusc, eval_set))
+        out[name] = split.metrics(np.array([t in wanted for t in split.sample_tokens], dtype=np.int64))
+    return out
 
 
 def _center_distance(p_xy: np.ndarray, g_xy: np.ndarray) -> np.ndarray:

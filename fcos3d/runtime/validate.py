@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from fcos3d.boxes.decode import group_outputs
 from fcos3d.errors import Fcos3dError
 from fcos3d.io import atomic_write_json, json_plain
 
-__all__ = ["REPORT_FILE", "align_bpu", "camera_images", "collector_intrinsics", "dequantize", "model_strides"]
+__all__ = [
+    "REPORT_FILE",
+    "align_bpu",
+    "camera_images",
+    "collector_intrinsics",
+    "complete_samples",
+    "dequantize",
+    "model_strides",
+]
 
 REPORT_FILE = "align_report.json"
 
@@ -35,6 +44,34 @@ def camera_images(dataroot, version: str, split: str = "val", limit: int | None 
     infos = infos[:limit] if limit is not None else infos
     check_images_exist(dataroot, infos, split)
     return meta, infos
+
+
+def complete_samples(infos: Sequence[Mapping]) -> list[str]:
+    """The sample tokens of camera-image infos (split_image_infos' order, maybe cut short) that hold every camera
+    of their sample: the samples a board that ran only these images can be scored on."""
+    from fcos3d.data.classes import CAMERAS
+
+    count = Counter(info["sample_token"] for info in infos)
+    return [t for t, n in count.items() if n == len(CAMERAS)]
+
+
+def _limited_metrics(whole: dict, infos: Sequence[Mapping], meta: Mapping) -> tuple[dict, dict]:
+    """(the board's metrics on the samples the first images cover completely, the scope): the devkit's whole-split
+    numbers would count every sample past the limit as one with nothing detected. Both kept in the report; the
+    whole split's also in metrics.json."""
+    from fcos3d.eval.nuscenes_metric import evaluate_on_samples
+
+    tokens = complete_samples(infos)
+    headline = ("NDS", "mAP", "mATE", "mASE", "mAOE", "mAVE", "mAAE")
+    if tokens:
+        board = whole["result_file"]
+        scored = evaluate_on_samples({"board": board}, meta["dataroot"], meta["version"], meta["devkit_split"], tokens)
+        metrics = scored["board"]
+    else:
+        metrics = {k: None for k in headline} | {"num_samples": 0, "num_pred_boxes": 0}
+    metrics |= {"result_file": whole["result_file"], "split_metrics": {k: whole.get(k) for k in headline}}
+    scope = {"images": len(infos), "split_images": meta["count"], "sample_tokens": tokens}
+    return metrics, scope
 
 
 def model_strides(onnx_path, output_names: Sequence[str]) -> tuple[int, ...]:
@@ -99,6 +136,9 @@ def align_bpu(
     Returns ``{"images", "mismatches", "equal", "outputs": [{name, mismatches, total, max_abs_diff, problem,
     first: {image, file_name, index, board, sim} | None}], "metrics", "device", "artifact", "onnx"}`` and writes it
     to ``out_dir/align_report.json`` (atomically; the metric's results_nusc.json and metrics.json beside it).
+    With a ``limit`` short of the split, "metrics" scores the board on the samples whose every camera image is among
+    the first ``limit`` (none when ``limit`` < 6; ``split_metrics`` inside it: the devkit on the whole split) and
+    ``scope`` says which ({images, split_images, sample_tokens}); without one, ``scope`` is None.
     An output the two sides cannot compare element-wise (``problem``) counts all its elements as mismatches.
     ``post``: a fcos3d.boxes.postprocess.PostProcess (default settings when None). ``rpc_timeout``: seconds the
     board may take per RPC call (execute.DEFAULT_RPC_TIMEOUT when None).
@@ -158,6 +198,9 @@ def align_bpu(
             progress(i + 1, len(infos))
 
     metrics = collector.evaluate(out_dir)
+    scope = None
+    if limit is not None and len(infos) < meta_of_split["count"]:
+        metrics, scope = _limited_metrics(metrics, infos, meta_of_split)
     outputs = list(stats.values())
     mismatches = sum(s["mismatches"] for s in outputs)
     report = {
@@ -173,6 +216,8 @@ def align_bpu(
         "artifact": str(Path(artifact_dir)),
         "onnx": str(onnx_path),
         "split": split,
+        # with --limit: the images seen and the samples whose every camera is among them (what "metrics" scores)
+        "scope": scope,
         "version": version,
         "dataroot": str(root),
     }

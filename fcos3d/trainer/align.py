@@ -24,6 +24,7 @@ __all__ = [
     "REPORT_DIR",
     "onnx_of",
     "default_artifact",
+    "limited_stage_metrics",
     "stage_metrics",
     "run_align_bpu",
     "trace_first_mismatch",
@@ -70,6 +71,30 @@ def stage_metrics(work_dir: Path) -> dict[str, dict | None]:
             out[stage] = json.loads(path.read_text())
         except (OSError, ValueError):
             out[stage] = None
+    return out
+
+
+def limited_stage_metrics(work_dir: Path, split_meta: dict, sample_tokens: list[str]) -> dict[str, dict | None]:
+    """Every predict stage's NDS/mAP/... on the samples ``sample_tokens`` alone (what align-bpu --limit scores the
+    board on), from <ckpt_dir>/predict/<stage>/results_nusc.json; None for a stage without a result file, or when
+    no sample is covered. A result file that does not cover the split is an error naming it."""
+    from fcos3d.eval.nuscenes_metric import RESULT_FILE, evaluate_on_samples
+
+    files = {s: work_dir / "predict" / s / RESULT_FILE for s in PREDICT_STAGES}
+    out: dict[str, dict | None] = {s: None for s in PREDICT_STAGES}
+    if not sample_tokens:
+        return out
+    for stage, path in files.items():
+        if not path.is_file():
+            continue
+        try:
+            out[stage] = evaluate_on_samples(
+                {stage: path}, split_meta["dataroot"], split_meta["version"], split_meta["devkit_split"], sample_tokens
+            )[stage]
+        except Fcos3dError as e:
+            raise Fcos3dError(
+                f"{path}: {e}; re-run `fcos3d predict --stage {stage}` on this config's val split"
+            ) from None
     return out
 
 
@@ -122,6 +147,14 @@ def run_align_bpu(
         rpc_timeout=rpc_timeout,
     )
     report = report | {"out_dir": str(out_dir)}
+    scope = report.get("scope")
+    if scope is not None:
+        from fcos3d.io import atomic_write_json, json_plain
+
+        report["stage_metrics"] = json_plain(limited_stage_metrics(work_dir, split_meta, scope["sample_tokens"]))
+        from fcos3d.runtime.validate import REPORT_FILE
+
+        atomic_write_json(out_dir / REPORT_FILE, report, indent=2, allow_nan=False)
     if trace and not report["equal"]:
         from fcos3d.io import atomic_write_json
         from fcos3d.runtime.validate import REPORT_FILE

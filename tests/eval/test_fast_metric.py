@@ -117,6 +117,27 @@ def test_synthetic_split_equals_devkit_detection_eval(synth_split, tmp_path, see
     assert dev["NDS"] > 0.2  # a result with real matches, not a degenerate zero
 
 
+def test_some_samples_score_as_the_devkit_on_those_alone(synth_split):
+    """evaluate_on_samples (how align-bpu --limit scores the board and every stage): the devkit on a split that
+    holds only those samples, every number bit for bit."""
+    from fcos3d.eval.nuscenes_metric import evaluate_on_samples, split_sample_tokens
+
+    dataroot, version, eval_set, nusc = synth_split
+    tokens = split_sample_tokens(dataroot, version, eval_set)
+    result = _noisy_result(nusc, tokens, 2)
+    keep = tokens[::2]
+    assert 0 < len(keep) < len(tokens)
+    got = evaluate_on_samples({"r": result}, dataroot, version, eval_set, keep)["r"]
+    gt, pred = load_gt_boxes(nusc, eval_set), load_pred_boxes(result, nusc, eval_set)
+    inside = [[t in keep for t in b.sample_tokens] for b in (gt, pred)]
+    _assert_equal(got, devkit_metrics(resampled(gt, inside[0]), resampled(pred, inside[1])))
+    assert got["num_samples"] == len(keep) and got["num_pred_boxes"] == sum(len(result["results"][t]) for t in keep)
+    whole = match_boxes(gt, pred).metrics()
+    assert got["NDS"] != whole["NDS"]  # the other samples were left out, not merely present
+    with pytest.raises(ValueError, match="not in the split"):
+        evaluate_on_samples({"r": result}, dataroot, version, eval_set, [*keep, "no-such-token"])
+
+
 def test_empty_result_scores_the_devkits_no_predictions(synth_split, tmp_path):
     from fcos3d.eval.nuscenes_metric import split_sample_tokens
 

@@ -3,6 +3,7 @@ board NDS == simulator NDS == int_infer NDS, a flipped element found where it is
 
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -187,8 +188,26 @@ def test_cli_exit_codes_and_tables(compiled, synth_lmdb, tmp_path, monkeypatch):
 
     ok = runner.invoke(validate_cmd, args)
     assert ok.exit_code == 0, ok.output
-    assert "bit-exact" in ok.output and "int_infer" in ok.output and "0.1250" in ok.output and "—" in ok.output
+    assert "bit-exact" in ok.output and "no val sample has all 6 cameras among the first 2 images" in ok.output
     assert (ckpt / "align_bpu" / "align_report.json").is_file()
+
+    # --limit 6: one sample seen whole, and every stage scored on that sample alone, not on the whole split (where
+    # the board would count the samples past the limit as empty). int_infer's result file: the board's own boxes.
+    six = [*args[:-1], "6"]
+    first = runner.invoke(validate_cmd, six)
+    report = json.loads((ckpt / "align_bpu" / "align_report.json").read_text())
+    assert first.exit_code == 0 and len(report["scope"]["sample_tokens"]) == 1, first.output
+    assert report["stage_metrics"]["int_infer"] is None  # its metrics.json is whole-split: not shown as if comparable
+    board = report["metrics"]
+    assert board["NDS"] > board["split_metrics"]["NDS"]  # 1 sample of 3 with boxes: the whole split scores it lower
+    shutil.copy(ckpt / "align_bpu" / "results_nusc.json", ckpt / "predict" / "int_infer" / "results_nusc.json")
+    again = runner.invoke(validate_cmd, six)
+    assert again.exit_code == 0, again.output
+    report = json.loads((ckpt / "align_bpu" / "align_report.json").read_text())
+    assert report["stage_metrics"]["int_infer"]["NDS"] == report["metrics"]["NDS"] == board["NDS"]
+    line = next(row for row in again.output.splitlines() if "int_infer" in row)
+    assert f"{board['NDS']:.4f}" in line and "0.1250" not in again.output
+    assert "1 val samples whose 6 cameras are all among the first 6 of 18 images" in " ".join(again.output.split())
 
     real_run = execute.Artifact.run
 
@@ -253,12 +272,13 @@ def test_align_bpu_on_the_tosa_reference_model_equals_the_host_board(compiled, s
     result = compile_onnx(onnx_path, "ethos-u85-256", tmp_path / "artifact-ethos-u85-256")
     assert result.meta["backend"] == "tosa" and result.meta["vela"]["cpu_fallback"] is False
     npu = align_bpu(
-        tmp_path / "artifact-ethos-u85-256", onnx_path, root, version, "val", limit=4, out_dir=tmp_path / "n"
+        tmp_path / "artifact-ethos-u85-256", onnx_path, root, version, "val", limit=6, out_dir=tmp_path / "n"
     )
-    host = align_bpu(art_dir, onnx_path, root, version, "val", limit=4, out_dir=tmp_path / "h")
+    host = align_bpu(art_dir, onnx_path, root, version, "val", limit=6, out_dir=tmp_path / "h")
     assert npu["equal"] and npu["mismatches"] == 0 and sum(o["total"] for o in npu["outputs"]) > 0
     assert npu["device_label"] == BOARD_LABEL and npu["board"] == "ethos-u85-256"
-    assert npu["metrics"]["NDS"] == host["metrics"]["NDS"] and npu["metrics"]["mAP"] == host["metrics"]["mAP"]
+    assert npu["metrics"]["NDS"] == host["metrics"]["NDS"] is not None  # scored on the one sample seen whole
+    assert npu["metrics"]["mAP"] == host["metrics"]["mAP"]
 
 
 @pytest.mark.slow
