@@ -501,9 +501,16 @@ def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     sch.reorder(task, c, yo, xo, yi, xi, ky, q)
     sch.parallel(task)
     _pad_per_channel(sch, c)
-    sch.reverse_compute_at(out, xo)
+    # The epilogue runs once per row of tile blocks, over whole output rows: rows whose width is not a multiple of
+    # the vector length end in one vector moved back to end at the row's end (hoist_lane_predicates), where an
+    # epilogue per tile had a scalar tail (a last tile of 8 columns in 56) or 14-lane vectors (rows of 28).
+    sch.reverse_compute_at(out, yo)
     sch.tensorize(yi, amx_intrin(window))
-    _vectorize_inner(sch, out, vector_lanes(target))
+    lanes = vector_lanes(target)
+    row = sch.get_loops(out)[-1]
+    if _extent(sch, row) > lanes:
+        _, row = sch.split(row, [None, lanes])
+    sch.vectorize(row)
     sch.annotate(task, AMX_CONFIG_ATTR, window.config_words())
 
 
@@ -538,13 +545,62 @@ def _all_lanes(predicate, lane: tirx.Var, lanes: int):
     return coeffs[0] * (lanes - 1) + coeffs[1] < 0
 
 
-def _hoist(stmt):
+def _written(stmt) -> list:
+    """The buffers the blocks under ``stmt`` write."""
+    out: list = []
+    structural_walk(stmt, (s_tir.SBlock, lambda node: out.extend(w.source for w in node.writes)))
+    return out
+
+
+def _shifted_tail(stmt: tirx.For, body, enclosing: list) -> tirx.SBlockRealize | None:
+    """The last, partial vector of a predicated row ``position < P`` moved back to end at P: lanes P - n .. P - 1,
+    all in bounds, the first ones computed again (the same values: the block is a pure element-wise map). None
+    unless that is safe: a data-parallel block with no init and no buffers of its own that reads none of the
+    buffers it writes, P a constant >= n, every block variable that moves with the lane equal to the predicate's
+    position (so it stays in [P - n, P)), and every loop the row's start depends on (``enclosing``: (loop
+    variable, the buffers its body writes)) a loop of this block alone, writing nothing the block reads: the
+    positions before this vector were then read by this block's own earlier vectors, from inputs computed before
+    the loop (an epilogue run per AMX tile, inside the loop of the tiles, would read another tile's accumulator,
+    which TVM allocates per tile: not shifted)."""
+    lane, lanes, pred, block = stmt.loop_var, stmt.extent.value, body.predicate, body.block
+    if not isinstance(pred, tirx.LT) or not isinstance(pred.b, tirx.IntImm) or pred.b.value < lanes:
+        return None
+    coeffs = detect_linear_equation(pred.a - pred.b, [lane])
+    if len(coeffs) != 2 or not isinstance(coeffs[0], tirx.IntImm) or coeffs[0].value != 1:
+        return None
+    if block.init is not None or block.alloc_buffers or block.match_buffers:
+        return None
+    if any(int(iv.iter_type) != 0 for iv in block.iter_vars):  # 0: kDataPar
+        return None
+    loads: list = []
+    structural_walk(block.body, (TensorLoad, lambda node: loads.append(node)))
+    read = [ld.source for ld in loads]
+    written = [w.source for w in block.writes]
+    if any(any(r.same_as(w) for w in written) for r in read):
+        return None
+    for v in tirx.analysis.undefined_vars(coeffs[1]):
+        loop = next((writes for var, writes in enclosing if var.same_as(v)), None)
+        if loop is None or any(any(r.same_as(w) for w in loop) for r in read):
+            return None
+    analyzer = tvm.sym.Analyzer()
+    for value in body.iter_values:
+        moves = any(v.same_as(lane) for v in tirx.analysis.undefined_vars(value))
+        if moves and not analyzer.can_prove_equal(value, pred.a):
+            return None
+    shift = lane - lanes - coeffs[1]  # the position P - n + lane
+    values = [_substitute(v, [(lane, shift)]) for v in body.iter_values]
+    return s_tir.SBlockRealize(values, tirx.const(True, "bool"), block)
+
+
+def _hoist(stmt, enclosing: tuple = ()):
     """Rebuild ``stmt`` with every vectorized loop over a predicated block split in two by _all_lanes: the
-    vector body without the predicate where every lane is in bounds, else the lanes one by one with it."""
+    vector body without the predicate where every lane is in bounds, else the last vector shifted back to end in
+    bounds (_shifted_tail), or where that is not safe, the lanes one by one with the predicate. ``enclosing``:
+    (loop variable, buffers written in its body) of the loops around ``stmt``."""
     if isinstance(stmt, tirx.SeqStmt):
-        return tirx.SeqStmt([_hoist(s) for s in stmt.seq])
+        return tirx.SeqStmt([_hoist(s, enclosing) for s in stmt.seq])
     if isinstance(stmt, s_tir.SBlockRealize):
-        return _with_body(stmt, _hoist(stmt.block.body))
+        return _with_body(stmt, _hoist(stmt.block.body, enclosing))
     if not isinstance(stmt, tirx.For):
         return stmt
     body = stmt.body
@@ -557,18 +613,22 @@ def _hoist(stmt):
         if cond is not None:
             whole = s_tir.SBlockRealize(body.iter_values, tirx.const(True, "bool"), body.block)
             vector = tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, whole, annotations=stmt.annotations)
-            scalar = tirx.For(stmt.loop_var, stmt.min, stmt.extent, tirx.ForKind.SERIAL, body)
-            return tirx.IfThenElse(cond, vector, scalar)
-    return tirx.For(
-        stmt.loop_var, stmt.min, stmt.extent, stmt.kind, _hoist(body), stmt.thread_binding, stmt.annotations
-    )
+            tail = _shifted_tail(stmt, body, list(enclosing))
+            if tail is not None:
+                rest = tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, tail, annotations=stmt.annotations)
+            else:
+                rest = tirx.For(stmt.loop_var, stmt.min, stmt.extent, tirx.ForKind.SERIAL, body)
+            return tirx.IfThenElse(cond, vector, rest)
+    inner = _hoist(body, (*enclosing, (stmt.loop_var, _written(body))))
+    return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, inner, stmt.thread_binding, stmt.annotations)
 
 
 def hoist_lane_predicates(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """A tile's epilogue over positions padded to whole tiles has the predicate ``position < P`` on each element
     (reverse_compute_at). When P is not a multiple of the vector length, TVM's vectoriser sees a per-lane condition
     and scalarises the whole loop, in every tile: a 33x33 conv ran 2.2x slower than a 32x33 one. The predicate holds
-    for all lanes but in the last vector, so that test moves out of the vector loop (_hoist)."""
+    for all lanes but in the last vector, so that test moves out of the vector loop (_hoist); the last vector itself
+    runs as a whole vector moved back to end at P where that is safe (_shifted_tail)."""
     return func.with_body(_hoist(func.body))
 
 

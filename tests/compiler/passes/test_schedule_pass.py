@@ -124,3 +124,60 @@ def test_no_vector_loop_of_a_ragged_gemm_epilogue_is_predicated_per_element():
     body = scheduled.body
     assert _predicated_vector_loops(body) == []
     assert "T.if_then_else" in scheduled.script() or "if " in scheduled.script()  # the hoisted test is there
+
+
+def _loops_over_predicated_blocks(stmt, reading: str) -> list[tuple[str, int]]:
+    """(kind, extent) of each loop whose body is a block with a per-element predicate (a scalar tail) that reads
+    the buffer named ``reading`` (the accumulator: the epilogue, not the padding's fill)."""
+    from tvm import s_tir
+
+    found = []
+
+    def visit(node):
+        body = node.body
+        if not isinstance(body, s_tir.SBlockRealize) or not any(r.source.name == reading for r in body.block.reads):
+            return
+        if not (isinstance(body.predicate, tirx.IntImm) and body.predicate.value == 1):
+            found.append((str(node.kind), int(node.extent)))
+
+    from tvm_ffi import structural_walk
+
+    structural_walk(stmt, (tirx.For, visit))
+    return found
+
+
+def _scheduled(shape, conv, kernel: str):
+    from fcos3d.compiler.passes.fuse import fuse
+    from fcos3d.compiler.passes.import_int_graph import import_int_graph
+    from fcos3d.compiler.passes.legalize import legalize
+    from fcos3d.compiler.passes.schedule import schedule_func
+
+    with TARGETS["host"] as target:
+        fused = fuse(legalize(import_int_graph(_conv_graph(shape, seed=0, **conv).graph)))
+        func = next(f for gv, f in fused.functions.items() if kernel in gv.name_hint)
+        return schedule_func(func, target)
+
+
+@pytest.mark.parametrize("hw", [(16, 28), (32, 56), (20, 37)])
+def test_a_ragged_depthwise_row_ends_in_a_whole_vector_moved_back(hw):
+    """An AMX depthwise conv's epilogue runs over whole output rows after the row's tiles: a row of 28, 56 or 37
+    is 16-lane vectors, the last one moved back to end at the row's end (schedule._shifted_tail), so no element
+    is left to a scalar loop (before: 14-lane vectors, or 8 scalar elements per row of 56). Its outputs equal the
+    simulator's (test_amx_gemm.py)."""
+    from fcos3d.compiler.intrinsics import amx_window_for
+
+    if amx_window_for(TARGETS["host"], (5, 5), (1, 1), hw) is None:
+        pytest.skip("this CPU has no AMX: its depthwise convs take the window kernel")
+    func = _scheduled((1, 16, *hw), dict(out_channels=16, kernel=5, groups=16), "depthwise")
+    script = func.script()
+    assert "tdpbusd" in script and _loops_over_predicated_blocks(func.body, "depthwise") == []
+    assert "T.vectorized(T.int64(16))" in script and "T.vectorized(T.int64(14))" not in script
+
+
+def test_a_gemm_epilogue_per_tile_keeps_its_scalar_tail():
+    """The GEMM's epilogue runs per position tile, inside the tile loop, on that tile's accumulator: moving its last
+    vector back would read the previous tile's, which TVM allocates per tile, so _shifted_tail leaves it scalar."""
+    shape, conv = CASES["dense_ragged_positions"]
+    func = _scheduled(shape, conv, "conv2d_int8")
+    tails = _loops_over_predicated_blocks(func.body, "gemm")
+    assert tails and all(kind == "0" or "SERIAL" in kind.upper() for kind, _ in tails), tails
