@@ -10,7 +10,8 @@
 #   scripts/heldout_acceptance.sh work_dirs/hr6_qatlast_test work_dirs/hr6_qatlast
 #
 # FROM_DIR's float, calibration and QAT checkpoints are copied into WORK_DIR (FROM_DIR's own predictions are
-# left as they are). About 25 minutes on a quiet 2-core machine with THREADS=2, once the data is there.
+# left as they are). About 25 minutes on a quiet 2-core machine with THREADS=2, once the data is there; NO_BOARD=1
+# scores the four stages only (no export, no align-bpu: about 15 minutes).
 source "$(dirname "$0")/acceptance_common.sh"
 FROM=$1
 shift
@@ -30,4 +31,13 @@ mkdir -p "$WORK"
 for f in float calibration qat; do
   [ -f "$WORK/$f-checkpoint-best.pth.tar" ] || cp "$FROM/$f-checkpoint-best.pth.tar" "$WORK/$f-checkpoint-best.pth.tar"
 done
-score_all $C "${S[@]}"
+if [ -n "${NO_BOARD:-}" ]; then
+  for st in float calibration qat int_infer; do
+    fcos3d predict --stage $st --config $C "${S[@]}"
+    stamp "predict $st"
+  done
+  fcos3d compare-stages --config $C "${S[@]}"
+  stamp done
+else
+  score_all $C "${S[@]}"
+fi
