@@ -362,7 +362,12 @@ def _pad_per_channel(sch: s_tir.Schedule, loop) -> None:
     if _extent(sch, plane) > 64:
         _, plane = sch.split(plane, [None, 64])
     sch.vectorize(plane)
-    _vectorize_inner(sch, pad, 64)
+    # the in-bound copy: rows in vectors of 64 bytes, a ragged row's last vector moved back to end at the row's end
+    # (hoist_lane_predicates; a row of 112 was two vectors of 56, each three loads and stores)
+    row = sch.get_loops(pad)[-1]
+    if _extent(sch, row) > 64:
+        _, row = sch.split(row, [None, 64])
+    sch.vectorize(row)
 
 
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
