@@ -216,8 +216,11 @@ def evaluate_on_samples(results: Mapping, dataroot, version: str, eval_set: str,
     eval_set = resolve_eval_set(version, eval_set)
     loaded = {name: _load_result(r) for name, r in results.items()}
     split_tokens = split_sample_tokens(dataroot, version, eval_set)
-    for r in loaded.values():
-        _check_result(r, split_tokens, eval_set)
+    for name, r in loaded.items():
+        try:
+            _check_result(r, split_tokens, eval_set)
+        except Fcos3dError as e:
+            raise Fcos3dError(f"{name if isinstance(results[name], dict) else results[name]}: {e}") from None
     with _quiet():
         scored = metrics_on_samples(loaded, nusc, eval_set, sample_tokens)
     wanted = set(sample_tokens)

@@ -81,21 +81,17 @@ def limited_stage_metrics(work_dir: Path, split_meta: dict, sample_tokens: list[
     from fcos3d.eval.nuscenes_metric import RESULT_FILE, evaluate_on_samples
 
     files = {s: work_dir / "predict" / s / RESULT_FILE for s in PREDICT_STAGES}
+    present = {s: path for s, path in files.items() if path.is_file()}
     out: dict[str, dict | None] = {s: None for s in PREDICT_STAGES}
-    if not sample_tokens:
+    if not sample_tokens or not present:
         return out
-    for stage, path in files.items():
-        if not path.is_file():
-            continue
-        try:
-            out[stage] = evaluate_on_samples(
-                {stage: path}, split_meta["dataroot"], split_meta["version"], split_meta["devkit_split"], sample_tokens
-            )[stage]
-        except Fcos3dError as e:
-            raise Fcos3dError(
-                f"{path}: {e}; re-run `fcos3d predict --stage {stage}` on this config's val split"
-            ) from None
-    return out
+    try:  # one call: the ground truth is loaded and matched once for every stage
+        scored = evaluate_on_samples(
+            present, split_meta["dataroot"], split_meta["version"], split_meta["devkit_split"], sample_tokens
+        )
+    except Fcos3dError as e:
+        raise Fcos3dError(f"{e}; re-run `fcos3d predict --stage S` for that stage on this config's val split") from None
+    return out | scored
 
 
 def run_align_bpu(
@@ -117,8 +113,9 @@ def run_align_bpu(
     ``artifact_dir`` is given; with ``trace``, on a mismatch, ``trace``: the tracer's verdict on the first mismatching image,
     see trace_first_mismatch). ``onnx_path`` defaults to the config's export, ``artifact_dir`` to <ckpt_dir>/artifact-host
     (compiled on first use), ``out_dir`` to <ckpt_dir>/align_bpu."""
+    from fcos3d.io import atomic_write_json, json_plain
     from fcos3d.runtime.execute import parse_device
-    from fcos3d.runtime.validate import align_bpu
+    from fcos3d.runtime.validate import REPORT_FILE, align_bpu
 
     parse_device(device)  # a malformed HOST:PORT fails before anything is compiled
     work_dir = work_dir_of(cfg)
@@ -149,16 +146,9 @@ def run_align_bpu(
     report = report | {"out_dir": str(out_dir)}
     scope = report.get("scope")
     if scope is not None:
-        from fcos3d.io import atomic_write_json, json_plain
-
         report["stage_metrics"] = json_plain(limited_stage_metrics(work_dir, split_meta, scope["sample_tokens"]))
-        from fcos3d.runtime.validate import REPORT_FILE
-
         atomic_write_json(out_dir / REPORT_FILE, report, indent=2, allow_nan=False)
     if trace and not report["equal"]:
-        from fcos3d.io import atomic_write_json
-        from fcos3d.runtime.validate import REPORT_FILE
-
         report["trace"] = trace_first_mismatch(
             report, onnx_path, Path(artifact_dir), out_dir, device=device, echo=echo, rpc_timeout=rpc_timeout
         )

@@ -109,6 +109,15 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
         sch.vectorize(loop)
 
 
+def _vectorize_row(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """The block's innermost loop in whole vectors of ``lanes``: a ragged row's last vector is predicated here and
+    moved back to end at the row's end by hoist_lane_predicates (_shifted_tail) where that is safe."""
+    loop = sch.get_loops(block)[-1]
+    if _extent(sch, loop) > lanes:
+        _, loop = sch.split(loop, [None, lanes])
+    sch.vectorize(loop)
+
+
 def gemm_tile(channels: int, positions: int, lanes: int) -> tuple[int, int]:
     """(channels, position vectors) per register tile of a ``channels`` x ``positions`` GEMM. Each reduction step
     of a tile issues t_oc * t_pos dot instructions, t_oc weight broadcasts, t_pos activation loads and 2 loop
@@ -364,10 +373,7 @@ def _pad_per_channel(sch: s_tir.Schedule, loop) -> None:
     sch.vectorize(plane)
     # the in-bound copy: rows in vectors of 64 bytes, a ragged row's last vector moved back to end at the row's end
     # (hoist_lane_predicates; a row of 112 was two vectors of 56, each three loads and stores)
-    row = sch.get_loops(pad)[-1]
-    if _extent(sch, row) > 64:
-        _, row = sch.split(row, [None, 64])
-    sch.vectorize(row)
+    _vectorize_row(sch, pad, 64)
 
 
 def _schedule_depthwise_dot(sch: s_tir.Schedule, target) -> None:
@@ -511,11 +517,7 @@ def _schedule_depthwise_amx(sch: s_tir.Schedule, target) -> None:
     # epilogue per tile had a scalar tail (a last tile of 8 columns in 56) or 14-lane vectors (rows of 28).
     sch.reverse_compute_at(out, yo)
     sch.tensorize(yi, amx_intrin(window))
-    lanes = vector_lanes(target)
-    row = sch.get_loops(out)[-1]
-    if _extent(sch, row) > lanes:
-        _, row = sch.split(row, [None, lanes])
-    sch.vectorize(row)
+    _vectorize_row(sch, out, vector_lanes(target))
     sch.annotate(task, AMX_CONFIG_ATTR, window.config_words())
 
 
@@ -563,7 +565,7 @@ def _shifted_tail(stmt: tirx.For, body, enclosing: list) -> tirx.SBlockRealize |
     unless that is safe: a data-parallel block with no init and no buffers of its own that reads none of the
     buffers it writes, P a constant >= n, every block variable that moves with the lane equal to the predicate's
     position (so it stays in [P - n, P)), and every loop the row's start depends on (``enclosing``: (loop
-    variable, the buffers its body writes)) a loop of this block alone, writing nothing the block reads: the
+    variable, its body)) a loop of this block alone, writing nothing the block reads: the
     positions before this vector were then read by this block's own earlier vectors, from inputs computed before
     the loop (an epilogue run per AMX tile, inside the loop of the tiles, would read another tile's accumulator,
     which TVM allocates per tile: not shifted)."""
@@ -584,8 +586,8 @@ def _shifted_tail(stmt: tirx.For, body, enclosing: list) -> tirx.SBlockRealize |
     if any(any(r.same_as(w) for w in written) for r in read):
         return None
     for v in tirx.analysis.undefined_vars(coeffs[1]):
-        loop = next((writes for var, writes in enclosing if var.same_as(v)), None)
-        if loop is None or any(any(r.same_as(w) for w in loop) for r in read):
+        loop_body = next((b for var, b in enclosing if var.same_as(v)), None)
+        if loop_body is None or any(any(r.same_as(w) for w in _written(loop_body)) for r in read):
             return None
     analyzer = tvm.sym.Analyzer()
     for value in body.iter_values:
@@ -601,7 +603,7 @@ def _hoist(stmt, enclosing: tuple = ()):
     """Rebuild ``stmt`` with every vectorized loop over a predicated block split in two by _all_lanes: the
     vector body without the predicate where every lane is in bounds, else the last vector shifted back to end in
     bounds (_shifted_tail), or where that is not safe, the lanes one by one with the predicate. ``enclosing``:
-    (loop variable, buffers written in its body) of the loops around ``stmt``."""
+    (loop variable, its body) of the loops around ``stmt``."""
     if isinstance(stmt, tirx.SeqStmt):
         return tirx.SeqStmt([_hoist(s, enclosing) for s in stmt.seq])
     if isinstance(stmt, s_tir.SBlockRealize):
@@ -624,7 +626,7 @@ def _hoist(stmt, enclosing: tuple = ()):
             else:
                 rest = tirx.For(stmt.loop_var, stmt.min, stmt.extent, tirx.ForKind.SERIAL, body)
             return tirx.IfThenElse(cond, vector, rest)
-    inner = _hoist(body, (*enclosing, (stmt.loop_var, _written(body))))
+    inner = _hoist(body, (*enclosing, (stmt.loop_var, body)))
     return tirx.For(stmt.loop_var, stmt.min, stmt.extent, stmt.kind, inner, stmt.thread_binding, stmt.annotations)
 
 
